@@ -1,0 +1,142 @@
+"""What the engine concluded about one object, as plain frozen data.
+
+A ``Decision`` is everything the wire layer, ``nfsguard review``/``explain`` and
+the audit trail need: who decided (policy, version, digest, rule), what was
+seen and what will be mounted (effective version before/after), and the JSON
+patch that gets there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Action(StrEnum):
+    """Rule actions; ``precedence`` orders them (lower wins)."""
+
+    EXEMPT = "exempt"
+    DENY = "deny"
+    PIN = "pin"
+    WARN = "warn"
+    AUDIT = "audit"
+
+    @property
+    def precedence(self) -> int:
+        return _PRECEDENCE[self]
+
+
+_PRECEDENCE = {Action.EXEMPT: 0, Action.DENY: 1, Action.PIN: 2, Action.WARN: 3, Action.AUDIT: 4}
+
+
+class Outcome(StrEnum):
+    """What happened to the object.
+
+    The first five come from a deciding rule and are recorded in the audit
+    trail; ``compliant`` (already safe) and ``unmatched`` (in scope, no rule)
+    are answered but not recorded; ``ignored`` objects are out of scope.
+    """
+
+    MUTATED = "mutated"
+    DENIED = "denied"
+    WARNED = "warned"
+    AUDITED = "audited"
+    EXEMPT = "exempt"
+    COMPLIANT = "compliant"
+    UNMATCHED = "unmatched"
+    IGNORED = "ignored"
+
+    @property
+    def recorded(self) -> bool:
+        return self in _RECORDED
+
+
+_RECORDED = frozenset(
+    {Outcome.MUTATED, Outcome.DENIED, Outcome.WARNED, Outcome.AUDITED, Outcome.EXEMPT}
+)
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    """A rule, named the way auditors need it: by policy, version and content digest."""
+
+    policy: str
+    policy_version: str
+    policy_digest: str
+    rule: str
+    action: Action
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "policy": self.policy,
+            "policyVersion": self.policy_version,
+            "policyDigest": self.policy_digest,
+            "rule": self.rule,
+            "action": self.action.value,
+        }
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """The effective NFS version of an object's mount options, summarised.
+
+    ``version`` is what the node would mount with first (``"4.2"`` for a
+    negotiated mount), ``kind`` how it was chosen (explicit, negotiated,
+    conflicting, not-v4), ``options`` the version-selecting options found.
+    """
+
+    version: str | None
+    kind: str
+    affected: bool
+    options: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "kind": self.kind,
+            "affected": self.affected,
+            "options": list(self.options),
+        }
+
+
+@dataclass(frozen=True)
+class Target:
+    """Summary of the NFS target an object points at (for messages and records)."""
+
+    kind: str
+    name: str
+    driver: str
+    server: str | None
+    path: str | None
+    storage_class: str | None = None
+
+    @property
+    def export(self) -> str | None:
+        if self.server is None:
+            return None
+        return f"{self.server}:{self.path}" if self.path else self.server
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    target: Target | None = None
+    deciding: RuleRef | None = None
+    matched: tuple[RuleRef, ...] = ()
+    before: VersionState | None = None
+    after: VersionState | None = None
+    patch: tuple[Mapping[str, Any], ...] = ()
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+    nodes: str = ""  # how node kernels were known ("" when no rule needed them)
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome is not Outcome.DENIED
+
+    @property
+    def recorded(self) -> bool:
+        return self.outcome.recorded
