@@ -18,6 +18,7 @@ Conventions (see docs/operations.md, "Certificates"):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import os
@@ -332,7 +333,7 @@ def plan(
     policy: RenewalPolicy = RenewalPolicy(),
     ca_common_name: str = "nfsguard-webhook-ca",
 ) -> CertBundle:
-    """What to store next. Returns ``current`` unchanged (``changes == ()``) when
+    """What to store next. Returns ``current`` (with ``changes == ()``) when
     nothing needs doing, so a caller can write only if ``result.changed``.
 
     - nothing stored, or the stored CA unusable -> new CA and serving cert;
@@ -391,7 +392,7 @@ def plan(
         changes.append("pruned expired CAs from the trust bundle")
 
     if not changes and current is not None:
-        return current
+        return current if not current.changes else dataclasses.replace(current, changes=())
     return CertBundle(ca=ca, serving=serving, ca_bundle=bundle, changes=tuple(changes))
 
 
