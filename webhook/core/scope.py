@@ -1,14 +1,54 @@
 """Node selection: which nodes a PV's nodeAffinity or a StorageClass's allowedTopologies admit.
 
-Semantics follow k8s.io/component-helpers/scheduling/corev1/nodeaffinity: terms are
-ORed, requirements within a term ANDed; an empty term matches nothing.
+Semantics follow k8s.io/component-helpers/scheduling/corev1/nodeaffinity (what the
+scheduler and kubelet's volume node-affinity check use):
+
+* terms are ORed, requirements within a term ANDed;
+* an empty term (no expressions, no fields) matches nothing;
+* a term holding an invalid requirement matches nothing (the scheduler drops it;
+  the API server would reject such an object at validation anyway): ``In`` and
+  ``NotIn`` need at least one value, ``Exists`` and ``DoesNotExist`` none, ``Gt``
+  and ``Lt`` exactly one base-10 int64; ``matchFields`` supports only
+  ``metadata.name`` with ``In`` or ``NotIn`` and exactly one value;
+* ``NotIn`` and ``DoesNotExist`` hold on a node without the label;
+  ``Gt``/``Lt`` hold only when the node's label parses as an int64 too.
+
+A PV with ``spec.nodeAffinity.required`` holding no terms at all, or a
+StorageClass without ``allowedTopologies``, is scoped to every node
+(``ALL_NODES``): the conservative reading for a kernel check.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+
+__all__ = [
+    "ALL_NODES",
+    "OPERATORS",
+    "Node",
+    "NodeScope",
+    "SelectorRequirement",
+    "SelectorTerm",
+    "node_in_scope",
+    "scope_of",
+]
+
+OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"})
+NAME_FIELD = "metadata.name"
+_INT64 = re.compile(r"[+-]?[0-9]+")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _parse_int64(text: str) -> int | None:
+    """Go's strconv.ParseInt(text, 10, 64): optional sign, ASCII digits, int64 range."""
+    if not _INT64.fullmatch(text):
+        return None
+    value = int(text)
+    return value if _INT64_MIN <= value <= _INT64_MAX else None
 
 
 @dataclass(frozen=True)
@@ -19,6 +59,47 @@ class SelectorRequirement:
     operator: str  # In, NotIn, Exists, DoesNotExist, Gt, Lt
     values: tuple[str, ...] = ()
 
+    def problem(self, *, is_field: bool = False) -> str | None:
+        """Why this requirement is invalid (the scheduler would drop its term), or None."""
+        op, n = self.operator, len(self.values)
+        if is_field:
+            if self.key != NAME_FIELD:
+                return f"field {self.key!r} not supported (only {NAME_FIELD})"
+            if op not in ("In", "NotIn"):
+                return f"operator {op!r} not supported for fields (In, NotIn)"
+            return None if n == 1 else "field requirement must have exactly one value"
+        if not self.key:
+            return "empty key"
+        if op in ("In", "NotIn"):
+            return None if n else f"{op} needs at least one value"
+        if op in ("Exists", "DoesNotExist"):
+            return None if not n else f"{op} takes no values"
+        if op in ("Gt", "Lt"):
+            if n != 1 or _parse_int64(self.values[0]) is None:
+                return f"{op} needs exactly one integer value"
+            return None
+        return f"unknown operator {op!r}"
+
+    def holds(self, value: str | None) -> bool:
+        """Whether a node whose label (or field) is ``value`` (None: absent) satisfies this."""
+        op = self.operator
+        if op == "In":
+            return value is not None and value in self.values
+        if op == "NotIn":
+            return value is None or value not in self.values
+        if op == "Exists":
+            return value is not None
+        if op == "DoesNotExist":
+            return value is None
+        if op in ("Gt", "Lt"):
+            if value is None or len(self.values) != 1:
+                return False
+            have, want = _parse_int64(value), _parse_int64(self.values[0])
+            if have is None or want is None:
+                return False
+            return have > want if op == "Gt" else have < want
+        return False
+
 
 @dataclass(frozen=True)
 class SelectorTerm:
@@ -27,12 +108,37 @@ class SelectorTerm:
     match_expressions: tuple[SelectorRequirement, ...] = ()
     match_fields: tuple[SelectorRequirement, ...] = ()
 
+    @cached_property
+    def problem(self) -> str | None:
+        """Why this term can match no node (empty or invalid), or None."""
+        if not self.match_expressions and not self.match_fields:
+            return "empty term"
+        for req in self.match_expressions:
+            why = req.problem()
+            if why:
+                return f"matchExpressions {req.key!r}: {why}"
+        for req in self.match_fields:
+            why = req.problem(is_field=True)
+            if why:
+                return f"matchFields {req.key!r}: {why}"
+        return None
+
+    def matches(self, node: Node) -> bool:
+        if self.problem is not None:
+            return False
+        labels = node.labels
+        for req in self.match_expressions:
+            if not req.holds(labels.get(req.key)):
+                return False
+        return all(req.holds(node.name) for req in self.match_fields)
+
 
 @dataclass(frozen=True)
 class NodeScope:
     """The nodes that may mount a volume.
 
     ``terms is None`` means every node (no nodeAffinity, no allowedTopologies).
+    Hashable, so inventories can cache answers per scope.
     """
 
     terms: tuple[SelectorTerm, ...] | None = None
@@ -40,6 +146,16 @@ class NodeScope:
     @property
     def everywhere(self) -> bool:
         return self.terms is None
+
+    def matches(self, node: Node) -> bool:
+        if self.terms is None:
+            return True
+        return any(term.matches(node) for term in self.terms)
+
+    def __str__(self) -> str:
+        if self.terms is None:
+            return "all nodes"
+        return " OR ".join(_term_text(t) for t in self.terms) or "no nodes"
 
 
 ALL_NODES = NodeScope()
@@ -52,59 +168,50 @@ class Node:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+def _req_text(req: SelectorRequirement) -> str:
+    if req.operator in ("Exists", "DoesNotExist"):
+        return f"{req.key} {req.operator}"
+    return f"{req.key} {req.operator} ({','.join(req.values)})"
+
+
+def _term_text(term: SelectorTerm) -> str:
+    parts = [_req_text(r) for r in (*term.match_expressions, *term.match_fields)]
+    return "(" + " AND ".join(parts) + ")" if parts else "(nothing)"
+
+
+# Kept for callers of the earlier module-level helpers.
 def _requirement_holds(req: SelectorRequirement, value: str | None) -> bool:
-    op = req.operator
-    if op == "In":
-        return value is not None and value in req.values
-    if op == "NotIn":
-        return value is None or value not in req.values
-    if op == "Exists":
-        return value is not None
-    if op == "DoesNotExist":
-        return value is None
-    if op in ("Gt", "Lt"):
-        # Both sides must parse as integers (nodeaffinity.go); otherwise no match.
-        if value is None or len(req.values) != 1:
-            return False
-        try:
-            have, want = int(value), int(req.values[0])
-        except ValueError:
-            return False
-        return have > want if op == "Gt" else have < want
-    return False
+    return req.holds(value)
 
 
 def _term_holds(term: SelectorTerm, node: Node) -> bool:
-    if not term.match_expressions and not term.match_fields:
-        return False
-    for req in term.match_expressions:
-        if not _requirement_holds(req, node.labels.get(req.key)):
-            return False
-    for req in term.match_fields:
-        # Only metadata.name is a supported field selector for nodes.
-        value = node.name if req.key == "metadata.name" else None
-        if not _requirement_holds(req, value):
-            return False
-    return True
+    return term.matches(node)
 
 
 def node_in_scope(scope: NodeScope, node: Node) -> bool:
-    if scope.terms is None:
-        return True
-    return any(_term_holds(term, node) for term in scope.terms)
+    return scope.matches(node)
 
 
-def _requirements(items: Any) -> tuple[SelectorRequirement, ...]:
+def _values(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, list | tuple):
+        return tuple(str(v) for v in raw)
+    return ()
+
+
+def _requirements(items: Any, *, default_operator: str = "") -> tuple[SelectorRequirement, ...]:
     out: list[SelectorRequirement] = []
-    for item in items or ():
+    if not isinstance(items, list | tuple):
+        return ()
+    for item in items:
         if not isinstance(item, Mapping):
+            # Unreadable requirement: keep the term invalid rather than widen it.
+            out.append(SelectorRequirement(key="", operator=""))
             continue
-        values = item.get("values") or ()
         out.append(
             SelectorRequirement(
                 key=str(item.get("key", "")),
-                operator=str(item.get("operator", "In")),
-                values=tuple(str(v) for v in values) if isinstance(values, list) else (),
+                operator=str(item.get("operator", default_operator)),
+                values=_values(item.get("values")),
             )
         )
     return tuple(out)
@@ -112,7 +219,7 @@ def _requirements(items: Any) -> tuple[SelectorRequirement, ...]:
 
 def scope_of(obj: Mapping[str, Any]) -> NodeScope:
     """The node scope of a PV (``spec.nodeAffinity.required``) or StorageClass
-    (``allowedTopologies``, whose expressions mean ``In``)."""
+    (``allowedTopologies``, whose ``matchLabelExpressions`` mean ``In``)."""
     if obj.get("kind") == "StorageClass":
         topologies = obj.get("allowedTopologies")
         if not isinstance(topologies, list) or not topologies:
@@ -120,15 +227,9 @@ def scope_of(obj: Mapping[str, Any]) -> NodeScope:
         terms = []
         for topo in topologies:
             exprs = topo.get("matchLabelExpressions") if isinstance(topo, Mapping) else None
-            reqs = tuple(
-                SelectorRequirement(
-                    key=str(e.get("key", "")),
-                    operator="In",
-                    values=tuple(str(v) for v in (e.get("values") or ())),
-                )
-                for e in (exprs or ())
-                if isinstance(e, Mapping)
-            )
+            reqs = _requirements(exprs)
+            # Topology requirements have no operator: it is always In.
+            reqs = tuple(SelectorRequirement(r.key, "In", r.values) for r in reqs)
             terms.append(SelectorTerm(match_expressions=reqs))
         return NodeScope(tuple(terms))
     spec = obj.get("spec")
@@ -143,7 +244,8 @@ def scope_of(obj: Mapping[str, Any]) -> NodeScope:
                 match_expressions=_requirements(t.get("matchExpressions")),
                 match_fields=_requirements(t.get("matchFields")),
             )
-            for t in raw_terms
             if isinstance(t, Mapping)
+            else SelectorTerm()
+            for t in raw_terms
         )
     )
