@@ -1,0 +1,237 @@
+"""The audit record: schema, canonical form and hashing (pure, no I/O).
+
+Every line of an audit log is one JSON object carrying ``schema``
+(:data:`SCHEMA`), ``type`` (``decision``, ``checkpoint`` or ``recovery``),
+``seq`` (0, 1, 2, ... without gaps), ``prev`` (the ``hash`` of the record
+with ``seq - 1``, or :data:`GENESIS` for ``seq`` 0) and ``hash``: the SHA-256
+(hex) of the canonical JSON of the record without its ``hash`` field.
+
+Canonical JSON is ``json.dumps(sort_keys=True, separators=(",", ":"),
+ensure_ascii=False, allow_nan=False)`` encoded as UTF-8. Lines are written in
+a readable key order; verification always recomputes the canonical form, so
+key order and spacing of a line do not matter, only its content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from webhook.admission.wire import AdmissionRequest
+from webhook.core.decision import Decision, RuleRef, Target
+
+SCHEMA = "nfsguard.io/audit/v1"
+SCHEMA_PREFIX = "nfsguard.io/audit/"
+GENESIS = "0" * 64
+
+DECISION = "decision"
+CHECKPOINT = "checkpoint"
+RECOVERY = "recovery"
+TYPES = frozenset({DECISION, CHECKPOINT, RECOVERY})
+
+# Domain separation for checkpoint signatures: a signature over an audit
+# checkpoint can never be mistaken for a signature over anything else.
+SIGNATURE_CONTEXT = b"nfsguard.io/audit/v1 checkpoint\n"
+
+
+class RecordError(ValueError):
+    """A line is not a well-formed audit record."""
+
+
+def rfc3339(moment: datetime) -> str:
+    """``2026-11-27T08:30:56.123456Z``: UTC, microseconds, ``Z`` suffix."""
+    if moment.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 time; a time without offset is taken as UTC."""
+    moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def canonical(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``record`` without ``hash``."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(canonical(body)).hexdigest()
+
+
+def signing_bytes(record: Mapping[str, Any]) -> bytes:
+    """What a checkpoint signature covers: the record without ``hash`` and ``signature``."""
+    body = {k: v for k, v in record.items() if k not in ("hash", "signature")}
+    return SIGNATURE_CONTEXT + canonical(body)
+
+
+def seal(body: Mapping[str, Any], *, seq: int, prev: str) -> dict[str, Any]:
+    """Place ``body`` in the chain: add ``schema``, ``seq``, ``prev`` and ``hash``.
+
+    ``body`` must carry ``type`` and ``time``; the result keeps a readable key
+    order (schema, type, seq, prev, time, ..., hash).
+    """
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "type": body["type"],
+        "seq": seq,
+        "prev": prev,
+        "time": body["time"],
+    }
+    for key, value in body.items():
+        if key not in record and key != "hash":
+            record[key] = value
+    record["hash"] = record_hash(record)
+    return record
+
+
+def to_line(record: Mapping[str, Any]) -> bytes:
+    """One record as one line (UTF-8, ``\\n``-terminated, no other newline)."""
+    return json.dumps(record, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise RecordError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def parse_line(line: bytes | str) -> dict[str, Any]:
+    """Parse one line as a JSON object (duplicate keys rejected).
+
+    Raises :class:`RecordError` with a short reason.
+    """
+    try:
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_duplicates)
+    except RecordError:
+        raise
+    except ValueError as exc:
+        raise RecordError(f"not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise RecordError("not a JSON object")
+    return obj
+
+
+def looks_like_record(obj: Mapping[str, Any]) -> bool:
+    """True if ``obj`` claims to be an nfsguard audit record (any version)."""
+    schema = obj.get("schema")
+    return isinstance(schema, str) and schema.startswith(SCHEMA_PREFIX)
+
+
+def check_envelope(obj: Mapping[str, Any]) -> None:
+    """Check the fields every record has; raise :class:`RecordError` otherwise."""
+    if obj.get("schema") != SCHEMA:
+        raise RecordError(f"unknown schema {obj.get('schema')!r} (expected {SCHEMA!r})")
+    kind = obj.get("type")
+    if kind not in TYPES:
+        raise RecordError(f"unknown record type {kind!r}")
+    seq = obj.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise RecordError("seq is not a non-negative integer")
+    for key in ("prev", "hash"):
+        value = obj.get(key)
+        if not isinstance(value, str) or len(value) != 64:
+            raise RecordError(f"{key} is not a 64-digit hex SHA-256")
+    if not isinstance(obj.get("time"), str):
+        raise RecordError("time is missing")
+
+
+# --- decision records -------------------------------------------------------
+
+
+def _target(target: Target | None) -> dict[str, Any] | None:
+    if target is None:
+        return None
+    return {
+        "kind": target.kind,
+        "name": target.name,
+        "driver": target.driver,
+        "export": target.export,
+        "server": target.server,
+        "path": target.path,
+        "storageClass": target.storage_class,
+    }
+
+
+def _policy(rule: RuleRef | None) -> dict[str, str] | None:
+    if rule is None:
+        return None
+    return {"name": rule.policy, "version": rule.policy_version, "digest": rule.policy_digest}
+
+
+def decision_body(request: AdmissionRequest, decision: Decision, *, time: str) -> dict[str, Any]:
+    """The content of a ``decision`` record (everything but the chain fields)."""
+    deciding = decision.deciding
+    return {
+        "type": DECISION,
+        "time": time,
+        "request": {
+            "uid": request.uid,
+            "operation": request.operation,
+            "kind": request.kind,
+            "resource": request.resource,
+            "subResource": request.sub_resource,
+            "namespace": request.namespace,
+            "name": request.display_name,
+            "dryRun": request.dry_run,
+        },
+        "user": {
+            "username": request.user.username,
+            "uid": request.user.uid,
+            "groups": list(request.user.groups),
+        },
+        "policy": _policy(deciding),
+        "rule": deciding.rule if deciding is not None else None,
+        "action": deciding.action.value if deciding is not None else None,
+        "matched": [ref.to_dict() for ref in decision.matched],
+        "outcome": decision.outcome.value,
+        "before": decision.before.to_dict() if decision.before is not None else None,
+        "after": decision.after.to_dict() if decision.after is not None else None,
+        "patch": [dict(op) for op in decision.patch],
+        "message": decision.message,
+        "warnings": list(decision.warnings),
+        "target": _target(decision.target),
+        "nodes": decision.nodes,
+    }
+
+
+def checkpoint_body(
+    *, time: str, head_seq: int, head_hash: str, reason: str, key_id: str
+) -> dict[str, Any]:
+    """A checkpoint before signing: it anchors the chain head ``head_seq``/``head_hash``."""
+    return {
+        "type": CHECKPOINT,
+        "time": time,
+        "head": {"seq": head_seq, "hash": head_hash},
+        "reason": reason,
+        "keyId": key_id,
+    }
+
+
+def recovery_body(*, time: str, torn: bytes, offset: int) -> dict[str, Any]:
+    """Written after a crash left a partial line: names the torn bytes so verify can skip them."""
+    return {
+        "type": RECOVERY,
+        "time": time,
+        "torn": {
+            "offset": offset,
+            "bytes": len(torn),
+            "sha256": hashlib.sha256(torn).hexdigest(),
+        },
+    }

@@ -1,0 +1,373 @@
+"""Verifying a sequence of audit lines (pure: lines in, a report out).
+
+Feed lines in order with :meth:`Verifier.feed` (several files one after the
+other: the chain continues across files), then call :meth:`Verifier.finish`.
+Verification stops at the first break and names it by file:line and seq.
+
+What is checked for every record: it parses (duplicate keys rejected), has the
+v1 envelope, its ``hash`` matches its content, its ``seq`` is the previous one
+plus one (a gap is a deletion, a step back a reordering or duplicate), and its
+``prev`` is the previous record's ``hash``. Checkpoints must name their
+predecessor as ``head`` and, given public keys, carry a valid Ed25519
+signature by one of them. A partial line followed by a ``recovery`` record
+that names its bytes is accepted (a crash the writer noticed); a partial final
+line is reported as a torn final line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from webhook.audit.record import (
+    CHECKPOINT,
+    DECISION,
+    GENESIS,
+    RECOVERY,
+    RecordError,
+    check_envelope,
+    looks_like_record,
+    parse_line,
+    record_hash,
+)
+from webhook.audit.signing import verify_signature
+
+EXIT_OK = 0
+EXIT_BROKEN = 1
+EXIT_TORN = 3
+
+
+@dataclass(frozen=True)
+class Where:
+    source: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Break:
+    where: Where
+    seq: int | None
+    message: str
+
+    def __str__(self) -> str:
+        if self.seq is None:
+            return f"{self.where}: {self.message}"
+        return f"{self.where}: seq {self.seq}: {self.message}"
+
+
+@dataclass
+class Report:
+    sources: list[str] = field(default_factory=list)
+    records: int = 0
+    decisions: int = 0
+    checkpoints: int = 0
+    recoveries: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    head_hash: str | None = None
+    signatures_valid: int = 0
+    signatures_unchecked: int = 0
+    last_checkpoint_seq: int | None = None
+    skipped: int = 0
+    notes: list[str] = field(default_factory=list)
+    broken: Break | None = None
+    torn: Where | None = None
+    torn_bytes: int = 0
+
+    @property
+    def status(self) -> str:
+        if self.broken is not None:
+            return "broken"
+        if self.torn is not None:
+            return "torn"
+        return "ok"
+
+    @property
+    def exit_code(self) -> int:
+        return {"ok": EXIT_OK, "broken": EXIT_BROKEN, "torn": EXIT_TORN}[self.status]
+
+    @property
+    def unanchored(self) -> int:
+        """Records after the last checkpoint (all records when there is none)."""
+        if self.last_seq is None:
+            return 0
+        if self.last_checkpoint_seq is None:
+            return self.records
+        return self.last_seq - self.last_checkpoint_seq
+
+    def chain_summary(self) -> str:
+        if self.records == 0:
+            text = f"0 records in {len(self.sources)} file(s)"
+        else:
+            text = (
+                f"{self.records} records (seq {self.first_seq}..{self.last_seq}: "
+                f"{self.decisions} decisions, {self.checkpoints} checkpoints"
+                + (f", {self.recoveries} recoveries" if self.recoveries else "")
+                + f") in {len(self.sources)} file(s), chain intact"
+            )
+        if self.checkpoints:
+            if self.signatures_unchecked:
+                text += (
+                    f"; {self.signatures_unchecked} checkpoint signatures NOT checked"
+                    " (no --public-key)"
+                )
+            else:
+                text += f"; {self.signatures_valid} checkpoint signatures valid"
+            text += f"; anchored up to seq {self.last_checkpoint_seq}"
+            if self.unanchored:
+                text += (
+                    f"; {self.unanchored} record(s) after the last checkpoint are not yet anchored"
+                )
+        elif self.records:
+            text += "; no checkpoint: no record is anchored by a signature yet"
+        if self.skipped:
+            text += f"; {self.skipped} non-audit line(s) skipped"
+        return text
+
+    def summary(self) -> str:
+        """One line: the verdict."""
+        if self.broken is not None:
+            return f"BROKEN: {self.broken}"
+        if self.torn is not None:
+            return (
+                f"TORN: {self.torn}: torn final line ({self.torn_bytes} bytes without newline: "
+                f"a write was cut short, e.g. by a crash); before it: {self.chain_summary()}"
+            )
+        return f"OK: {self.chain_summary()}"
+
+
+class Verifier:
+    def __init__(
+        self,
+        public_keys: Mapping[str, Ed25519PublicKey] | None = None,
+        *,
+        lenient: bool = False,
+        anchors: Mapping[int, str] | None = None,
+    ) -> None:
+        """``lenient``: skip lines that are not audit records (a log stream from stdin).
+
+        ``anchors``: seq -> hash known from elsewhere (e.g. a checkpoint seen in a
+        shipped log copy): the chain must reach each and agree with it.
+        """
+        self._keys = dict(public_keys or {})
+        self._check_signatures = public_keys is not None
+        self._lenient = lenient
+        self._anchors = dict(anchors or {})
+        self._report = Report()
+        self._pending: tuple[Where, bytes, bool] | None = None
+        self._acknowledged_torn = False
+        self._last_hash = GENESIS
+        self._last_where: Where | None = None
+
+    @property
+    def broken(self) -> bool:
+        return self._report.broken is not None
+
+    def _break(self, where: Where, seq: int | None, message: str) -> None:
+        if self._report.broken is None:
+            self._report.broken = Break(where, seq, message)
+
+    def feed(self, where: Where, raw: bytes, terminated: bool = True) -> None:
+        """One line without its ``\\n``; ``terminated`` False for a final line without one."""
+        if self.broken:
+            return
+        if where.source not in self._report.sources:
+            self._report.sources.append(where.source)
+        if self._pending is not None:
+            pending_where, pending_raw, pending_terminated = self._pending
+            if _recovers(raw, pending_raw):
+                self._report.notes.append(
+                    f"{pending_where}: partial line ({len(pending_raw)} bytes) left by a crash, "
+                    f"acknowledged by the recovery record at {where}"
+                )
+                self._acknowledged_torn = True
+            else:
+                self._process(pending_where, pending_raw, pending_terminated)
+        self._pending = (where, raw, terminated)
+
+    def finish(self) -> Report:
+        if self._pending is not None and not self.broken:
+            where, raw, terminated = self._pending
+            self._pending = None
+            if terminated:
+                self._process(where, raw, True)
+            elif not (self._lenient and not raw.strip()):
+                self._report.torn = where
+                self._report.torn_bytes = len(raw)
+        report = self._report
+        if not self.broken:
+            for seq, _hash in sorted(self._anchors.items()):
+                if report.last_seq is None or seq > report.last_seq:
+                    end = "no record" if report.last_seq is None else f"seq {report.last_seq}"
+                    where = self._last_where or Where(
+                        report.sources[-1] if report.sources else "-", 0
+                    )
+                    self._break(
+                        where,
+                        None,
+                        f"the chain ends at {end} but an anchor names seq {seq}: "
+                        "records were removed from the end",
+                    )
+                    break
+                if report.first_seq is not None and seq < report.first_seq:
+                    report.notes.append(f"anchor seq {seq} is before the given files; not checked")
+        return report
+
+    def _process(self, where: Where, raw: bytes, terminated: bool) -> None:
+        report = self._report
+        if not terminated:
+            self._break(
+                where, None, "partial line (no newline) followed by more lines: not an audit record"
+            )
+            return
+        if self._lenient and not raw.strip():
+            report.skipped += 1
+            return
+        try:
+            obj = parse_line(raw)
+        except RecordError as exc:
+            if self._lenient:
+                report.skipped += 1
+            else:
+                self._break(where, None, f"not an audit record: {exc}")
+            return
+        if self._lenient and not looks_like_record(obj):
+            report.skipped += 1
+            return
+        raw_seq = obj.get("seq")
+        seq_hint = raw_seq if isinstance(raw_seq, int) and not isinstance(raw_seq, bool) else None
+        try:
+            check_envelope(obj)
+        except RecordError as exc:
+            self._break(where, seq_hint, f"not an audit record: {exc}")
+            return
+        seq: int = obj["seq"]
+        if record_hash(obj) != obj["hash"]:
+            self._break(where, seq, "hash mismatch: the record was changed after it was written")
+            return
+        if report.last_seq is None:
+            if seq == 0 and obj["prev"] != GENESIS:
+                self._break(where, seq, "the first record's prev is not the genesis value")
+                return
+            if seq > 0:
+                report.notes.append(
+                    f"{where}: the chain starts at seq {seq}; its link to earlier records "
+                    "(not given) is unchecked"
+                )
+        else:
+            last = report.last_seq
+            if seq > last + 1:
+                missing = seq - last - 1
+                self._break(
+                    where, seq, f"seq jumps from {last} to {seq}: {missing} record(s) missing"
+                )
+                return
+            if seq <= last:
+                self._break(
+                    where, seq, f"seq {seq} follows seq {last}: records reordered or duplicated"
+                )
+                return
+            if obj["prev"] != self._last_hash:
+                self._break(
+                    where,
+                    seq,
+                    f"prev does not match the hash of seq {last} ({self._last_where}): "
+                    f"seq {last} was changed or replaced",
+                )
+                return
+        kind = obj["type"]
+        if kind == CHECKPOINT and not self._checkpoint(where, seq, obj):
+            return
+        if kind == RECOVERY:
+            report.recoveries += 1
+            if not self._acknowledged_torn:
+                report.notes.append(
+                    f"{where}: recovery record, but the partial line it names is not before it"
+                )
+        if kind == DECISION:
+            report.decisions += 1
+        self._acknowledged_torn = False
+        expected = self._anchors.get(seq)
+        if expected is not None and expected != obj["hash"]:
+            self._break(where, seq, f"hash {obj['hash']} differs from the anchor {expected}")
+            return
+        report.records += 1
+        if report.first_seq is None:
+            report.first_seq = seq
+        report.last_seq = seq
+        report.head_hash = obj["hash"]
+        self._last_hash = obj["hash"]
+        self._last_where = where
+
+    def _checkpoint(self, where: Where, seq: int, obj: Mapping[str, Any]) -> bool:
+        report = self._report
+        head = obj.get("head")
+        if head != {"seq": seq - 1, "hash": obj["prev"]}:
+            self._break(where, seq, "checkpoint head does not name the record before it")
+            return False
+        key = obj.get("keyId")
+        if not isinstance(key, str) or not isinstance(obj.get("signature"), str):
+            self._break(where, seq, "checkpoint without keyId or signature")
+            return False
+        if self._check_signatures:
+            public = self._keys.get(key)
+            if public is None:
+                self._break(where, seq, f"checkpoint signed by unknown key {key}")
+                return False
+            if not verify_signature(public, obj):
+                self._break(where, seq, "checkpoint signature is invalid")
+                return False
+            report.signatures_valid += 1
+        else:
+            report.signatures_unchecked += 1
+        report.checkpoints += 1
+        report.last_checkpoint_seq = seq
+        return True
+
+
+def _recovers(raw: bytes, torn: bytes) -> bool:
+    """True if ``raw`` is a recovery record naming exactly the bytes ``torn``."""
+    if b'"recovery"' not in raw:
+        return False
+    try:
+        obj = parse_line(raw)
+    except RecordError:
+        return False
+    info = obj.get("torn")
+    return (
+        obj.get("type") == RECOVERY
+        and isinstance(info, dict)
+        and info.get("bytes") == len(torn)
+        and info.get("sha256") == hashlib.sha256(torn).hexdigest()
+    )
+
+
+def iter_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number from 1, bytes without ``\\n``, terminated) for each line of ``stream``."""
+    for number, chunk in enumerate(stream, start=1):
+        if chunk.endswith(b"\n"):
+            yield number, chunk[:-1], True
+        else:
+            yield number, chunk, False
+
+
+def verify_lines(
+    lines: Iterable[tuple[Where, bytes, bool]],
+    public_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    *,
+    lenient: bool = False,
+    anchors: Mapping[int, str] | None = None,
+) -> Report:
+    verifier = Verifier(public_keys, lenient=lenient, anchors=anchors)
+    for where, raw, terminated in lines:
+        verifier.feed(where, raw, terminated)
+        if verifier.broken:
+            break
+    return verifier.finish()
