@@ -15,6 +15,7 @@ import copy
 import ctypes
 import datetime
 import ipaddress
+import json
 import os
 import re
 import signal
@@ -948,3 +949,36 @@ class Cleanup:
             except k8s.ApiException as e:
                 if e.status != 404:
                     raise
+
+
+# ---------------------------------------------------------------------------------------------
+# What reaches the client, and what the apiserver recorded
+
+_WARNING = re.compile(r'\d{3} \S+ "((?:[^"\\]|\\.)*)"')
+
+
+def warnings_of(headers: Mapping[str, str] | None) -> list[str]:
+    """The texts of the `Warning: 299 - "..."` response headers (joined ones too)."""
+    raw = ", ".join(v for k, v in (headers or {}).items() if k.lower() == "warning")
+    return [re.sub(r"\\(.)", r"\1", m.group(1)) for m in _WARNING.finditer(raw)]
+
+
+def audit_events(log: Path, resource: str, name: str, verb: str | None = None) -> list[Json]:
+    """The apiserver's own audit events (ResponseComplete) for one object."""
+    events: list[Json] = []
+    if not log.exists():
+        return events
+    for line in log.read_text().splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        ref = ev.get("objectRef") or {}
+        if (
+            ref.get("resource") == resource
+            and ref.get("name") == name
+            and ev.get("stage") == "ResponseComplete"
+            and (verb is None or ev.get("verb") == verb)
+        ):
+            events.append(ev)
+    return events
