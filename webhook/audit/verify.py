@@ -182,7 +182,7 @@ class Verifier:
             self._report.sources.append(where.source)
         if self._pending is not None:
             pending_where, pending_raw, pending_terminated = self._pending
-            if _recovers(raw, pending_raw):
+            if recovers(raw, pending_raw):
                 self._report.notes.append(
                     f"{pending_where}: partial line ({len(pending_raw)} bytes) left by a crash, "
                     f"acknowledged by the recovery record at {where}"
@@ -332,7 +332,7 @@ class Verifier:
         return True
 
 
-def _recovers(raw: bytes, torn: bytes) -> bool:
+def recovers(raw: bytes, torn: bytes) -> bool:
     """True if ``raw`` is a recovery record naming exactly the bytes ``torn``."""
     if b'"recovery"' not in raw:
         return False

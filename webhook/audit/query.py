@@ -1,0 +1,121 @@
+"""Selecting decision records and showing them (pure: records in, rows out).
+
+``query`` does not verify the chain (``verify`` does); it reads decision
+records and skips checkpoints and recovery records.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from webhook.audit.record import DECISION, parse_rfc3339
+
+_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_when(text: str, *, now: datetime | None = None) -> datetime:
+    """RFC 3339 (``2026-11-20T00:00:00Z``, a date ``2026-11-20`` is midnight UTC) or
+    relative to now: ``30m``, ``24h``, ``7d``, ``2w``. Raises ValueError."""
+    match = _RELATIVE.match(text)
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither an RFC 3339 time nor a relative one like 7d, 24h, 30m"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Filter:
+    since: datetime | None = None
+    until: datetime | None = None
+    rules: tuple[str, ...] = ()  # deciding rule name (glob)
+    names: tuple[str, ...] = ()  # object name (glob)
+    users: tuple[str, ...] = ()  # username or group (glob)
+    outcomes: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        if record.get("type") != DECISION:
+            return False
+        if self.since is not None or self.until is not None:
+            try:
+                moment = parse_rfc3339(str(record.get("time", "")))
+            except ValueError:
+                return False
+            if self.since is not None and moment < self.since:
+                return False
+            if self.until is not None and moment >= self.until:
+                return False
+        request = _mapping(record.get("request"))
+        user = _mapping(record.get("user"))
+        if self.rules and not _any_glob(self.rules, [str(record.get("rule") or "")]):
+            return False
+        if self.names and not _any_glob(self.names, [str(request.get("name") or "")]):
+            return False
+        if self.users:
+            who = [str(user.get("username") or "")]
+            who += [str(g) for g in user.get("groups") or []]
+            if not _any_glob(self.users, who):
+                return False
+        if self.outcomes and record.get("outcome") not in self.outcomes:
+            return False
+        return not (self.kinds and not _any_glob(self.kinds, [str(request.get("kind") or "")]))
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _any_glob(patterns: Sequence[str], values: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(v, p) for p in patterns for v in values)
+
+
+def select(records: Iterable[Mapping[str, Any]], flt: Filter) -> list[Mapping[str, Any]]:
+    return [r for r in records if flt.matches(r)]
+
+
+def _version(state: Any) -> str:
+    state = _mapping(state)
+    version = state.get("version")
+    return str(version) if version else "-"
+
+
+COLUMNS = ("TIME", "OUTCOME", "KIND", "NAME", "USER", "RULE", "VERSION", "DRYRUN", "SEQ")
+
+
+def row(record: Mapping[str, Any]) -> tuple[str, ...]:
+    request = _mapping(record.get("request"))
+    user = _mapping(record.get("user"))
+    namespace = request.get("namespace") or ""
+    name = str(request.get("name") or "")
+    time = str(record.get("time", ""))
+    return (
+        time[:19] + "Z" if len(time) > 19 else time,
+        str(record.get("outcome", "")),
+        str(request.get("kind", "")),
+        f"{namespace}/{name}" if namespace else name,
+        str(user.get("username", "")),
+        str(record.get("rule") or "-"),
+        f"{_version(record.get('before'))}->{_version(record.get('after'))}",
+        "yes" if request.get("dryRun") else "no",
+        str(record.get("seq", "")),
+    )
+
+
+def table(records: Sequence[Mapping[str, Any]]) -> str:
+    rows = [COLUMNS, *(row(r) for r in records)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    return "\n".join(lines) + "\n"
