@@ -7,9 +7,13 @@ See staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook/request/admissionr
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from webhook.admission.errors import BadRequest, PayloadTooLarge
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
@@ -44,3 +48,103 @@ class AdmissionRequest:
         meta = (self.object or {}).get("metadata") or {}
         generate = meta.get("generateName") if isinstance(meta, Mapping) else None
         return f"{generate}*" if generate else ""
+
+
+#: Twice the apiserver's 3 MiB object limit: a review carries object and oldObject.
+MAX_BODY = 2 * 3 * 1024 * 1024 + 64 * 1024
+
+
+def _need(mapping: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    value = mapping.get(key)
+    if not isinstance(value, kind):
+        name = {str: "a string", dict: "an object", bool: "a boolean", list: "a list"}[kind]
+        raise BadRequest(f"{where}.{key} must be {name}")
+    return value
+
+
+def _optional(mapping: Mapping[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
+    if mapping.get(key) is None:
+        return default
+    return _need(mapping, key, kind, where)
+
+
+def parse_review(body: bytes) -> AdmissionRequest:
+    """The request of an AdmissionReview v1 body. Raises BadRequest with a one-line reason."""
+    if len(body) > MAX_BODY:
+        raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds {MAX_BODY}")
+    try:
+        review = json.loads(body)
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(review, dict):
+        raise BadRequest("request body must be a JSON object (an AdmissionReview)")
+    if review.get("apiVersion") != API_VERSION or review.get("kind") != KIND:
+        raise BadRequest(
+            f"expected apiVersion {API_VERSION} kind {KIND}, "
+            f"got {review.get('apiVersion')!r} {review.get('kind')!r}"
+        )
+    request = review.get("request")
+    if not isinstance(request, dict):
+        raise BadRequest("AdmissionReview has no request object")
+    uid = _need(request, "uid", str, "request")
+    if not uid:
+        raise BadRequest("request.uid must not be empty")
+    kind = _need(request, "kind", dict, "request")
+    kind_name = _need(kind, "kind", str, "request.kind")
+    resource = _optional(request, "resource", dict, "request", {})
+    operation = _need(request, "operation", str, "request")
+    obj = request.get("object")
+    if obj is not None and not isinstance(obj, dict):
+        raise BadRequest("request.object must be an object")
+    if obj is None and operation in ("CREATE", "UPDATE"):
+        raise BadRequest(f"request.object is required for {operation}")
+    old = request.get("oldObject")
+    if old is not None and not isinstance(old, dict):
+        raise BadRequest("request.oldObject must be an object")
+    user = _optional(request, "userInfo", dict, "request", {})
+    groups = _optional(user, "groups", list, "request.userInfo", [])
+    return AdmissionRequest(
+        uid=uid,
+        kind=kind_name,
+        resource=str(resource.get("resource", "")),
+        operation=operation,
+        name=_optional(request, "name", str, "request", ""),
+        object=obj,
+        old_object=old,
+        sub_resource=_optional(request, "subResource", str, "request", ""),
+        namespace=_optional(request, "namespace", str, "request", ""),
+        user=UserInfo(
+            username=_optional(user, "username", str, "request.userInfo", ""),
+            uid=_optional(user, "uid", str, "request.userInfo", ""),
+            groups=tuple(str(g) for g in groups),
+        ),
+        dry_run=bool(_optional(request, "dryRun", bool, "request", False)),
+    )
+
+
+def review_response(
+    uid: str,
+    *,
+    allowed: bool = True,
+    patch: list[Mapping[str, Any]] | tuple[Mapping[str, Any], ...] = (),
+    message: str = "",
+    code: int = 403,
+    warnings: tuple[str, ...] = (),
+    audit_annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """An AdmissionReview v1 response the apiserver accepts (VerifyAdmissionResponse):
+    the uid echoed, ``patchType`` JSONPatch with a base64 patch, status on denial."""
+    response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if not allowed:
+        response["status"] = {"code": max(code, 400), "reason": "Forbidden", "message": message}
+    elif patch:
+        encoded = json.dumps(list(patch), separators=(",", ":")).encode()
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(encoded).decode()
+    if warnings:
+        response["warnings"] = list(warnings)
+    if audit_annotations:
+        response["auditAnnotations"] = dict(audit_annotations)
+    return {"apiVersion": API_VERSION, "kind": KIND, "response": response}

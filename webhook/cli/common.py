@@ -1,0 +1,49 @@
+"""Helpers shared by the CLI commands: loading policies and inventories with
+one-line errors and the documented exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NoReturn
+
+import click
+
+from webhook.core.inventory import (
+    NodeInventory,
+    StaticInventory,
+    UnknownInventory,
+    nodes_from_objects,
+)
+from webhook.core.policy.engine import Engine
+from webhook.core.policy.loader import PolicyError, load_policies
+from webhook.sources import SourceError, load_manifests, read_policy_sources, read_text
+
+EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    click.echo(f"nfsguard: {message}" if ":" not in message.split(" ")[0] else message, err=True)
+    raise SystemExit(code)
+
+
+def load_engine(paths: Sequence[str]) -> Engine:
+    """An engine for the policies at ``paths``, or exit 2 with every problem on its own line."""
+    try:
+        return Engine(load_policies(read_policy_sources(paths)))
+    except PolicyError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    except SourceError as exc:
+        fail(str(exc))
+
+
+def load_inventory(nodes_file: str | None) -> NodeInventory:
+    if nodes_file is None:
+        return UnknownInventory("offline review without --nodes")
+    try:
+        return StaticInventory(
+            nodes_from_objects(load_manifests(read_text(nodes_file), nodes_file))
+        )
+    except SourceError as exc:
+        fail(str(exc))

@@ -1,0 +1,31 @@
+"""The ``nfsguard`` command (also ``python -m webhook``).
+
+Exit codes everywhere: 0 success, 1 a finding (denied object, lint problem,
+failed test, broken audit chain), 2 bad input or usage. Errors are one line.
+"""
+
+from __future__ import annotations
+
+import click
+
+from webhook import __version__
+from webhook.cli.certs import certs
+from webhook.cli.policy import policy
+from webhook.cli.review import review
+from webhook.cli.serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nfsguard")
+def cli() -> None:
+    """Keep NFS volumes off protocol versions known to break."""
+
+
+cli.add_command(serve)
+cli.add_command(review)
+cli.add_command(policy)
+cli.add_command(certs)
+
+
+def main() -> None:
+    cli(prog_name="nfsguard")

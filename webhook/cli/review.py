@@ -1,0 +1,126 @@
+"""``nfsguard review``: what the webhook would do to manifests, offline.
+
+Each object goes through the same ``decide`` as a served AdmissionReview, so
+CI pipelines and policy authors see exactly the cluster's answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import click
+import jsonpatch
+import yaml
+
+from webhook.admission.errors import BadRequest
+from webhook.admission.handler import decide
+from webhook.admission.wire import AdmissionRequest, UserInfo
+from webhook.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FINDING,
+    EXIT_OK,
+    fail,
+    load_engine,
+    load_inventory,
+)
+from webhook.core.decision import Decision
+from webhook.sources import SourceError, load_manifests, read_text
+
+
+def object_label(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    name = meta.get("name") or (f"{meta.get('generateName')}*" if meta.get("generateName") else "?")
+    return f"{obj.get('kind', '?')}/{name}"
+
+
+def offline_request(obj: Mapping[str, Any], operation: str, uid: str) -> AdmissionRequest:
+    """The AdmissionRequest the apiserver would send for ``obj``."""
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    name = meta.get("name")
+    return AdmissionRequest(
+        uid=uid,
+        kind=str(obj.get("kind", "")),
+        resource="",
+        operation=operation,
+        name=name if isinstance(name, str) else "",
+        object=obj,
+        old_object=obj if operation == "UPDATE" else None,
+        user=UserInfo(username="nfsguard-review"),
+    )
+
+
+def admitted(obj: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+    if not decision.patch:
+        return dict(obj)
+    patched: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(dict(obj)), list(decision.patch))
+    return patched
+
+
+@click.command()
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    required=True,
+    help="Policy file or directory (repeatable).",
+)
+@click.option(
+    "--nodes",
+    "nodes_file",
+    type=click.Path(dir_okay=False),
+    help="kubectl get nodes -o yaml output.",
+)
+@click.option(
+    "--operation", type=click.Choice(["CREATE", "UPDATE"]), default="CREATE", show_default=True
+)
+@click.argument("files", nargs=-1, required=True)
+def review(
+    policies: tuple[str, ...], nodes_file: str | None, operation: str, files: tuple[str, ...]
+) -> None:
+    """Print each object of FILES (or - for stdin) as it would be admitted.
+
+    Warnings and denials go to stderr. Exit 0 when every object is admitted,
+    1 when any is denied, 2 on bad input.
+    """
+    engine = load_engine(policies)
+    inventory = load_inventory(nodes_file)
+    out: list[dict[str, Any]] = []
+    denied = 0
+    count = 0
+    for source in files:
+        name = "<stdin>" if source == "-" else source
+        try:
+            objects = list(load_manifests(read_text(source), name))
+        except SourceError as exc:
+            fail(str(exc))
+        for obj in objects:
+            count += 1
+            label = object_label(obj)
+            try:
+                decision = decide(
+                    engine, offline_request(obj, operation, f"review-{count}"), inventory
+                )
+            except BadRequest as exc:
+                fail(f"{name}: {label}: {exc.message}")
+            for warning in decision.warnings:
+                click.echo(f"{name}: {label}: warning: {warning}", err=True)
+            if not decision.allowed:
+                denied += 1
+                click.echo(f"{name}: {label}: denied: {decision.message}", err=True)
+                continue
+            if decision.recorded and decision.message:
+                click.echo(
+                    f"{name}: {label}: {decision.outcome.value}: {decision.message}", err=True
+                )
+            out.append(admitted(obj, decision))
+    if out:
+        sys.stdout.write(yaml.safe_dump_all(out, sort_keys=False, default_flow_style=False))
+    raise SystemExit(EXIT_FINDING if denied else EXIT_OK)
+
+
+__all__ = ["EXIT_BAD_INPUT", "review"]

@@ -1,0 +1,147 @@
+"""``nfsguard serve``: the webhook over HTTPS."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from webhook.cli.common import load_engine, load_inventory
+
+
+@click.command()
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    required=True,
+    help="Policy file or directory (repeatable).",
+)
+@click.option(
+    "--tls-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="tls.crt/tls.key; created with a dev CA (ca.crt) when missing.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--audit-log", type=click.Path(dir_okay=False), help="Append decisions to this file.")
+@click.option(
+    "--audit-key",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Ed25519 private key (PEM) that signs audit checkpoints.",
+)
+@click.option(
+    "--audit-stdout/--no-audit-stdout",
+    default=False,
+    show_default=True,
+    help="Also print every audit record to stdout as one JSON line.",
+)
+@click.option(
+    "--nodes",
+    "nodes_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Static node inventory (kubectl get nodes -o yaml).",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Watch Nodes through this kubeconfig.",
+)
+@click.option("--in-cluster", is_flag=True, help="Watch Nodes with the pod's service account.")
+@click.option(
+    "--node-stale-after",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds a broken node watch is trusted before unknownNodes applies.",
+)
+@click.option(
+    "--reload-interval",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Seconds between checks for changed policy files.",
+)
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info"
+)
+@click.option("--print-example", is_flag=True, help="Print a ready-to-paste curl command.")
+def serve(
+    policies: tuple[str, ...],
+    tls_dir: Path,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    audit_log: str | None,
+    audit_key: str | None,
+    audit_stdout: bool,
+    nodes_file: str | None,
+    kubeconfig: str | None,
+    in_cluster: bool,
+    node_stale_after: float,
+    reload_interval: float,
+    log_level: str,
+    print_example: bool,
+) -> None:
+    """Serve POST /mutate (AdmissionReview v1), /healthz, /readyz and /metrics."""
+    engine = load_engine(policies)  # refuse to start on a bad policy, with every problem
+    load_inventory(nodes_file)
+    from webhook.pki import ensure_dev_tls
+
+    ensure_dev_tls(tls_dir)
+    # prometheus-client picks multiprocess mode at import: set it before importing the server.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="nfsguard-metrics-"))
+    from webhook.server.runner import ServeSettings, run
+
+    names = ", ".join(f"{p.name} {p.version}" for p in engine.policies)
+    click.echo(f"nfsguard: serving {names} on https://{host}:{port}/mutate", err=True)
+    if print_example:
+        click.echo(_example(tls_dir, host, port), err=True)
+    run(
+        ServeSettings(
+            policies=policies,
+            tls_dir=tls_dir,
+            host=host,
+            port=port,
+            workers=workers,
+            threads=threads,
+            audit_log=audit_log,
+            audit_key=audit_key,
+            audit_stdout=audit_stdout,
+            nodes_file=nodes_file,
+            kubeconfig=kubeconfig,
+            in_cluster=in_cluster,
+            node_stale_after=node_stale_after,
+            reload_interval=reload_interval,
+            log_level=log_level,
+        )
+    )
+
+
+def _example(tls_dir: Path, host: str, port: int) -> str:
+    review = (
+        '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{'
+        '"uid":"0df28fbd-5f5f-11e8-bc74-36e6bb280816",'
+        '"kind":{"group":"","version":"v1","kind":"PersistentVolume"},'
+        '"resource":{"group":"","version":"v1","resource":"persistentvolumes"},'
+        '"name":"pv-nfs","operation":"CREATE","userInfo":{"username":"kubernetes-admin"},'
+        '"object":{"kind":"PersistentVolume","apiVersion":"v1","metadata":{"name":"pv-nfs"},'
+        '"spec":{"capacity":{"storage":"10Gi"},"accessModes":["ReadWriteMany"],'
+        '"mountOptions":["nfsvers=4.2","hard"],'
+        '"nfs":{"server":"192.168.100.7","path":"/data1/k8sdev/hl"}}},'
+        '"oldObject":null,"dryRun":false}}'
+    )
+    return (
+        "Try it:\n"
+        f"  curl -s --cacert {tls_dir}/ca.crt -H 'Content-Type: application/json' \\\n"
+        f"    https://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/mutate "
+        f"-d '{review}' \\\n"
+        '    | python3 -c \'import base64,json,sys; r=json.load(sys.stdin)["response"]; '
+        'print(json.dumps(r, indent=1)); print(base64.b64decode(r.get("patch", "")).decode())\''
+    )

@@ -1,0 +1,1 @@
+"""The policy language (docs/policy-language.md): model, loading, engine."""

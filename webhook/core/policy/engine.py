@@ -1,0 +1,406 @@
+"""The policy engine: which rules match an object, which one decides, and what it does.
+
+Evaluation is indexed by what the object has (server, provisioner, StorageClass
+name), so rules about other exports cost nothing: a 10,000-rule policy decides
+as fast as a 10-rule one for an object that only a few rules can match.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpatch
+
+from webhook.core.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
+from webhook.core.inventory import KernelView, NodeInventory, UnknownInventory
+from webhook.core.options import (
+    EffectiveVersion,
+    VersionKind,
+    is_version_option,
+    pin_entries,
+    pin_option,
+    strip_entries,
+)
+from webhook.core.policy.model import Match, OnExplicit, Policy, Rule, UnknownNodes
+from webhook.core.policy.patterns import IPAddress, NamePattern, parse_ip
+from webhook.core.targets import NFSTarget, OptionPlace, read_target
+
+_NO_INVENTORY = UnknownInventory("no node inventory")
+_MAX_WARNING = 119  # kubectl shows warnings whole under 120 characters
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    order: int  # load order: policy file name order, then rule order
+    policy: Policy
+    rule: Rule
+    ref: RuleRef
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        return (self.rule.action.precedence, self.order)
+
+
+class _Provisioners:
+    """Provisioners and CSI drivers named by rules: they bring objects into scope."""
+
+    def __init__(self, patterns: Iterable[NamePattern]) -> None:
+        self._exact = frozenset(p.text for p in patterns if p.glob is None)
+        self._globs = tuple(p for p in patterns if p.glob is not None)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        return name in self._exact or any(p.matches(name) for p in self._globs)
+
+
+class _Index:
+    """Candidate rules per object attribute; each rule is filed under the most
+    selective key of its ``match`` (exports, then provisioners, then StorageClass
+    names), or under ``always`` when it has none of them."""
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        self.by_ip: dict[IPAddress, list[CompiledRule]] = defaultdict(list)
+        self.by_host: dict[str, list[CompiledRule]] = defaultdict(list)
+        self.by_net: dict[tuple[int, int], dict[int, list[CompiledRule]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        self.server_globs: list[CompiledRule] = []
+        self.by_provisioner: dict[str, list[CompiledRule]] = defaultdict(list)
+        self.provisioner_globs: list[CompiledRule] = []
+        self.by_storage_class: dict[str, list[CompiledRule]] = defaultdict(list)
+        self.always: list[CompiledRule] = []
+        for compiled in rules:
+            self._file(compiled)
+
+    def _file(self, compiled: CompiledRule) -> None:
+        match = compiled.rule.match
+        if match.exports:
+            for export in match.exports:
+                server = export.server
+                if server.ip is not None:
+                    self.by_ip[server.ip].append(compiled)
+                elif server.network is not None:
+                    net = server.network
+                    key = (net.version, net.prefixlen)
+                    self.by_net[key][int(net.network_address)].append(compiled)
+                elif server.glob is not None:
+                    self.server_globs.append(compiled)
+                elif server.host is not None:
+                    self.by_host[server.host].append(compiled)
+        elif match.provisioners:
+            for pattern in match.provisioners:
+                if pattern.glob is None:
+                    self.by_provisioner[pattern.text].append(compiled)
+                else:
+                    self.provisioner_globs.append(compiled)
+        elif match.storage_class_names:
+            for name in match.storage_class_names:
+                self.by_storage_class[name].append(compiled)
+        else:
+            self.always.append(compiled)
+
+    def candidates(self, target: NFSTarget, server_ip: IPAddress | None) -> list[CompiledRule]:
+        found: dict[int, CompiledRule] = {c.order: c for c in self.always}
+        if target.server:
+            if server_ip is not None:
+                for c in self.by_ip.get(server_ip, ()):
+                    found[c.order] = c
+                for (version, prefixlen), table in self.by_net.items():
+                    if version != server_ip.version:
+                        continue
+                    bits = server_ip.max_prefixlen - prefixlen
+                    network = (int(server_ip) >> bits) << bits
+                    for c in table.get(network, ()):
+                        found[c.order] = c
+            for c in self.by_host.get(target.server.lower().rstrip("."), ()):
+                found[c.order] = c
+            for c in self.server_globs:
+                found[c.order] = c
+        if target.provisioner:
+            for c in self.by_provisioner.get(target.provisioner, ()):
+                found[c.order] = c
+        for c in self.provisioner_globs:
+            found[c.order] = c
+        if target.storage_class:
+            for c in self.by_storage_class.get(target.storage_class, ()):
+                found[c.order] = c
+        return [found[k] for k in sorted(found)]
+
+
+class _Nodes:
+    """The kernels in a target's node scope, looked up at most once per decision."""
+
+    def __init__(self, inventory: NodeInventory, target: NFSTarget) -> None:
+        self._inventory = inventory
+        self._target = target
+        self._view: KernelView | None = None
+        self.used_by: set[UnknownNodes] = set()
+
+    @property
+    def view(self) -> KernelView:
+        if self._view is None:
+            self._view = self._inventory.kernels_in(self._target.scope)
+        return self._view
+
+    def note(self) -> str:
+        if self._view is None:
+            return ""
+        if not self._view.known:
+            assumed = ", ".join(sorted(u.value for u in self.used_by)) or "unknownNodes"
+            return f"unknown ({self._view.reason}): {assumed}"
+        kernels = ", ".join(sorted(self._view.kernels)) or "none"
+        return f"kernels in scope: {kernels}"
+
+
+def _matches(
+    match: Match,
+    target: NFSTarget,
+    server_ip: IPAddress | None,
+    nodes: _Nodes,
+    policy: Policy,
+) -> bool:
+    if match.exports is not None:
+        if not target.server:
+            return False
+        if not any(e.matches(target.server, server_ip, target.path) for e in match.exports):
+            return False
+    if match.provisioners is not None and not any(
+        p.matches(target.provisioner) for p in match.provisioners
+    ):
+        return False
+    if match.storage_class_names is not None and target.storage_class not in (
+        match.storage_class_names
+    ):
+        return False
+    if match.object_selector is not None and not match.object_selector.matches(target.labels):
+        return False
+    if match.node_kernels is not None:
+        view = nodes.view
+        if not view.known:
+            nodes.used_by.add(policy.unknown_nodes)
+            return policy.unknown_nodes is UnknownNodes.ASSUME_AFFECTED
+        if not any(r.matches_any(view.kernels) for r in match.node_kernels):
+            return False
+    return True
+
+
+def version_state(ev: EffectiveVersion) -> VersionState:
+    return VersionState(ev.version, ev.kind.value, ev.affected, ev.options)
+
+
+def _short(text: str) -> str:
+    clean = "".join(c if c.isprintable() else " " for c in text)
+    return clean if len(clean) <= _MAX_WARNING else clean[: _MAX_WARNING - 3] + "..."
+
+
+class PinRefused(Exception):
+    """A pin cannot be written (e.g. an immutable field on UPDATE)."""
+
+
+def pin_patch(
+    obj: Mapping[str, Any], target: NFSTarget, pin: str, operation: str
+) -> list[dict[str, Any]]:
+    """JSON Patch operations that leave exactly one ``nfsvers=<pin>`` where the node
+    reads it and no version option anywhere else. Built against ``obj`` as given:
+    ``add`` where a field is absent, ``replace``/``remove`` where it is present."""
+    ops: list[dict[str, Any]] = []
+    for place in target.places:
+        if place.label == target.pin_place:
+            new = pin_entries(list(place.entries), pin)
+        elif any(is_version_option(o) for o in place.options):
+            new = strip_entries(list(place.entries))
+        else:
+            continue
+        if list(place.entries) == new and place.present:
+            continue
+        if not place.mutable and operation != "CREATE":
+            raise PinRefused(
+                f"{place.label} holds {','.join(o for o in place.options if is_version_option(o))}"
+                " and cannot change after creation"
+            )
+        ops.append(_place_op(place, new))
+    return ops
+
+
+def _place_op(place: OptionPlace, new: list[str]) -> dict[str, Any]:
+    value: Any = new if place.is_list else ",".join(new)
+    if not new:
+        return {"op": "remove", "path": place.pointer}
+    if not place.present:
+        return {"op": "add", "path": place.pointer, "value": value}
+    return {"op": "replace", "path": place.pointer, "value": value}
+
+
+class Engine:
+    """All loaded policies, compiled and indexed. Immutable: hot reload swaps engines."""
+
+    def __init__(self, policies: Sequence[Policy]) -> None:
+        self.policies = tuple(policies)
+        compiled: list[CompiledRule] = []
+        for policy in self.policies:
+            for rule in policy.rules:
+                compiled.append(CompiledRule(len(compiled), policy, rule, policy.ref(rule)))
+        self.rules = tuple(compiled)
+        self._index = _Index(compiled)
+        self.provisioners = _Provisioners(
+            p for c in compiled for p in (c.rule.match.provisioners or ())
+        )
+
+    def read(self, obj: Mapping[str, Any]) -> NFSTarget | None:
+        """The object's NFS target, or None when it is out of scope. Raises InvalidObject."""
+        return read_target(obj, self.provisioners)
+
+    def matching(
+        self, target: NFSTarget, inventory: NodeInventory = _NO_INVENTORY
+    ) -> tuple[list[CompiledRule], str]:
+        """Every rule whose match holds and exclude does not, in load order, and a
+        note on how node kernels were known (empty when no rule asked)."""
+        server_ip = parse_ip(target.server) if target.server else None
+        nodes = _Nodes(inventory, target)
+        found = []
+        for c in self._index.candidates(target, server_ip):
+            if not _matches(c.rule.match, target, server_ip, nodes, c.policy):
+                continue
+            exclude = c.rule.exclude
+            if (
+                exclude is not None
+                and not exclude.empty
+                and _matches(exclude, target, server_ip, nodes, c.policy)
+            ):
+                continue
+            found.append(c)
+        return found, nodes.note()
+
+    def decide(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        operation: str = "CREATE",
+        inventory: NodeInventory = _NO_INVENTORY,
+    ) -> Decision:
+        target = self.read(obj)
+        if target is None:
+            return Decision(Outcome.IGNORED)
+        summary = Target(
+            target.kind,
+            target.name,
+            target.driver,
+            target.server,
+            target.path,
+            target.storage_class,
+        )
+        ev = target.effective_version()
+        before = version_state(ev)
+        matched, nodes_note = self.matching(target, inventory)
+        refs = tuple(c.ref for c in matched)
+        base = Decision(
+            Outcome.UNMATCHED,
+            target=summary,
+            matched=refs,
+            before=before,
+            after=before,
+            nodes=nodes_note,
+        )
+        if not ev.affected:
+            return _replace(base, outcome=Outcome.COMPLIANT, matched=refs)
+        if not matched:
+            return base
+        deciding = min(matched, key=lambda c: c.rank)
+        return self._act(
+            deciding, obj, target, ev, _replace(base, deciding=deciding.ref), operation
+        )
+
+    def _act(
+        self,
+        deciding: CompiledRule,
+        obj: Mapping[str, Any],
+        target: NFSTarget,
+        ev: EffectiveVersion,
+        base: Decision,
+        operation: str,
+    ) -> Decision:
+        rule, policy = deciding.rule, deciding.policy
+        who = f'rule "{rule.name}" (policy {policy.name} version {policy.version})'
+        export = summary_export(target)
+        seen = ev.describe()
+        fix = f"set {pin_option(policy.pin)} in mountOptions and remove every other version option"
+        action = rule.action
+        if action is Action.EXEMPT:
+            return _replace(base, outcome=Outcome.EXEMPT, message=f"exempt by {who}")
+        if action is Action.AUDIT:
+            return _replace(
+                base, outcome=Outcome.AUDITED, message=f"NFS {seen} for {export} audited by {who}"
+            )
+        if action is Action.WARN:
+            warning = _short(
+                f"nfsguard: NFS {seen} on {export} is at risk ({rule.name}); "
+                f"consider {pin_option(policy.pin)}"
+            )
+            return _replace(
+                base,
+                outcome=Outcome.WARNED,
+                message=f"NFS {seen} for {export} warned by {who}",
+                warnings=(warning,),
+            )
+        if action is Action.DENY:
+            return _replace(
+                base,
+                outcome=Outcome.DENIED,
+                message=f"{who} does not allow NFS {seen} for {export}: {fix}",
+            )
+        # pin
+        explicit = ev.kind in (VersionKind.EXPLICIT, VersionKind.CONFLICTING)
+        if rule.on_explicit is OnExplicit.DENY and explicit:
+            return _replace(
+                base,
+                outcome=Outcome.DENIED,
+                message=f"{who} does not allow the explicit NFS {seen} for {export}: {fix}",
+            )
+        try:
+            ops = pin_patch(obj, target, policy.pin, operation)
+        except PinRefused as exc:
+            warning = _short(
+                f"nfsguard: cannot pin {target.kind} {target.name} on update ({rule.name}); "
+                f"recreate it with {pin_option(policy.pin)}"
+            )
+            return _replace(
+                base,
+                outcome=Outcome.WARNED,
+                message=f"{who} would pin {pin_option(policy.pin)}, but {exc}",
+                warnings=(warning,),
+            )
+        if not ops:
+            return _replace(base, outcome=Outcome.COMPLIANT, message=f"already pinned by {who}")
+        patched = jsonpatch.apply_patch(copy.deepcopy(dict(obj)), ops)
+        after_target = self.read(patched)
+        assert after_target is not None  # pinning never takes an object out of scope
+        after = version_state(after_target.effective_version())
+        old = ",".join(ev.options) or "no version"
+        warning = _short(
+            f"nfsguard: {old} -> {pin_option(policy.pin)} by rule {rule.name} "
+            f"({policy.name} {policy.version})"
+        )
+        return _replace(
+            base,
+            outcome=Outcome.MUTATED,
+            after=after,
+            patch=tuple(ops),
+            message=f"{who} pinned {pin_option(policy.pin)} for {export} (was NFS {seen})",
+            warnings=(warning,),
+        )
+
+
+def summary_export(target: NFSTarget) -> str:
+    if target.server is None:
+        return f"{target.kind} {target.name} (no export known)"
+    return f"{target.server}:{target.path}" if target.path else target.server
+
+
+def _replace(decision: Decision, **changes: Any) -> Decision:
+    return dataclasses.replace(decision, **changes)

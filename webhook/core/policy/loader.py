@@ -1,0 +1,433 @@
+"""Policy text -> ``Policy`` objects, or every problem with its FILE:LINE:COL.
+
+Loading is pure: it takes text and a source name. Structure is checked by the
+published JSON Schema (webhook/data/nfsmountpolicy.schema.json, also shipped
+as policies/schema/ for editors); what a schema cannot say (valid CIDRs and
+globs, non-empty kernel ranges, unique names) is checked here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import yaml
+
+from webhook.core.decision import Action
+from webhook.core.kernels import KernelRange
+from webhook.core.policy.model import Match, OnExplicit, Policy, Position, Rule, UnknownNodes
+from webhook.core.policy.patterns import (
+    ExportPattern,
+    LabelRequirement,
+    LabelSelector,
+    NamePattern,
+)
+
+API_VERSION = "nfsguard.io/v1alpha1"
+POLICY_KIND = "NFSMountPolicy"
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a policy file, printed as ``FILE:LINE:COL: message``."""
+
+    position: Position
+    message: str
+    severity: str = "error"  # or "warning"
+
+    def __str__(self) -> str:
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{self.position}: {prefix}{self.message}"
+
+
+class PolicyError(ValueError):
+    """The policy cannot be loaded; ``problems`` says every reason, in file order."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(sorted(problems, key=_problem_order))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def _problem_order(p: Problem) -> tuple[str, int, int]:
+    return (p.position.file, p.position.line, p.position.column)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML document with the position of every key and value."""
+
+    data: Any
+    source: str
+    start: Position
+    values: Mapping[Path, Position]
+    keys: Mapping[Path, Position]
+
+    def at(self, path: Path, *, key: bool = False) -> Position:
+        """The position of ``path`` (its key when ``key``), or of its nearest parent."""
+        table = self.keys if key else self.values
+        for n in range(len(path), -1, -1):
+            pos = table.get(path[:n]) or self.values.get(path[:n])
+            if pos is not None:
+                return pos
+        return self.start
+
+    def kind(self) -> str | None:
+        if isinstance(self.data, dict):
+            kind = self.data.get("kind")
+            return kind if isinstance(kind, str) else None
+        return None
+
+
+def _pos(source: str, mark: yaml.Mark) -> Position:
+    return Position(source, mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Turns a composed YAML node into plain data while recording positions."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.values: dict[Path, Position] = {}
+        self.keys: dict[Path, Position] = {}
+        self.problems: list[Problem] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.values[path] = _pos(self.source, node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._constructor.construct_object(key_node, deep=True)
+                if not isinstance(key, str | int | float | bool) or key is None:
+                    key = str(key)
+                if key in out:
+                    self.problems.append(
+                        Problem(_pos(self.source, key_node.start_mark), f"duplicate key {key!r}")
+                    )
+                child = (*path, str(key))
+                self.keys[child] = _pos(self.source, key_node.start_mark)
+                out[str(key)] = self.build(value_node, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._constructor.construct_object(node, deep=True)
+
+
+def parse_documents(text: str, source: str) -> list[Document]:
+    """Every non-empty YAML document of ``text``. Raises PolicyError on a syntax error."""
+    documents: list[Document] = []
+    try:
+        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+            if node is None:
+                continue
+            builder = _Builder(source)
+            data = builder.build(node, ())
+            if builder.problems:
+                raise PolicyError(builder.problems)
+            documents.append(
+                Document(data, source, _pos(source, node.start_mark), builder.values, builder.keys)
+            )
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        position = _pos(source, mark) if mark is not None else Position(source, 1, 1)
+        reason = exc.problem or exc.context or "invalid YAML"
+        raise PolicyError([Problem(position, f"YAML syntax error: {reason}")]) from None
+    except yaml.YAMLError as exc:
+        raise PolicyError([Problem(Position(source, 1, 1), f"YAML error: {exc}")]) from None
+    return documents
+
+
+@cache
+def policy_schema() -> dict[str, Any]:
+    text = resources.files("webhook").joinpath("data/nfsmountpolicy.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(policy_schema())
+
+
+def _context(data: Any, path: Path) -> str:
+    """'rule "name": ' when ``path`` is inside a rule, so every message names it."""
+    if len(path) >= 3 and path[0] == "spec" and path[1] == "rules" and isinstance(path[2], int):
+        try:
+            name = data["spec"]["rules"][path[2]].get("name")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            name = None
+        label = f'rule "{name}"' if isinstance(name, str) else f"rule #{path[2] + 1}"
+        return label + ": "
+    return ""
+
+
+def _dotted(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "document"
+
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "object": "a mapping",
+    "array": "a list",
+    "integer": "an integer",
+    "number": "a number",
+}
+
+
+def _schema_problems(doc: Document) -> list[Problem]:
+    problems: list[Problem] = []
+    for error in _validator().iter_errors(doc.data):
+        path: Path = tuple(error.absolute_path)
+        ctx = _context(doc.data, path)
+        where = _dotted(path)
+        validator = error.validator
+        if validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = set((error.schema.get("properties") or {}).keys())
+            for key in error.instance:
+                if key not in allowed:
+                    hint = _closest(key, allowed)
+                    msg = f"{ctx}unknown key {key!r} in {where}"
+                    if hint:
+                        msg += f" (did you mean {hint!r}?)"
+                    problems.append(Problem(doc.at((*path, key), key=True), msg))
+            continue
+        if validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else "?"
+            problems.append(
+                Problem(doc.at(path), f"{ctx}{where}: missing required key {missing!r}")
+            )
+            continue
+        if validator == "type":
+            want = error.validator_value
+            want_text = _TYPE_NAMES.get(want, str(want)) if isinstance(want, str) else str(want)
+            msg = f"{ctx}{where} must be {want_text}"
+            if want == "string" and isinstance(error.instance, int | float):
+                msg += f" (quote it: YAML read {error.instance!r} as a number)"
+            problems.append(Problem(doc.at(path), msg))
+            continue
+        if validator in ("enum", "const"):
+            options = error.validator_value
+            choices = ", ".join(map(str, options)) if isinstance(options, list) else str(options)
+            problems.append(
+                Problem(doc.at(path), f"{ctx}{where}: {error.instance!r} is not one of: {choices}")
+            )
+            continue
+        if validator == "pattern":
+            problems.append(
+                Problem(
+                    doc.at(path),
+                    f"{ctx}{where}: {error.instance!r} is not a valid DNS-1123 name "
+                    "(lower case letters, digits and '-')",
+                )
+            )
+            continue
+        problems.append(Problem(doc.at(path), f"{ctx}{where}: {error.message}"))
+    return problems
+
+
+def _closest(key: str, allowed: Iterable[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _coerce_pin(data: Any) -> None:
+    # `pin: 4.0` unquoted is YAML's float 4.0; accept what can only mean one version.
+    spec = data.get("spec") if isinstance(data, dict) else None
+    if isinstance(spec, dict) and isinstance(spec.get("pin"), int | float):
+        value = spec["pin"]
+        if not isinstance(value, bool):
+            spec["pin"] = {3: "3", 4.0: "4.0", 4.1: "4.1"}.get(value, value)
+
+
+def digest_of(data: Any) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _build_match(
+    doc: Document, raw: Mapping[str, Any], path: Path, problems: list[Problem]
+) -> Match:
+    ctx = _context(doc.data, path)
+
+    def attempt(sub: Path, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ValueError as exc:
+            problems.append(Problem(doc.at(sub), f"{ctx}{exc}"))
+            return None
+
+    exports = None
+    if "exports" in raw:
+        built = [
+            attempt((*path, "exports", i), ExportPattern.parse, e["server"], e.get("path"))
+            for i, e in enumerate(raw["exports"])
+        ]
+        exports = tuple(e for e in built if e is not None)
+    provisioners = None
+    if "provisioners" in raw:
+        names = [
+            attempt((*path, "provisioners", i), NamePattern.parse, p)
+            for i, p in enumerate(raw["provisioners"])
+        ]
+        provisioners = tuple(n for n in names if n is not None)
+    storage_classes = tuple(raw["storageClassNames"]) if "storageClassNames" in raw else None
+    kernels = None
+    if "nodeKernels" in raw:
+        ranges = []
+        for i, item in enumerate(raw["nodeKernels"]):
+            rng = KernelRange(
+                family=item.get("family"), min=item.get("min"), below=item.get("below")
+            )
+            try:
+                rng.validate()
+            except ValueError as exc:
+                problems.append(Problem(doc.at((*path, "nodeKernels", i)), f"{ctx}{exc}"))
+                continue
+            ranges.append(rng)
+        kernels = tuple(ranges)
+    selector = None
+    if "objectSelector" in raw:
+        sel = raw["objectSelector"]
+        exprs = []
+        for i, e in enumerate(sel.get("matchExpressions") or []):
+            values = frozenset(e.get("values") or [])
+            op = e["operator"]
+            if op in ("In", "NotIn") and not values:
+                problems.append(
+                    Problem(
+                        doc.at((*path, "objectSelector", "matchExpressions", i)),
+                        f"{ctx}operator {op} needs at least one value",
+                    )
+                )
+            if op in ("Exists", "DoesNotExist") and values:
+                problems.append(
+                    Problem(
+                        doc.at((*path, "objectSelector", "matchExpressions", i)),
+                        f"{ctx}operator {op} takes no values",
+                    )
+                )
+            exprs.append(LabelRequirement(e["key"], op, values))
+        selector = LabelSelector(
+            tuple(sorted((sel.get("matchLabels") or {}).items())), tuple(exprs)
+        )
+    return Match(exports, provisioners, storage_classes, kernels, selector)
+
+
+def build_policy(doc: Document) -> Policy:
+    """One schema-checked policy document -> ``Policy``. Raises PolicyError."""
+    _coerce_pin(doc.data)
+    problems = _schema_problems(doc)
+    if problems:
+        raise PolicyError(problems)
+    data = doc.data
+    spec = data["spec"]
+    rules: list[Rule] = []
+    seen: dict[str, Position] = {}
+    for i, raw in enumerate(spec.get("rules") or []):
+        path: Path = ("spec", "rules", i)
+        name = raw["name"]
+        if name in seen:
+            problems.append(
+                Problem(
+                    doc.at((*path, "name")),
+                    f'rule "{name}": duplicate rule name (first defined at {seen[name]})',
+                )
+            )
+        seen.setdefault(name, doc.at((*path, "name")))
+        match = _build_match(doc, raw.get("match") or {}, (*path, "match"), problems)
+        exclude = (
+            _build_match(doc, raw["exclude"], (*path, "exclude"), problems)
+            if "exclude" in raw
+            else None
+        )
+        action = Action(raw["action"])
+        if "onExplicit" in raw and action is not Action.PIN:
+            problems.append(
+                Problem(
+                    doc.at((*path, "onExplicit"), key=True),
+                    f'rule "{name}": onExplicit applies only to action pin',
+                )
+            )
+        rules.append(
+            Rule(
+                name=name,
+                action=action,
+                match=match,
+                exclude=exclude,
+                on_explicit=OnExplicit(raw.get("onExplicit", "rewrite")),
+                description=raw.get("description", ""),
+                references=tuple(raw.get("references") or ()),
+                position=doc.at(path),
+            )
+        )
+    if problems:
+        raise PolicyError(problems)
+    return Policy(
+        name=data["metadata"]["name"],
+        version=spec["version"],
+        digest=digest_of(data),
+        pin=spec.get("pin", "4.0"),
+        unknown_nodes=UnknownNodes(spec.get("unknownNodes", "assumeAffected")),
+        rules=tuple(rules),
+        source=doc.source,
+        position=doc.start,
+    )
+
+
+def load_policies(sources: Iterable[tuple[str, str]]) -> list[Policy]:
+    """Every policy of ``sources`` (name, text), in load order. Raises PolicyError
+    with every problem of every source (not only the first)."""
+    policies: list[Policy] = []
+    problems: list[Problem] = []
+    names: dict[str, Position] = {}
+    for source, text in sources:
+        try:
+            documents = parse_documents(text, source)
+        except PolicyError as exc:
+            problems.extend(exc.problems)
+            continue
+        for doc in documents:
+            if not isinstance(doc.data, dict):
+                problems.append(Problem(doc.start, "a policy document must be a mapping"))
+                continue
+            kind = doc.kind()
+            if kind != POLICY_KIND:
+                problems.append(
+                    Problem(
+                        doc.at(("kind",)),
+                        f"unknown kind {kind!r} (expected {POLICY_KIND}, apiVersion {API_VERSION})",
+                    )
+                )
+                continue
+            try:
+                policy = build_policy(doc)
+            except PolicyError as exc:
+                problems.extend(exc.problems)
+                continue
+            if policy.name in names:
+                problems.append(
+                    Problem(
+                        doc.at(("metadata", "name")),
+                        f'duplicate policy name "{policy.name}" '
+                        f"(first defined at {names[policy.name]})",
+                    )
+                )
+                continue
+            names[policy.name] = doc.at(("metadata", "name"))
+            policies.append(policy)
+    if problems:
+        raise PolicyError(problems)
+    return policies

@@ -1,0 +1,128 @@
+"""``nfsguard serve``: gunicorn with keep-alive threads and TLS 1.2+.
+
+gthread workers keep HTTP/1.1 connections alive, as kube-apiserver reuses them
+(the sync worker would cost a TLS handshake per review). Each worker builds its
+own engine, inventory and recorder after fork (``load`` runs post-fork).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from webhook.admission.handler import ReviewHandler
+from webhook.core.inventory import (
+    NodeInventory,
+    StaticInventory,
+    UnknownInventory,
+    nodes_from_objects,
+)
+from webhook.server.app import create_app
+from webhook.server.policy_store import PolicyStore
+from webhook.server.tls_reload import gunicorn_ssl_context
+from webhook.sources import load_manifests, read_text
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    policies: tuple[str, ...]
+    tls_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8443
+    workers: int = 2
+    threads: int = 4
+    audit_log: str | None = None
+    audit_key: str | None = None
+    audit_stdout: bool = False
+    nodes_file: str | None = None
+    kubeconfig: str | None = None
+    in_cluster: bool = False
+    node_stale_after: float = 60.0
+    reload_interval: float = 2.0
+    log_level: str = "info"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def static_inventory(path: str) -> StaticInventory:
+    return StaticInventory(nodes_from_objects(load_manifests(read_text(path), path)))
+
+
+def _inventory(settings: ServeSettings) -> NodeInventory:
+    if settings.nodes_file:
+        return static_inventory(settings.nodes_file)
+    if settings.kubeconfig or settings.in_cluster:
+        from webhook.cluster.nodes import start_node_inventory
+
+        return start_node_inventory(settings.kubeconfig, stale_after=settings.node_stale_after)
+    return UnknownInventory("no node inventory (serve without --nodes or --kubeconfig)")
+
+
+def build_app(settings: ServeSettings) -> Flask:
+    """Everything one worker needs, built after fork."""
+    store = PolicyStore(settings.policies)
+    inventory = _inventory(settings)
+    recorder = None
+    if settings.audit_log or settings.audit_stdout:
+        from webhook.audit import open_recorder
+
+        recorder = open_recorder(
+            settings.audit_log, key_file=settings.audit_key, stdout=settings.audit_stdout
+        )
+    handler = ReviewHandler(store.engine, inventory=inventory, recorder=recorder)
+
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        details: dict[str, Any] = {"policies": store.status()}
+        ready = True
+        status = getattr(inventory, "status", None)
+        if callable(status):
+            node_status = status()
+            details["nodes"] = node_status
+            ready = bool(node_status.get("synced", True))
+        return ready, details
+
+    return create_app(handler, readiness)
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        tls = s.tls_dir
+        options: dict[str, Any] = {
+            "bind": [f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}"],
+            "workers": s.workers,
+            "threads": s.threads,
+            "worker_class": "gthread",
+            "keepalive": 75,  # longer than the apiserver's idle connection reuse
+            "timeout": 30,
+            "graceful_timeout": 10,
+            "certfile": str(tls / "tls.crt"),
+            "keyfile": str(tls / "tls.key"),
+            "ssl_context": gunicorn_ssl_context(tls),
+            "loglevel": s.log_level,
+            "accesslog": None,
+            "errorlog": "-",
+            "control_socket_disable": True,
+        }
+        for key, value in options.items():
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return build_app(self.settings)
+
+
+def run(settings: ServeSettings) -> None:
+    """Run until stopped. Policies are checked by the caller before this starts."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    _Gunicorn(settings).run()
