@@ -1,0 +1,306 @@
+"""PV create latency through a real kube-apiserver: no admission, nfsguard, native MAP.
+
+    .venv/bin/python -m bench.apiserver_latency [--creates 300] [--write-doc docs/e2e.md]
+
+A benchmark, not a test: it starts etcd + kube-apiserver on 127.0.0.1 (tests/e2e harness,
+KUBEBUILDER_ASSETS or `make kube-assets`), then times N PV creates as seen by the client
+(Python kubernetes client, one connection, sequential) in three set-ups:
+
+  none     nothing registered
+  webhook  `nfsguard serve` (tests/e2e/policies/main.yaml) registered from manifests/
+  map      an equivalent MutatingAdmissionPolicy (admissionregistration.k8s.io/v1): a CEL
+           JSONPatch that replaces spec.mountOptions for the same server
+
+Every create asks for nfsvers=4.1 on the pinned export, so both mutators do real work, and
+each set-up is checked to store nfsvers=4.0 before it is timed. The apiserver's own
+admission-plugin latency (from /metrics) is reported next to the client's view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubernetes import client as k8s
+
+from tests.e2e.kubecluster import (
+    ENABLE_HINT,
+    KUBE_VERSION,
+    PIN,
+    REPO,
+    ControlPlane,
+    Registration,
+    WebhookServer,
+    find_assets,
+    nfs_pv,
+    pv_model,
+    wait_until,
+    webhook_configuration_for,
+)
+
+SERVER, SHARE = "192.0.2.10", "/exports/bench"
+ASKED = ["nfsvers=4.1", "hard"]
+POLICY = REPO / "tests" / "e2e" / "policies" / "main.yaml"
+BEGIN, END = "<!-- bench:apiserver_latency:begin -->", "<!-- bench:apiserver_latency:end -->"
+
+MAP_NAME = "nfsguard-bench-pin"
+MAP_MATCH = f"has(object.spec.nfs) && object.spec.nfs.server == '{SERVER}'"
+MAP_CEL = (
+    "[JSONPatch{"
+    "op: has(object.spec.mountOptions) ? 'replace' : 'add', "
+    "path: '/spec/mountOptions', "
+    "value: (has(object.spec.mountOptions) ? object.spec.mountOptions : [])"
+    ".filter(o, !o.matches('^(nfs)?vers=|^v[234]|^minorversion=')) + ['nfsvers=4.0']"
+    "}]"
+)
+
+
+def map_objects() -> tuple[k8s.V1MutatingAdmissionPolicy, k8s.V1MutatingAdmissionPolicyBinding]:
+    policy = k8s.V1MutatingAdmissionPolicy.from_dict(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingAdmissionPolicy",
+            "metadata": {"name": MAP_NAME},
+            "spec": {
+                "failurePolicy": "Fail",
+                "reinvocationPolicy": "IfNeeded",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["persistentvolumes"],
+                        }
+                    ]
+                },
+                "matchConditions": [
+                    {
+                        "name": "pinned-export",
+                        "expression": MAP_MATCH,
+                    }
+                ],
+                "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": MAP_CEL}}],
+            },
+        }
+    )
+    binding = k8s.V1MutatingAdmissionPolicyBinding.from_dict(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingAdmissionPolicyBinding",
+            "metadata": {"name": MAP_NAME},
+            "spec": {"policyName": MAP_NAME},
+        }
+    )
+    assert policy is not None and binding is not None
+    return policy, binding
+
+
+@dataclass
+class Result:
+    name: str
+    samples: list[float]  # seconds
+    plugin: str
+    server_mean: float | None  # apiserver's admission-plugin mean, seconds
+
+    def pct(self, q: float) -> float:
+        s = sorted(self.samples)
+        return s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))]
+
+
+def plugin_totals(cp: ControlPlane, plugin: str) -> tuple[float, float]:
+    """(sum, count) of apiserver_admission_controller_admission_duration_seconds for CREATE."""
+    total = count = 0.0
+    pat = re.compile(
+        r"^apiserver_admission_controller_admission_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$"
+    )
+    for line in cp.metrics().splitlines():
+        m = pat.match(line)
+        if m and f'name="{plugin}"' in m[2] and 'operation="CREATE"' in m[2]:
+            if m[1] == "sum":
+                total += float(m[3])
+            else:
+                count += float(m[3])
+    return total, count
+
+
+def run_creates(
+    cp: ControlPlane, core: k8s.CoreV1Api, label: str, n: int, warmup: int, plugin: str
+) -> Result:
+    def create(i: int) -> float:
+        body = pv_model(
+            nfs_pv(f"bench-{label}-{i}", SERVER, SHARE, ASKED, labels={"bench": "nfsguard"})
+        )
+        t0 = time.perf_counter()
+        core.create_persistent_volume(body)
+        return time.perf_counter() - t0
+
+    for i in range(warmup):
+        create(-i - 1)
+    s0, c0 = plugin_totals(cp, plugin)
+    samples = [create(i) for i in range(n)]
+    s1, c1 = plugin_totals(cp, plugin)
+    core.delete_collection_persistent_volume(label_selector="bench=nfsguard")
+    mean = (s1 - s0) / (c1 - c0) if c1 > c0 else None
+    return Result(label, samples, plugin, mean)
+
+
+def expect_pin(core: k8s.CoreV1Api, pinned: bool) -> Callable[[], bool]:
+    def check() -> bool:
+        pv = core.create_persistent_volume(
+            pv_model(nfs_pv("bench-check", SERVER, SHARE, ASKED)), dry_run="All"
+        )
+        assert pv.spec is not None
+        has_pin = PIN in (pv.spec.mount_options or []) and "nfsvers=4.1" not in (
+            pv.spec.mount_options or []
+        )
+        return has_pin == pinned
+
+    return check
+
+
+@contextmanager
+def nfsguard_registered(api: k8s.ApiClient, work: Path) -> Iterator[WebhookServer]:
+    wh = WebhookServer(POLICY, work / "nfsguard").start()
+    reg = Registration(api, webhook_configuration_for(wh.url, wh.ca_crt.read_bytes()))
+    try:
+        reg.register()
+        yield wh
+    finally:
+        try:
+            reg.unregister()
+        finally:
+            wh.stop()
+
+
+@contextmanager
+def map_registered(api: k8s.ApiClient) -> Iterator[None]:
+    ar = k8s.AdmissionregistrationV1Api(api)
+    policy, binding = map_objects()
+    ar.create_mutating_admission_policy(policy)
+    ar.create_mutating_admission_policy_binding(binding)
+    try:
+        wait_until("the MutatingAdmissionPolicy to pin", expect_pin(k8s.CoreV1Api(api), True))
+        yield
+    finally:
+        ar.delete_mutating_admission_policy_binding(MAP_NAME)
+        ar.delete_mutating_admission_policy(MAP_NAME)
+        wait_until("the MutatingAdmissionPolicy to go", expect_pin(k8s.CoreV1Api(api), False))
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def render(results: list[Result], n: int, warmup: int, mach: dict[str, str], when: str) -> str:
+    base = results[0].pct(50)
+    lines = [
+        BEGIN,
+        f"Run {when} with Kubernetes v{KUBE_VERSION}: {n} sequential PV creates per set-up "
+        f"after {warmup} warm-up creates, one client connection.",
+        "",
+        f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), kernel {mach['kernel']}, "
+        f"Python {mach['python']}, load average at start {mach['loadavg']} "
+        "(the machine is shared: treat differences below a few ms as noise).",
+        "",
+        "| set-up | p50 ms | p99 ms | mean ms | max ms | p50 over none | "
+        "apiserver admission plugin mean ms |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        plugin = f"{r.plugin}: {r.server_mean * 1000:.2f}" if r.server_mean is not None else "n/a"
+        lines.append(
+            f"| {r.name} | {r.pct(50) * 1000:.2f} | {r.pct(99) * 1000:.2f} | "
+            f"{statistics.fmean(r.samples) * 1000:.2f} | {max(r.samples) * 1000:.2f} | "
+            f"{(r.pct(50) - base) * 1000:+.2f} | {plugin} |"
+        )
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(doc: Path, block: str) -> None:
+    text = doc.read_text() if doc.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + block
+    doc.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.apiserver_latency", description=__doc__)
+    ap.add_argument("--creates", type=int, default=300, help="timed creates per set-up")
+    ap.add_argument("--warmup", type=int, default=30, help="untimed creates first")
+    ap.add_argument("--write-doc", type=Path, help="replace the bench block in this Markdown file")
+    args = ap.parse_args(argv)
+
+    assets, why = find_assets()
+    if assets is None:
+        print(f"apiserver_latency: {why}: {ENABLE_HINT}", file=sys.stderr)
+        return 2
+    mach = machine()
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="nfsguard-bench-") as tmp:
+        work = Path(tmp)
+        cp = ControlPlane(assets, work / "kube").start()
+        api = cp.api_client()
+        core = k8s.CoreV1Api(api)
+        try:
+            wait_until("no mutation", expect_pin(core, False))
+            print("none ...", file=sys.stderr)
+            results.append(
+                run_creates(cp, core, "none", args.creates, args.warmup, "MutatingAdmissionWebhook")
+            )
+            print("webhook ...", file=sys.stderr)
+            with nfsguard_registered(api, work):
+                results.append(
+                    run_creates(
+                        cp, core, "webhook", args.creates, args.warmup, "MutatingAdmissionWebhook"
+                    )
+                )
+            print("map ...", file=sys.stderr)
+            with map_registered(api):
+                results.append(
+                    run_creates(
+                        cp, core, "map", args.creates, args.warmup, "MutatingAdmissionPolicy"
+                    )
+                )
+        finally:
+            api.close()  # type: ignore[no-untyped-call]
+            cp.stop()
+    block = render(results, args.creates, args.warmup, mach, when)
+    print(block)
+    if args.write_doc:
+        write_doc(args.write_doc, block)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
