@@ -55,9 +55,12 @@ def stored_options(core: k8s.CoreV1Api, name: str) -> list[str] | None:
 def denial(exc: pytest.ExceptionInfo[k8s.ApiException]) -> str:
     """The Status message a denied client gets."""
     e = exc.value
-    assert e.status == 400, f"expected 400 for a denial, got {e.status}: {e.body}"
+    # The apiserver passes the webhook's status.code through (raising anything below 400 to
+    # 400); nfsguard answers a denial with 403 Forbidden.
+    assert e.status == 403, f"expected 403 for a denial, got {e.status}: {e.body}"
     body = json.loads(e.body or "{}")
     assert body.get("kind") == "Status" and body.get("status") == "Failure"
+    assert body.get("reason") == "Forbidden" and body.get("code") == 403
     return str(body.get("message", ""))
 
 
