@@ -1,0 +1,167 @@
+"""The record: every field of a decision, the schema file, the hash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+from audit_fixtures import T0, StepClock, decision, keypair, request
+
+from webhook.admission.wire import AdmissionRequest, UserInfo
+from webhook.audit.record import GENESIS, SCHEMA, canonical, record_hash
+from webhook.audit.signing import load_signer
+from webhook.audit.writer import AuditWriter
+from webhook.core.decision import Decision, Outcome
+
+SCHEMA_FILE = Path(__file__).resolve().parents[3] / "webhook" / "data" / "audit-record.schema.json"
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_decision_record_carries_every_field(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    writer = AuditWriter(str(log), clock=StepClock(T0), checkpoint_interval=0)
+    writer.record(request(uid="r-1", groups=("ops", "system:authenticated")), decision())
+    writer.close()
+    (record,) = _records(log)
+    digest = record.pop("hash")
+    assert record == {
+        "schema": SCHEMA,
+        "type": "decision",
+        "seq": 0,
+        "prev": GENESIS,
+        "time": "2026-11-20T12:00:00.000000Z",
+        "request": {
+            "uid": "r-1",
+            "operation": "CREATE",
+            "kind": "PersistentVolume",
+            "resource": "persistentvolumes",
+            "subResource": "",
+            "namespace": "",
+            "name": "pv-nfs",
+            "dryRun": False,
+        },
+        "user": {"username": "alice", "uid": "u-alice", "groups": ["ops", "system:authenticated"]},
+        "policy": {"name": "nfs-safety", "version": "3", "digest": "sha256:" + "ab" * 32},
+        "rule": "pin-nfs42",
+        "action": "pin",
+        "matched": [
+            {
+                "policy": "nfs-safety",
+                "policyVersion": "3",
+                "policyDigest": "sha256:" + "ab" * 32,
+                "rule": "pin-nfs42",
+                "action": "pin",
+            },
+            {
+                "policy": "nfs-safety",
+                "policyVersion": "3",
+                "policyDigest": "sha256:" + "ab" * 32,
+                "rule": "warn-all",
+                "action": "warn",
+            },
+        ],
+        "outcome": "mutated",
+        "before": {"version": "4.2", "kind": "negotiated", "affected": True, "options": []},
+        "after": {
+            "version": "4.1",
+            "kind": "explicit",
+            "affected": False,
+            "options": ["nfsvers=4.1"],
+        },
+        "patch": [{"op": "add", "path": "/spec/mountOptions", "value": ["nfsvers=4.1"]}],
+        "message": "pinned to NFS 4.1 by pin-nfs42",
+        "warnings": ["pinned"],
+        "target": {
+            "kind": "PersistentVolume",
+            "name": "pv-nfs",
+            "driver": "nfs.csi.k8s.io",
+            "export": "srv:/export",
+            "server": "srv",
+            "path": "/export",
+            "storageClass": "nfs-csi",
+        },
+        "nodes": "inventory: 3 nodes",
+    }
+    assert digest == record_hash(record)
+
+
+def test_generate_name_and_dry_run_are_recorded(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    writer = AuditWriter(str(log), checkpoint_interval=0)
+    req = AdmissionRequest(
+        uid="g-1",
+        kind="PersistentVolume",
+        resource="persistentvolumes",
+        operation="CREATE",
+        name="",
+        object={"metadata": {"generateName": "pv-auto-"}},
+        user=UserInfo(username="bob"),
+        dry_run=True,
+    )
+    writer.record(req, decision())
+    writer.close()
+    (record,) = _records(log)
+    assert record["request"] == {
+        "uid": "g-1",
+        "operation": "CREATE",
+        "kind": "PersistentVolume",
+        "resource": "persistentvolumes",
+        "subResource": "",
+        "namespace": "",
+        "name": "pv-auto-*",
+        "dryRun": True,
+    }
+
+
+def test_only_recorded_outcomes_are_written(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    writer = AuditWriter(str(log), checkpoint_interval=0)
+    for outcome in Outcome:
+        writer.record(request(uid=outcome.value), Decision(outcome=outcome))
+    writer.close()
+    written = [r["outcome"] for r in _records(log)]
+    assert written == ["mutated", "denied", "warned", "audited", "exempt"]
+    assert [r["seq"] for r in _records(log)] == [0, 1, 2, 3, 4]
+    # a decision without rule, target or version states still makes a valid record
+    bare = _records(log)[1]
+    assert (bare["policy"], bare["rule"], bare["action"], bare["target"]) == (None,) * 4
+
+
+def test_hash_is_over_canonical_json_not_line_layout() -> None:
+    a = {"seq": 1, "type": "decision", "z": {"b": 1, "a": "é"}}
+    b = {"z": {"a": "é", "b": 1}, "type": "decision", "seq": 1}
+    assert (
+        canonical(a) == canonical(b) == '{"seq":1,"type":"decision","z":{"a":"é","b":1}}'.encode()
+    )
+    assert record_hash(a) == record_hash({**b, "hash": "ignored"})
+    assert record_hash(a) != record_hash({**a, "seq": 2})
+
+
+def test_every_record_type_matches_the_json_schema(tmp_path: Path) -> None:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    private, _public, _keys = keypair(tmp_path)
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"")
+    writer = AuditWriter(
+        str(log), signer=load_signer(str(private)), checkpoint_every=2, checkpoint_interval=0
+    )
+    writer.record(request(), decision())
+    writer.record(request(uid="2"), Decision(outcome=Outcome.DENIED, message="no"))
+    writer.close()
+    with log.open("ab") as handle:
+        handle.write(b'{"schema": "nfsguard.io/audit/v1", "ty')  # a crash mid-write
+    writer = AuditWriter(str(log), checkpoint_interval=0)
+    writer.close()
+    lines = log.read_bytes().splitlines()
+    records = [json.loads(line) for line in lines if not line.endswith(b'"ty')]
+    assert [r["type"] for r in records] == ["decision", "decision", "checkpoint", "recovery"]
+    for record in records:
+        validator.validate(record)
+    broken = dict(records[0], outcome="compliant")
+    assert not validator.is_valid(broken)
