@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from audit_fixtures import decision, request  # noqa: E402
+from audit_fixtures import decision, request
 
-from webhook.audit.signing import load_signer  # noqa: E402
-from webhook.audit.writer import AuditWriter  # noqa: E402
-from webhook.core.decision import Decision  # noqa: E402
+from webhook.audit.signing import load_signer
+from webhook.audit.writer import AuditWriter
+from webhook.core.decision import Decision
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -301,7 +302,7 @@ def test_rotated_files_verify_in_order_only(tmp_path: Path) -> None:
         assert last["type"] == "checkpoint"
         assert last["reason"] == ("shutdown" if name == str(log) else "rotate")
     # the first record of each new file continues the chain of the previous one
-    for older, newer in zip(files, files[1:], strict=False):
+    for older, newer in itertools.pairwise(files):
         last = json.loads(Path(older).read_bytes().splitlines()[-1])
         first = json.loads(Path(newer).read_bytes().splitlines()[0])
         assert (first["seq"], first["prev"]) == (last["seq"] + 1, last["hash"])
