@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import kubernetes_validate
 import pytest
 import yaml
@@ -222,6 +223,7 @@ def test_server_command_and_mounts_agree() -> None:
     assert opts["--host"] == "0.0.0.0" and opts["--port"] == "8443"
     assert opts["--audit-log"] == "/var/log/nfsguard/audit.log"
     assert "--in-cluster" in args
+    assert "--audit-stdout" in args  # the durable copy of the emptyDir audit log
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in deployment()["spec"]["template"]["spec"]["volumes"]}
     policies = volumes[mounts["/etc/nfsguard/policies"]["name"]]
@@ -234,6 +236,24 @@ def test_server_command_and_mounts_agree() -> None:
     assert "emptyDir" in audit and audit["emptyDir"]["sizeLimit"]
     assert mounts["/etc/nfsguard/tls"]["readOnly"] and mounts["/etc/nfsguard/policies"]["readOnly"]
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]]  # gunicorn heartbeat, RO root
+
+
+def test_container_args_parse_with_the_real_cli() -> None:
+    """Every argument the manifests pass is one the shipped `nfsguard` accepts."""
+    from webhook.cli.main import cli
+
+    argvs = [webhook_container()["args"], *cert_job_args()]
+    for argv in argvs:
+        ctx = cli.make_context("nfsguard", list(argv), resilient_parsing=False)
+        with ctx:
+            sub_name, sub, rest = cli.resolve_command(ctx, list(argv))
+            assert sub is not None, argv
+            if isinstance(sub, click.Group):
+                _, leaf, rest = sub.resolve_command(ctx, rest)
+                assert leaf is not None, argv
+                sub = leaf
+            sub_ctx = sub.make_context(str(sub_name), rest, parent=ctx)
+            assert sub_ctx.params, argv
 
 
 def test_service_routes_443_to_the_https_port() -> None:
