@@ -183,6 +183,10 @@ class AuditWriter:
         self._timer: threading.Thread | None = None
         try:
             os.makedirs(directory, exist_ok=True)
+        except FileExistsError:
+            raise AuditWriteError(
+                f"audit log {self.path}: {directory} exists and is not a directory"
+            ) from None
         except OSError as exc:
             raise AuditWriteError(
                 f"audit log {self.path}: cannot create directory: {_describe(exc)}"
