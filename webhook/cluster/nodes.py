@@ -401,6 +401,8 @@ class LiveNodeInventory:
         self._mark_healthy()
         finished = False
         try:
+            if self._stop.is_set():  # stop() ran before _response was visible to it
+                return
             for line in _lines(resp):
                 if self._stop.is_set():
                     return
