@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from webhook import __version__
+from webhook.cli.audit import audit
 from webhook.cli.certs import certs
 from webhook.cli.policy import policy
 from webhook.cli.review import review
@@ -25,6 +26,7 @@ cli.add_command(serve)
 cli.add_command(review)
 cli.add_command(policy)
 cli.add_command(certs)
+cli.add_command(audit)
 
 
 def main() -> None:
