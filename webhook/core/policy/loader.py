@@ -69,6 +69,7 @@ class Document:
     start: Position
     values: Mapping[Path, Position]
     keys: Mapping[Path, Position]
+    problems: tuple[Problem, ...] = ()  # e.g. duplicate keys (the last one wins)
 
     def at(self, path: Path, *, key: bool = False) -> Position:
         """The position of ``path`` (its key when ``key``), or of its nearest parent."""
@@ -122,7 +123,18 @@ class _Builder:
 
 
 def parse_documents(text: str, source: str) -> list[Document]:
-    """Every non-empty YAML document of ``text``. Raises PolicyError on a syntax error."""
+    """Every non-empty YAML document of ``text``. Raises PolicyError on a syntax error
+    or a duplicate key."""
+    documents, problems = scan_documents(text, source)
+    problems += [p for doc in documents for p in doc.problems]
+    if problems:
+        raise PolicyError(problems)
+    return documents
+
+
+def scan_documents(text: str, source: str) -> tuple[list[Document], list[Problem]]:
+    """Like ``parse_documents``, but never raises: the documents read before a YAML
+    syntax error, and the error. Duplicate keys stay in ``Document.problems``."""
     documents: list[Document] = []
     try:
         for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
@@ -130,19 +142,24 @@ def parse_documents(text: str, source: str) -> list[Document]:
                 continue
             builder = _Builder(source)
             data = builder.build(node, ())
-            if builder.problems:
-                raise PolicyError(builder.problems)
             documents.append(
-                Document(data, source, _pos(source, node.start_mark), builder.values, builder.keys)
+                Document(
+                    data,
+                    source,
+                    _pos(source, node.start_mark),
+                    builder.values,
+                    builder.keys,
+                    tuple(builder.problems),
+                )
             )
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = _pos(source, mark) if mark is not None else Position(source, 1, 1)
         reason = exc.problem or exc.context or "invalid YAML"
-        raise PolicyError([Problem(position, f"YAML syntax error: {reason}")]) from None
+        return documents, [Problem(position, f"YAML syntax error: {reason}")]
     except yaml.YAMLError as exc:
-        raise PolicyError([Problem(Position(source, 1, 1), f"YAML error: {exc}")]) from None
-    return documents
+        return documents, [Problem(Position(source, 1, 1), f"YAML error: {exc}")]
+    return documents, []
 
 
 @cache
@@ -219,6 +236,15 @@ def _schema_problems(doc: Document) -> list[Problem]:
         if validator in ("enum", "const"):
             options = error.validator_value
             choices = ", ".join(map(str, options)) if isinstance(options, list) else str(options)
+            if path == ("spec", "pin"):
+                problems.append(
+                    Problem(
+                        doc.at(path),
+                        f"spec.pin: {error.instance!r} is not a version nfsguard can pin "
+                        f"(supported: {choices})",
+                    )
+                )
+                continue
             problems.append(
                 Problem(doc.at(path), f"{ctx}{where}: {error.instance!r} is not one of: {choices}")
             )
@@ -249,7 +275,8 @@ def _coerce_pin(data: Any) -> None:
     if isinstance(spec, dict) and isinstance(spec.get("pin"), int | float):
         value = spec["pin"]
         if not isinstance(value, bool):
-            spec["pin"] = {3: "3", 4.0: "4.0", 4.1: "4.1"}.get(value, value)
+            # str(4.0) is "4.0"; a bare `pin: 4` stays "4", which the schema rejects.
+            spec["pin"] = str(value)
 
 
 def digest_of(data: Any) -> str:
@@ -327,16 +354,44 @@ def _build_match(
 
 
 def build_policy(doc: Document) -> Policy:
-    """One schema-checked policy document -> ``Policy``. Raises PolicyError."""
+    """One schema-checked policy document -> ``Policy``. Raises PolicyError (warnings,
+    which do not stop loading, are dropped: ``check_policy`` returns them)."""
+    problems: list[Problem] = []
+    policy = check_policy(doc, problems)
+    if policy is None:
+        raise PolicyError([p for p in problems if p.severity == "error"])
+    return policy
+
+
+def _broken_rules(data: Any) -> set[int]:
+    """Indexes of rules the schema rejects: their semantics cannot be checked."""
+    broken: set[int] = set()
+    for error in _validator().iter_errors(data):
+        path = tuple(error.absolute_path)
+        if len(path) >= 3 and path[:2] == ("spec", "rules") and isinstance(path[2], int):
+            broken.add(path[2])
+    return broken
+
+
+def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
+    """Append every problem of one policy document to ``problems`` (schema errors, then
+    semantic errors and warnings of every rule the schema accepts); the ``Policy``, or
+    None when any error was found."""
     _coerce_pin(doc.data)
-    problems = _schema_problems(doc)
-    if problems:
-        raise PolicyError(problems)
+    errors_before = sum(1 for p in problems if p.severity == "error")
+    schema = _schema_problems(doc)
+    problems.extend(schema)
     data = doc.data
-    spec = data["spec"]
+    spec = data.get("spec") if isinstance(data, dict) else None
+    raw_rules = spec.get("rules") if isinstance(spec, dict) else None
+    if not isinstance(raw_rules, list):
+        return None
+    broken = _broken_rules(data) if schema else set()
     rules: list[Rule] = []
     seen: dict[str, Position] = {}
-    for i, raw in enumerate(spec.get("rules") or []):
+    for i, raw in enumerate(raw_rules):
+        if i in broken:
+            continue
         path: Path = ("spec", "rules", i)
         name = raw["name"]
         if name in seen:
@@ -354,11 +409,31 @@ def build_policy(doc: Document) -> Policy:
             else None
         )
         action = Action(raw["action"])
+        if match.empty:
+            where = doc.at((*path, "match"), key=True) if "match" in raw else doc.at(path)
+            problems.append(
+                Problem(
+                    where,
+                    f'rule "{name}": match is empty, so this {action.value} rule applies to '
+                    "every NFS object in scope",
+                    "warning",
+                )
+            )
+        if exclude is not None and exclude.empty:
+            problems.append(
+                Problem(
+                    doc.at((*path, "exclude"), key=True),
+                    f'rule "{name}": exclude is empty and excludes nothing',
+                    "warning",
+                )
+            )
         if "onExplicit" in raw and action is not Action.PIN:
             problems.append(
                 Problem(
                     doc.at((*path, "onExplicit"), key=True),
-                    f'rule "{name}": onExplicit applies only to action pin',
+                    f'rule "{name}": onExplicit applies only to action pin '
+                    f"(ignored for {action.value})",
+                    "warning",
                 )
             )
         rules.append(
@@ -367,14 +442,18 @@ def build_policy(doc: Document) -> Policy:
                 action=action,
                 match=match,
                 exclude=exclude,
-                on_explicit=OnExplicit(raw.get("onExplicit", "rewrite")),
+                on_explicit=OnExplicit(raw.get("onExplicit", "rewrite"))
+                if action is Action.PIN
+                else OnExplicit.REWRITE,
                 description=raw.get("description", ""),
                 references=tuple(raw.get("references") or ()),
                 position=doc.at(path),
             )
         )
-    if problems:
-        raise PolicyError(problems)
+    if sum(1 for p in problems if p.severity == "error") > errors_before or not isinstance(
+        spec, dict
+    ):
+        return None
     return Policy(
         name=data["metadata"]["name"],
         version=spec["version"],
@@ -389,17 +468,26 @@ def build_policy(doc: Document) -> Policy:
 
 def load_policies(sources: Iterable[tuple[str, str]]) -> list[Policy]:
     """Every policy of ``sources`` (name, text), in load order. Raises PolicyError
-    with every problem of every source (not only the first)."""
+    with every problem of every source (not only the first); warnings do not stop
+    loading (``check_policies`` returns them)."""
+    policies, problems = check_policies(sources)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise PolicyError(errors)
+    return policies
+
+
+def check_policies(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], list[Problem]]:
+    """The policies of ``sources`` that load, and every problem (errors and warnings)
+    of every source, in file order. The policies are usable only without errors."""
     policies: list[Policy] = []
     problems: list[Problem] = []
     names: dict[str, Position] = {}
     for source, text in sources:
-        try:
-            documents = parse_documents(text, source)
-        except PolicyError as exc:
-            problems.extend(exc.problems)
-            continue
+        documents, syntax = scan_documents(text, source)
+        problems.extend(syntax)
         for doc in documents:
+            problems.extend(doc.problems)
             if not isinstance(doc.data, dict):
                 problems.append(Problem(doc.start, "a policy document must be a mapping"))
                 continue
@@ -412,22 +500,19 @@ def load_policies(sources: Iterable[tuple[str, str]]) -> list[Policy]:
                     )
                 )
                 continue
-            try:
-                policy = build_policy(doc)
-            except PolicyError as exc:
-                problems.extend(exc.problems)
-                continue
-            if policy.name in names:
-                problems.append(
-                    Problem(
-                        doc.at(("metadata", "name")),
-                        f'duplicate policy name "{policy.name}" '
-                        f"(first defined at {names[policy.name]})",
+            policy = check_policy(doc, problems)
+            meta = doc.data.get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
+            if isinstance(name, str):
+                if name in names:
+                    problems.append(
+                        Problem(
+                            doc.at(("metadata", "name")),
+                            f'duplicate policy name "{name}" (first defined at {names[name]})',
+                        )
                     )
-                )
-                continue
-            names[policy.name] = doc.at(("metadata", "name"))
-            policies.append(policy)
-    if problems:
-        raise PolicyError(problems)
-    return policies
+                    continue
+                names[name] = doc.at(("metadata", "name"))
+            if policy is not None:
+                policies.append(policy)
+    return policies, sorted(problems, key=_problem_order)
