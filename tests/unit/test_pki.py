@@ -22,7 +22,7 @@ SVC_NAMES = pki.service_dns_names("nfsguard", "nfsguard")
 
 
 def verify_chain(
-    leaf: x509.Certificate, bundle_pem: bytes, name: x509.GeneralName, at: dt.datetime
+    leaf: x509.Certificate, bundle_pem: bytes, name: x509.DNSName | x509.IPAddress, at: dt.datetime
 ) -> None:
     store = Store(pki.load_pem_certificates(bundle_pem))
     verifier = PolicyBuilder().store(store).time(at).build_server_verifier(name)

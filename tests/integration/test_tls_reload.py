@@ -1,0 +1,390 @@
+"""Certificates renewed under load: the real `nfsguard serve` (gunicorn, gthread, TLS) keeps
+answering AdmissionReviews while its tls.crt/tls.key are replaced, and new connections
+get the new certificate, without a restart and without one failed request.
+
+Three ways the files change in real life:
+- the kubelet's atomic swap of a Secret volume (``..data`` symlink renamed over);
+- a writer that replaces tls.key, then tls.crt (a window with a mismatched pair);
+- a CA rotation: clients trust old + new CA (caBundle injected first), then the server
+  switches to a certificate from the new CA.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from webhook import pki
+
+REPO = Path(__file__).resolve().parents[2]
+NFSGUARD = Path(sys.executable).parent / "nfsguard"
+POLICY = REPO / "policies"
+HOST = "127.0.0.1"
+NAMES = ("localhost",)
+IPS = ("127.0.0.1",)
+
+
+def review_body() -> dict[str, object]:
+    return {
+        "kind": "AdmissionReview",
+        "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": "", "version": "v1", "kind": "PersistentVolume"},
+            "resource": {"group": "", "version": "v1", "resource": "persistentvolumes"},
+            "name": "pv-nfs",
+            "operation": "CREATE",
+            "userInfo": {"username": "kubernetes-admin"},
+            "object": {
+                "kind": "PersistentVolume",
+                "apiVersion": "v1",
+                "metadata": {"name": "pv-nfs"},
+                "spec": {
+                    "capacity": {"storage": "10Gi"},
+                    "accessModes": ["ReadWriteMany"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "mountOptions": ["nfsvers=4.2", "hard"],
+                    "volumeMode": "Filesystem",
+                    "nfs": {"server": "192.168.100.7", "path": "/data1/k8sdev/hl"},
+                },
+                "status": {"phase": "Pending"},
+            },
+            "oldObject": None,
+            "dryRun": False,
+        },
+    }
+
+
+# ------------------------------------------------------------------ TLS files
+
+
+class KubeletDir:
+    """A directory laid out like a kubelet Secret volume: tls.crt -> ..data/tls.crt,
+    ..data -> ..<timestamp>/; an update writes a new timestamp dir and renames a new
+    ..data symlink over the old one (atomic for both files at once)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.n = 0
+
+    def publish(self, pair: pki.KeyPair) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.n += 1
+        ts = f"..2026_11_27_{self.n:04d}"
+        d = self.path / ts
+        d.mkdir()
+        (d / "tls.crt").write_bytes(pair.cert_pem)
+        (d / "tls.key").write_bytes(pair.key_pem)
+        os.chmod(d / "tls.key", 0o600)
+        tmp = self.path / "..data_tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(ts)
+        os.replace(tmp, self.path / "..data")
+        for name in ("tls.crt", "tls.key"):
+            link = self.path / name
+            if not link.is_symlink():
+                link.symlink_to(Path("..data") / name)
+
+
+def write_pair_non_atomically(tls_dir: Path, pair: pki.KeyPair, gap: float) -> None:
+    """tls.key first, tls.crt ``gap`` seconds later: a mismatched pair in between."""
+    pki.write_atomic(tls_dir / "tls.key", pair.key_pem, mode=0o600)
+    time.sleep(gap)
+    pki.write_atomic(tls_dir / "tls.crt", pair.cert_pem)
+
+
+def fingerprint(pem: bytes) -> str:
+    der = ssl.PEM_cert_to_DER_cert(pem.decode())
+    return hashlib.sha256(der).hexdigest()
+
+
+def served_fingerprint(port: int, trust: Path) -> str:
+    """The certificate a fresh TLS connection is given (verified against ``trust``)."""
+    ctx = ssl.create_default_context(cafile=str(trust))
+    with (
+        socket.create_connection((HOST, port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).hexdigest()
+
+
+# ------------------------------------------------------------------ the server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    tls_dir: Path
+    workdir: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, trust: Path) -> Server:
+        for _ in range(3):
+            self.port = free_port()
+            log = open(self.workdir / f"serve-{self.port}.log", "wb")  # noqa: SIM115
+            argv = [
+                str(NFSGUARD),
+                "serve",
+                "--policy",
+                str(POLICY),
+                "--tls-dir",
+                str(self.tls_dir),
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+                "--workers",
+                "2",
+                "--threads",
+                "8",
+                "--audit-log",
+                str(self.workdir / "audit.log"),
+            ]
+            env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+            log.close()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    r = requests.get(
+                        f"https://{HOST}:{self.port}/readyz", verify=str(trust), timeout=2
+                    )
+                    if r.status_code == 200:
+                        return self
+                except requests.RequestException:
+                    pass
+                time.sleep(0.2)
+            out = self.log_text()
+            self.stop()
+            if "in use" not in out.lower():
+                raise RuntimeError(f"nfsguard serve did not become ready:\n{out[-3000:]}")
+        raise RuntimeError("no free port")
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.workdir.glob("serve-*.log"))
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[[Path, Path], Server]]:
+    servers: list[Server] = []
+
+    def start(tls_dir: Path, trust: Path) -> Server:
+        s = Server(tls_dir, tmp_path)
+        servers.append(s)
+        return s.start(trust)
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+# ------------------------------------------------------------------ load
+
+
+@dataclass
+class Load:
+    """Client threads posting reviews: half reuse one keep-alive connection (as
+    kube-apiserver does), half open a new connection (a TLS handshake) per review."""
+
+    port: int
+    trust: Path
+    threads: int = 8
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _workers: list[threading.Thread] = field(default_factory=list)
+
+    def _one(self, session: requests.Session) -> None:
+        body = review_body()
+        uid = body["request"]["uid"]  # type: ignore[index]
+        try:
+            r = session.post(
+                f"https://{HOST}:{self.port}/mutate",
+                json=body,
+                verify=str(self.trust),
+                timeout=10,
+            )
+            resp = r.json()["response"] if r.status_code == 200 else None
+            if resp is None or resp["uid"] != uid or not resp["allowed"]:
+                raise AssertionError(f"HTTP {r.status_code}: {r.text[:200]}")
+            patch = json.loads(base64.b64decode(resp["patch"]))
+            if "nfsvers=4.0" not in json.dumps(patch):  # the shipped policy pins this export
+                raise AssertionError(f"no pin in {patch}")
+        except Exception as e:
+            with self._lock:
+                self.failures.append(f"{type(e).__name__}: {e}")
+            return
+        with self._lock:
+            self.ok += 1
+
+    def _run(self, keepalive: bool) -> None:
+        session = requests.Session()
+        session.trust_env = False
+        while not self._stop.is_set():
+            if keepalive:
+                self._one(session)
+            else:
+                with requests.Session() as fresh:
+                    fresh.trust_env = False
+                    self._one(fresh)
+        session.close()
+
+    def __enter__(self) -> Load:
+        for i in range(self.threads):
+            t = threading.Thread(target=self._run, args=(i % 2 == 0,), daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(30)
+
+
+def wait_served(port: int, trust: Path, want: str, timeout: float = 10.0) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if served_fingerprint(port, trust) == want:
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"new certificate not served within {timeout}s")
+
+
+def settle(load: Load, at_least: int) -> None:
+    """Let the load run until ``at_least`` more reviews succeeded."""
+    start = load.ok
+    deadline = time.monotonic() + 20
+    while load.ok - start < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert load.ok - start >= at_least, f"load stalled: {load.failures[:5]}"
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_kubelet_secret_update_and_ca_rotation_under_load(
+    tmp_path: Path, start_server: Callable[[Path, Path], Server]
+) -> None:
+    # A CA issued 3300 days ago (350 days left) and a serving certificate issued 310 days
+    # ago (55 days left): both are due under the default policy, the serving one first.
+    now = dt.datetime.now(dt.UTC)
+    ca0 = pki.generate_ca("nfsguard-webhook-ca", now=now - dt.timedelta(days=3300))
+    serving0 = pki.issue_serving_cert(
+        ca0, dns_names=NAMES, ip_addresses=IPS, now=now - dt.timedelta(days=310)
+    )
+    bundle = pki.CertBundle(ca=ca0, serving=serving0, ca_bundle=ca0.cert_pem)
+    tls = KubeletDir(tmp_path / "tls")
+    tls.publish(bundle.serving)
+    trust = tmp_path / "ca-bundle.crt"
+    trust.write_bytes(bundle.ca_bundle)
+
+    server = start_server(tls.path, trust)
+    master = server.proc
+    assert master is not None
+    assert served_fingerprint(server.port, trust) == fingerprint(bundle.serving.cert_pem)
+
+    with Load(server.port, trust) as load:
+        settle(load, 50)
+
+        # 1. serving certificate renewed (same CA), published like the kubelet does
+        not_yet_ca = pki.RenewalPolicy(ca_renew_before=dt.timedelta(days=300))
+        renewed = pki.plan(bundle, dns_names=NAMES, ip_addresses=IPS, policy=not_yet_ca)
+        assert renewed.ca == bundle.ca and renewed.serving != bundle.serving
+        tls.publish(renewed.serving)
+        wait_served(server.port, trust, fingerprint(renewed.serving.cert_pem))
+        settle(load, 50)
+
+        # 2. CA rotation: the trust bundle first (old + new CA), then the new certificate
+        rotated = pki.plan(renewed, dns_names=NAMES, ip_addresses=IPS)
+        assert rotated.ca != renewed.ca
+        assert len(pki.load_pem_certificates(rotated.ca_bundle)) == 2
+        pki.write_atomic(trust, rotated.ca_bundle)
+        settle(load, 30)
+        tls.publish(rotated.serving)
+        wait_served(server.port, trust, fingerprint(rotated.serving.cert_pem))
+        settle(load, 50)
+
+    assert load.failures == [], load.failures[:10]
+    assert load.ok >= 180  # what settle() waited for
+    # no restart: the same master served throughout
+    assert master.poll() is None
+    # a client trusting only the new CA accepts what is served now
+    new_only = tmp_path / "new-ca.crt"
+    new_only.write_bytes(rotated.ca.cert_pem)
+    assert served_fingerprint(server.port, new_only) == fingerprint(rotated.serving.cert_pem)
+
+
+def test_half_written_pair_never_breaks_a_handshake(
+    tmp_path: Path, start_server: Callable[[Path, Path], Server]
+) -> None:
+    tls_dir = tmp_path / "tls"
+    pki.ensure_dev_tls(tls_dir)  # what `nfsguard serve` does in development
+    ca = pki.KeyPair((tls_dir / "ca.crt").read_bytes(), (tls_dir / "ca.key").read_bytes())
+    trust = tls_dir / "ca.crt"
+    server = start_server(tls_dir, trust)
+    old = fingerprint((tls_dir / "tls.crt").read_bytes())
+    new = pki.issue_serving_cert(ca, dns_names=NAMES, ip_addresses=IPS)
+
+    with Load(server.port, trust) as load:
+        settle(load, 50)
+        done = threading.Event()
+
+        def write() -> None:
+            write_pair_non_atomically(tls_dir, new, gap=1.5)
+            done.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        # during the gap the old pair keeps being served (the new key has no certificate)
+        seen_during_gap: set[str] = set()
+        while not done.is_set():
+            seen_during_gap.add(served_fingerprint(server.port, trust))
+            time.sleep(0.05)
+        writer.join()
+        wait_served(server.port, trust, fingerprint(new.cert_pem))
+        settle(load, 50)
+
+    assert seen_during_gap and seen_during_gap <= {old, fingerprint(new.cert_pem)}
+    assert old in seen_during_gap
+    assert load.failures == [], load.failures[:10]
+    # the server saw the mismatched pair and kept serving the previous one
+    assert "keeping the previous pair" in server.log_text()
