@@ -90,8 +90,10 @@ def audit() -> None:
 def verify_command(
     files: tuple[str, ...], public_keys: tuple[str, ...], anchors: tuple[str, ...]
 ) -> None:
-    """Verify FILE... in order (rotated files first: `audit.log.* audit.log`), or `-` for
-    stdin, where lines that are not audit records (other logs) are skipped.
+    """Check sequence, hash chain and checkpoint signatures.
+
+    FILE... are verified in order (rotated files first: `audit.log.* audit.log`);
+    `-` reads stdin, where lines that are not audit records (other logs) are skipped.
 
     Checks sequence, hash chain and checkpoint signatures; prints one line.
     Exit 0 intact, 1 broken (first broken record by file:line and seq),
@@ -209,7 +211,9 @@ def query_command(
     kinds: tuple[str, ...],
     output: str,
 ) -> None:
-    """Show the decisions in FILE... (or `-`) that match every given filter.
+    """List recorded decisions that match every given filter.
+
+    Reads FILE... in order, or `-` for stdin.
 
     Example: every PV pinned by rule nfs42-pin in the last 7 days, and by whom:
     `nfsguard audit query audit.log.* audit.log --rule nfs42-pin --outcome mutated

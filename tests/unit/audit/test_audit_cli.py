@@ -1,0 +1,254 @@
+"""``nfsguard audit verify/query/keygen`` as real processes: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from audit_fixtures import (
+    PYTHON,
+    REPO,
+    T0,
+    StepClock,
+    child_env,
+    decision,
+    request,
+    run_cli,
+)
+
+from webhook.audit.query import Filter, parse_when, select
+from webhook.audit.signing import load_signer
+from webhook.audit.writer import AuditWriter
+from webhook.core.decision import Action, Outcome
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[Path, Path]:
+    private, public = tmp_path / "audit.key", tmp_path / "audit.pub"
+    result = run_cli("keygen", "--private-key", str(private), "--public-key", str(public))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"wrote {private} (private, mode 0600) and {public}; keyId ")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    return private, public
+
+
+@pytest.fixture
+def history(tmp_path: Path, keys: tuple[Path, Path]) -> Path:
+    """A week of decisions, one every 6 hours from 2026-11-20T12:00Z (28 decisions)."""
+    log = tmp_path / "audit.log"
+    writer = AuditWriter(
+        str(log),
+        signer=load_signer(str(keys[0])),
+        checkpoint_every=10,
+        checkpoint_interval=0,
+        clock=StepClock(T0, timedelta(hours=6)),
+    )
+    people = ["alice", "bob", "system:serviceaccount:kube-system:csi-provisioner"]
+    for i in range(28):
+        if i % 4 == 3:
+            dec = decision(rule="deny-old", outcome=Outcome.DENIED, action=Action.DENY)
+        else:
+            dec = decision(rule="pin-nfs42")
+        writer.record(request(uid=f"u{i}", name=f"pv-{i:02d}", user=people[i % 3]), dec)
+    writer.close()
+    return log
+
+
+def test_keygen_refuses_to_overwrite(keys: tuple[Path, Path]) -> None:
+    private, public = keys
+    before = private.read_bytes()
+    result = run_cli("keygen", "--private-key", str(private), "--public-key", str(public))
+    assert result.returncode == 2
+    assert result.stderr == f"{private}: exists (use --force to overwrite)\n"
+    assert private.read_bytes() == before
+    forced = run_cli(
+        "keygen", "--private-key", str(private), "--public-key", str(public), "--force"
+    )
+    assert forced.returncode == 0 and private.read_bytes() != before
+
+
+def test_verify_ok_broken_torn_and_bad_input(
+    tmp_path: Path, history: Path, keys: tuple[Path, Path]
+) -> None:
+    public = str(keys[1])
+    ok = run_cli("verify", str(history), "--public-key", public)
+    assert ok.returncode == 0
+    assert ok.stdout == (
+        "OK: 31 records (seq 0..30: 28 decisions, 3 checkpoints) in 1 file(s), chain intact; "
+        "3 checkpoint signatures valid; anchored up to seq 30\n"
+    )
+    assert ok.stderr == ""
+
+    lines = history.read_bytes().splitlines(keepends=True)
+    tampered = tmp_path / "tampered.log"
+    tampered.write_bytes(b"".join(lines[:5] + lines[6:]))
+    broken = run_cli("verify", str(tampered), "--public-key", public)
+    assert broken.returncode == 1
+    assert broken.stdout == (
+        f"BROKEN: {tampered}:6: seq 6: seq jumps from 4 to 6: 1 record(s) missing\n"
+    )
+
+    torn = tmp_path / "torn.log"
+    torn.write_bytes(b"".join(lines) + lines[0][:10])
+    result = run_cli("verify", str(torn), "--public-key", public)
+    assert result.returncode == 3
+    assert result.stdout.startswith(f"TORN: {torn}:32: torn final line (10 bytes without newline")
+
+    missing = tmp_path / "missing.log"
+    result = run_cli("verify", str(missing))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"{missing}: cannot read: No such file or directory\n"
+
+    result = run_cli("verify", str(history), "--public-key", str(history))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{history}: not a PEM Ed25519 key (")
+    assert result.stderr.count("\n") == 1
+
+    result = run_cli("verify", str(history), "--anchor", "12:abc")
+    assert result.returncode == 2
+    assert result.stderr == "--anchor '12:abc': expected SEQ:HASH (a 64-digit SHA-256)\n"
+
+    result = run_cli("verify", "-", str(history))
+    assert result.returncode == 2
+    assert result.stderr == "nfsguard audit: '-' (stdin) cannot be combined with files\n"
+
+
+def test_verify_anchor_catches_a_cut_tail(
+    tmp_path: Path, history: Path, keys: tuple[Path, Path]
+) -> None:
+    lines = history.read_bytes().splitlines(keepends=True)
+    last = json.loads(lines[-1])
+    cut = tmp_path / "cut.log"
+    cut.write_bytes(b"".join(lines[:20]))
+    anchor = f"{last['seq']}:{last['hash']}"
+    assert run_cli("verify", str(history), "--anchor", anchor).returncode == 0
+    result = run_cli("verify", str(cut), "--anchor", anchor, "--public-key", str(keys[1]))
+    assert result.returncode == 1
+    assert result.stdout == (
+        f"BROKEN: {cut}:20: the chain ends at seq 19 but an anchor names seq 30: "
+        "records were removed from the end\n"
+    )
+
+
+def test_verify_stdin_of_a_container_log(history: Path, keys: tuple[Path, Path]) -> None:
+    mixed = b""
+    for line in history.read_bytes().splitlines(keepends=True):
+        mixed += b"[2026-11-20 12:00:00 +0000] [8] [INFO] GET /readyz\n" + line
+    result = run_cli("verify", "-", "--public-key", str(keys[1]), stdin=mixed)
+    assert result.returncode == 0
+    assert result.stdout.startswith("OK: 31 records (seq 0..30: 28 decisions, 3 checkpoints)")
+    assert result.stdout.endswith("; 31 non-audit line(s) skipped\n")
+
+
+def test_query_table_filters(history: Path) -> None:
+    # every PV pinned by rule pin-nfs42 between 21st 00:00 and 22nd 00:00, and by whom
+    result = run_cli(
+        "query",
+        str(history),
+        "--rule",
+        "pin-nfs42",
+        "--outcome",
+        "mutated",
+        "--since",
+        "2026-11-21T00:00:00Z",
+        "--until",
+        "2026-11-22",
+    )
+    assert result.returncode == 0, result.stderr
+    sa = "system:serviceaccount:kube-system:csi-provisioner"
+    pad = " " * (len(sa) - 1)
+    assert result.stdout == (
+        f"TIME                  OUTCOME  KIND              NAME   USER{pad[1:]}"
+        "RULE       VERSION   DRYRUN  SEQ\n"
+        f"2026-11-21T00:00:00Z  mutated  PersistentVolume  pv-02  {sa}  "
+        "pin-nfs42  4.2->4.1  no      2\n"
+        f"2026-11-21T12:00:00Z  mutated  PersistentVolume  pv-04  bob{pad}"
+        "pin-nfs42  4.2->4.1  no      4\n"
+        f"2026-11-21T18:00:00Z  mutated  PersistentVolume  pv-05  {sa}  "
+        "pin-nfs42  4.2->4.1  no      5\n"
+    )
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4
+    assert [line.split()[3] for line in lines[1:]] == ["pv-02", "pv-04", "pv-05"]
+    assert [line.split()[4] for line in lines[1:]] == [
+        "system:serviceaccount:kube-system:csi-provisioner",
+        "bob",
+        "system:serviceaccount:kube-system:csi-provisioner",
+    ]
+
+
+def test_query_json_and_globs(history: Path) -> None:
+    result = run_cli(
+        "query", str(history), "--user", "system:serviceaccount:*", "--name", "pv-1*", "-o", "json"
+    )
+    assert result.returncode == 0
+    records = json.loads(result.stdout)
+    assert [r["request"]["name"] for r in records] == ["pv-11", "pv-14", "pv-17"]
+    assert {r["type"] for r in records} == {"decision"}
+    denied = json.loads(run_cli("query", str(history), "--outcome", "denied", "-o", "json").stdout)
+    assert [r["request"]["name"] for r in denied] == [f"pv-{i:02d}" for i in range(3, 28, 4)]
+    assert {r["rule"] for r in denied} == {"deny-old"}
+    by_group = run_cli("query", str(history), "--user", "system:authenticated", "-o", "json")
+    assert len(json.loads(by_group.stdout)) == 28
+
+
+def test_query_bad_input(tmp_path: Path, history: Path) -> None:
+    result = run_cli("query", str(history), "--since", "last tuesday")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "--since: 'last tuesday' is neither an RFC 3339 time nor a relative one like 7d, 24h, 30m\n"
+    )
+    bad = tmp_path / "bad.log"
+    bad.write_bytes(history.read_bytes().splitlines(keepends=True)[0] + b'{"a": 1}\n')
+    result = run_cli("query", str(bad))
+    assert result.returncode == 2
+    assert result.stderr == f"{bad}:2: not an audit record: no nfsguard.io/audit schema\n"
+    assert "Traceback" not in result.stderr
+    result = run_cli("query", str(history), "--outcome", "compliant")
+    assert result.returncode == 2
+    assert "Invalid value for '--outcome'" in result.stderr
+
+
+def test_relative_times() -> None:
+    now = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    assert parse_when("7d", now=now) == datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    assert parse_when("24h", now=now) == datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    assert parse_when("30m", now=now) == datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+    assert parse_when("2w", now=now) == datetime(2026, 11, 13, 10, 0, tzinfo=UTC)
+    assert parse_when("2026-11-20T12:00:00+02:00") == datetime(2026, 11, 20, 10, tzinfo=UTC)
+    record = {"type": "decision", "time": "2026-11-20T09:59:59.000000Z"}
+    assert select([record], Filter(since=parse_when("7d", now=now))) == []
+    record["time"] = "2026-11-20T10:00:00.000000Z"
+    assert select([record], Filter(since=parse_when("7d", now=now))) == [record]
+
+
+def test_recent_decisions_with_relative_since(tmp_path: Path) -> None:
+    log = tmp_path / "now.log"
+    old = StepClock(datetime.now(UTC) - timedelta(days=10))
+    writer = AuditWriter(str(log), checkpoint_interval=0, clock=old)
+    writer.record(request(uid="old", name="pv-old"), decision())
+    writer.close()
+    writer = AuditWriter(str(log), checkpoint_interval=0)
+    writer.record(request(uid="new", name="pv-new"), decision())
+    writer.close()
+    result = run_cli("query", str(log), "--since", "7d", "-o", "json")
+    assert [r["request"]["name"] for r in json.loads(result.stdout)] == ["pv-new"]
+
+
+def test_registered_in_the_nfsguard_command(history: Path) -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "webhook", "audit", "verify", str(history)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**child_env(), **dict(os.environ)},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK: 31 records")
