@@ -32,6 +32,7 @@ import pytest
 import requests
 
 from webhook import pki
+from webhook.server.tls_reload import TLSWatcher, watch_tls_files
 
 REPO = Path(__file__).resolve().parents[2]
 NFSGUARD = Path(sys.executable).parent / "nfsguard"
@@ -388,3 +389,175 @@ def test_half_written_pair_never_breaks_a_handshake(
     assert load.failures == [], load.failures[:10]
     # the server saw the mismatched pair and kept serving the previous one
     assert "keeping the previous pair" in server.log_text()
+
+
+# ------------------------------------------------------------------ the watcher (SIGHUP path)
+
+
+def test_watcher_reports_each_complete_change_once(tmp_path: Path) -> None:
+    tls_dir = tmp_path / "tls"
+    pki.ensure_dev_tls(tls_dir)
+    ca = pki.KeyPair((tls_dir / "ca.crt").read_bytes(), (tls_dir / "ca.key").read_bytes())
+    calls: list[str] = []
+    watcher = watch_tls_files(
+        tls_dir, lambda: calls.append((tls_dir / "tls.crt").read_text()), interval=0.05
+    )
+    try:
+        time.sleep(0.3)
+        assert calls == []  # the state at start is the baseline
+        new = pki.issue_serving_cert(ca, dns_names=NAMES)
+        write_pair_non_atomically(tls_dir, new, gap=0.5)  # half a pair is not reported
+        deadline = time.monotonic() + 5
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert calls == [new.cert_pem.decode()]
+        # a broken file is never reported; the valid pair after it is
+        (tls_dir / "tls.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\ngarbage\n")
+        time.sleep(0.3)
+        assert len(calls) == 1
+        newer = pki.issue_serving_cert(ca, dns_names=NAMES)
+        write_pair_non_atomically(tls_dir, newer, gap=0)
+        deadline = time.monotonic() + 5
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert calls == [new.cert_pem.decode(), newer.cert_pem.decode()]
+    finally:
+        assert isinstance(watcher, TLSWatcher)
+        watcher.stop(5)
+    assert not watcher.is_alive()
+
+
+def test_watcher_survives_a_failing_callback(tmp_path: Path) -> None:
+    tls_dir = tmp_path / "tls"
+    pki.ensure_dev_tls(tls_dir)
+    ca = pki.KeyPair((tls_dir / "ca.crt").read_bytes(), (tls_dir / "ca.key").read_bytes())
+    calls: list[int] = []
+
+    def boom() -> None:
+        calls.append(1)
+        raise RuntimeError("reload failed")
+
+    watcher = watch_tls_files(tls_dir, boom, interval=0.05)
+    try:
+        for _ in range(2):
+            write_pair_non_atomically(tls_dir, pki.issue_serving_cert(ca, dns_names=NAMES), gap=0)
+            n = len(calls)
+            deadline = time.monotonic() + 5
+            while len(calls) == n and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert len(calls) == 2 and watcher.is_alive()
+    finally:
+        assert isinstance(watcher, TLSWatcher)
+        watcher.stop(5)
+
+
+GUNICORN_CONF = """
+from pathlib import Path
+from webhook.server.tls_reload import sighup, watch_tls_files
+
+bind = "{host}:{port}"
+workers = 2
+worker_class = "gthread"
+threads = 4
+graceful_timeout = 10
+certfile = "{tls}/tls.crt"
+keyfile = "{tls}/tls.key"
+errorlog = "-"
+
+def when_ready(server):
+    watch_tls_files(Path("{tls}"), sighup(), interval=0.2)
+"""
+
+PID_APP = """
+import os
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+"""
+
+
+def test_sighup_watcher_restarts_plain_gunicorn_workers_without_failures(
+    tmp_path: Path,
+) -> None:
+    """The alternative for servers that build their SSLContext once: the watcher in the
+    gunicorn master sends it SIGHUP; new workers load the new pair, old ones finish."""
+    tls = KubeletDir(tmp_path / "tls")
+    bundle = pki.plan(None, dns_names=NAMES, ip_addresses=IPS)
+    tls.publish(bundle.serving)
+    trust = tmp_path / "ca.crt"
+    trust.write_bytes(bundle.ca_bundle)
+    (tmp_path / "pid_app.py").write_text(PID_APP)
+    port = free_port()
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(GUNICORN_CONF.format(host=HOST, port=port, tls=tls.path))
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{REPO}"
+    log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", str(conf), "pid_app:app"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    log.close()
+    failures: list[str] = []
+    pids_before: set[str] = set()
+    pids_after: set[str] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                served_fingerprint(port, trust)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    tmp_path / "gunicorn.log"
+                ).read_text()
+                time.sleep(0.1)
+        stop = threading.Event()
+        seen: list[str] = []
+
+        def client() -> None:
+            while not stop.is_set():
+                try:
+                    with requests.Session() as s:  # a new connection (handshake) each time
+                        s.trust_env = False
+                        r = s.get(f"https://{HOST}:{port}/", verify=str(trust), timeout=10)
+                    r.raise_for_status()
+                    seen.append(r.text)
+                except Exception as e:
+                    failures.append(f"{type(e).__name__}: {e}")
+
+        clients = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+        for t in clients:
+            t.start()
+        time.sleep(1.0)
+        pids_before = set(seen)
+        renewed = pki.issue_serving_cert(bundle.ca, dns_names=NAMES, ip_addresses=IPS)
+        tls.publish(renewed)
+        wait_served(port, trust, fingerprint(renewed.cert_pem))
+        log_file = tmp_path / "gunicorn.log"
+        deadline = time.monotonic() + 15
+        while "Hang up" not in log_file.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # the old workers finish gracefully; then only new ones answer
+        while time.monotonic() < deadline:
+            mark = len(seen)
+            time.sleep(1.0)
+            pids_after = set(seen[mark:])
+            if pids_after and not pids_after & pids_before:
+                break
+        stop.set()
+        for t in clients:
+            t.join(30)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    assert failures == [], failures[:10]
+    assert pids_before and pids_after
+    assert not pids_before & pids_after, "workers were not replaced after SIGHUP"
+    assert "Hang up" in (tmp_path / "gunicorn.log").read_text()
