@@ -148,7 +148,10 @@ class KernelRange:
         return _contains(self, kernel)
 
     def matches_any(self, kernels: Iterable[str]) -> bool:
-        """Whether any of ``kernels`` lies in this range (results cached per kernel)."""
+        """Whether any of ``kernels`` lies in this range (results cached per kernel, and
+        per kernel set when ``kernels`` is a frozenset, as ``KernelView.kernels`` is)."""
+        if isinstance(kernels, frozenset):
+            return _matches_set(self, kernels)
         return any(_contains(self, k) for k in kernels)
 
     def __str__(self) -> str:
@@ -175,3 +178,8 @@ def _contains(rng: KernelRange, kernel: str) -> bool:
     except ValueError:
         # The kernel (or an unvalidated bound) has no version to compare.
         return False
+
+
+@lru_cache(maxsize=16384)
+def _matches_set(rng: KernelRange, kernels: frozenset[str]) -> bool:
+    return any(_contains(rng, k) for k in kernels)
