@@ -112,6 +112,8 @@ def generate(
     help="Default: in-cluster config inside a pod, else ~/.kube/config.",
 )
 @click.option("--in-cluster", is_flag=True, help="Use the pod's service account.")
+@click.option("--dns-name", "dns_names", multiple=True, help="Extra DNS SAN (repeatable).")
+@click.option("--ip", "ips", multiple=True, help="IP SAN (repeatable), for url webhooks.")
 @_serving_days
 @_renew_days
 def sync(
@@ -121,12 +123,15 @@ def sync(
     service: str,
     kubeconfig: Path | None,
     in_cluster: bool,
+    dns_names: tuple[str, ...],
+    ips: tuple[str, ...],
     serving_days: int,
     renew_before_days: int,
 ) -> None:
     """Create or renew the TLS Secret and inject the CA bundle into the webhook
     configuration. Safe to run any time (CronJob, by hand, concurrently)."""
     from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
 
     from webhook.cluster.certs import make_api_client, sync_certificates
 
@@ -139,11 +144,18 @@ def sync(
             secret_name=secret_name,
             webhook_config=webhook_config,
             service=service,
+            extra_dns_names=dns_names,
+            ip_addresses=ips,
             policy=policy,
         )
     except ApiException as e:
         click.echo(f"nfsguard certs sync: API error {e.status} {e.reason}: {e.body}", err=True)
         sys.exit(1)
+    except ConfigException as e:
+        click.echo(f"nfsguard certs sync: no cluster credentials: {e}", err=True)
+        sys.exit(2)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
     for note in result.notes:
         click.echo(f"note: {note}")
     if result.secret_changes:

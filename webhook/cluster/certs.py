@@ -193,11 +193,16 @@ def sync_certificates(
     webhook_config: str,
     service: str,
     extra_dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[str] = (),
     now: dt.datetime | None = None,
     policy: pki.RenewalPolicy | None = None,
 ) -> SyncResult:
     """Create or renew the certificates in the Secret and inject the trust bundle into
-    the webhook configuration. Idempotent: a run with nothing due writes nothing."""
+    the webhook configuration. Idempotent: a run with nothing due writes nothing.
+
+    The serving certificate names the Service (``<service>.<namespace>.svc`` and the
+    shorter/longer forms) plus ``extra_dns_names`` and ``ip_addresses`` (for a webhook
+    registered by ``url``); a change of names re-issues it."""
     core: Any = client.CoreV1Api(api_client)
     admreg: Any = client.AdmissionregistrationV1Api(api_client)
     dns_names = [*pki.service_dns_names(service, namespace), *extra_dns_names]
@@ -208,7 +213,11 @@ def sync_certificates(
         if exists and current is None:
             notes.append(f"secret {namespace}/{secret_name} unreadable as a bundle; replacing")
         desired = pki.plan(
-            current, dns_names=dns_names, now=now, policy=policy or pki.RenewalPolicy()
+            current,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
+            now=now,
+            policy=policy or pki.RenewalPolicy(),
         )
         created = False
         if desired.changed:
