@@ -97,9 +97,21 @@ def is_version_option(option: str) -> bool:
     return selected_version(option) is not None or minor_version(option) is not None
 
 
+def _exactly_spelled(option: str) -> bool:
+    """Whether a version option is spelled as mount.nfs and the kernel read it: lower
+    case, no blanks. They match names exactly, so ``NFSVERS=4.0`` or ``hard, nfsvers=4.0``
+    select nothing on a node (mount.nfs negotiates from 4.2, the kernel then refuses the
+    unknown name); such an option is recognised only so that a pin removes it."""
+    name, value = _parse(option)
+    return option == (name if value is None else f"{name}={value}")
+
+
 def effective_version(options: Sequence[str]) -> EffectiveVersion:
     """What mount.nfs would try first for this option list (already split on commas)."""
-    found = tuple(o.strip() for o in options if is_version_option(o))
+    found = tuple(o for o in options if is_version_option(o))
+    if not all(_exactly_spelled(o) for o in found):
+        # A stray spelling cannot be shown safe: invalid (affected), and a pin rewrites it.
+        return EffectiveVersion(VersionKind.INVALID, None, found)
     versions = [v for o in options if (v := selected_version(o)) is not None]
     minors = [m for o in options if (m := minor_version(o)) is not None]
     if len(set(versions)) > 1:
