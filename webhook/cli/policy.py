@@ -1,10 +1,149 @@
-"""``nfsguard policy``: tools for policy authors (lint, test, explain)."""
+"""``nfsguard policy``: tools for policy authors (lint, test, explain).
+
+Exit codes as everywhere: 0 success, 1 a finding (lint problem, failed test),
+2 bad input (a path that does not exist, a suite that cannot be read).
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+
 import click
+
+from webhook.admission.errors import BadRequest
+from webhook.admission.handler import decide
+from webhook.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FINDING,
+    EXIT_OK,
+    fail,
+    load_engine,
+    load_inventory,
+)
+from webhook.cli.policy_suite import SuiteError, load_cases, run_cases
+from webhook.cli.review import object_label, offline_request
+from webhook.core.policy.explain import explain as explain_object
+from webhook.core.policy.explain import to_json, to_text
+from webhook.core.policy.lint import lint_sources
+from webhook.sources import SourceError, load_manifests, read_policy_sources, read_text
 
 
 @click.group()
 def policy() -> None:
     """Lint, test and explain policies before they ship."""
+
+
+@policy.command()
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
+@click.argument("paths", nargs=-1, required=True)
+def lint(paths: tuple[str, ...], strict: bool) -> None:
+    """Check policy files (and the *.yaml of directories) as the server would load them.
+
+    Prints every problem as FILE:LINE:COL: message (warnings as
+    FILE:LINE:COL: warning: message), then one summary line. Exit 0 when
+    clean, 1 on any error (or warning with --strict), 2 when a path cannot be read.
+    """
+    try:
+        sources = read_policy_sources(paths)
+    except SourceError as exc:
+        fail(str(exc))
+    result = lint_sources(sources)
+    for problem in result.problems:
+        click.echo(str(problem))
+    click.echo(result.summary(strict=strict))
+    raise SystemExit(EXIT_FINDING if result.failed(strict=strict) else EXIT_OK)
+
+
+@policy.command("test")
+@click.option("-k", "keyword", help="Run only cases whose SUITE::CASE contains this text.")
+@click.argument("paths", nargs=-1, required=True)
+def test_suites(paths: tuple[str, ...], keyword: str | None) -> None:
+    """Run policy test suites (kind: NFSPolicyTest) in files or directories.
+
+    One PASS/FAIL line per case, a diff for a wrong golden object, and a final
+    line "N passed, M failed". Exit 0 when all pass, 1 on any failure, 2 when
+    a suite (or a policy it names) cannot be read.
+    """
+    try:
+        cases, engines = load_cases(paths)
+    except SuiteError as exc:
+        for line in exc.lines:
+            click.echo(line, err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    if keyword is not None:
+        cases = [c for c in cases if keyword in c.id]
+        if not cases:
+            fail(f"no test case matches -k {keyword!r}")
+    passed = failed = 0
+    for result in run_cases(cases, engines):
+        if result.passed:
+            passed += 1
+            click.echo(f"PASS {result.case.id}")
+            continue
+        failed += 1
+        click.echo(f"FAIL {result.case.id} ({result.case.where})")
+        for line in result.failures:
+            click.echo(f"    {line}")
+    click.echo(f"{passed} passed, {failed} failed")
+    raise SystemExit(EXIT_FINDING if failed else EXIT_OK)
+
+
+@policy.command("explain")
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    required=True,
+    help="Policy file or directory (repeatable).",
+)
+@click.option(
+    "--nodes",
+    "nodes_file",
+    type=click.Path(dir_okay=False),
+    help="kubectl get nodes -o yaml output (else the policies' unknownNodes applies).",
+)
+@click.option(
+    "--operation", type=click.Choice(["CREATE", "UPDATE"]), default="CREATE", show_default=True
+)
+@click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.argument("files", nargs=-1, required=True)
+def explain(
+    policies: tuple[str, ...],
+    nodes_file: str | None,
+    operation: str,
+    output: str,
+    files: tuple[str, ...],
+) -> None:
+    """Explain, per object of FILES (or - for stdin), what nfsguard reads, which rules
+    match, which one decides and why, and the resulting patch. Exit 0, or 2 on bad input."""
+    engine = load_engine(policies)
+    inventory = load_inventory(nodes_file)
+    results = []
+    count = 0
+    for source in files:
+        name = "<stdin>" if source == "-" else source
+        try:
+            objects = list(load_manifests(read_text(source), name))
+        except SourceError as exc:
+            fail(str(exc))
+        for obj in objects:
+            count += 1
+            request = offline_request(obj, operation, f"explain-{count}")
+            try:
+                decision = decide(engine, request, inventory)
+            except BadRequest as exc:
+                fail(f"{name}: {object_label(obj)}: {exc.message}")
+            results.append(
+                explain_object(
+                    engine, obj, decision, inventory=inventory, source=name, operation=operation
+                )
+            )
+    if output == "json":
+        json.dump([to_json(e) for e in results], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        click.echo("\n\n".join(to_text(e) for e in results))
+    raise SystemExit(EXIT_OK)

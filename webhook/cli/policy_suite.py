@@ -1,0 +1,480 @@
+"""``nfsguard policy test``: test suites (``kind: NFSPolicyTest``) for policies.
+
+A suite names policy files, an optional node inventory and cases; each case is
+one PersistentVolume or StorageClass and what nfsguard must do with it. Every
+case goes through ``webhook.admission.handler.decide`` with the AdmissionRequest
+the apiserver would send (``offline_request``), exactly as the served webhook
+decides, and its admitted object is built by applying the decision's patch.
+The format is documented in docs/policy-authoring.md and published as
+policies/schema/nfspolicytest.schema.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from webhook.admission.errors import BadRequest
+from webhook.admission.handler import decide
+from webhook.cli.review import admitted, object_label, offline_request
+from webhook.core.decision import Decision, Outcome
+from webhook.core.inventory import (
+    Node,
+    NodeInventory,
+    StaticInventory,
+    UnknownInventory,
+    node_from_object,
+    nodes_from_objects,
+)
+from webhook.core.policy.engine import Engine
+from webhook.core.policy.loader import API_VERSION, Document, PolicyError, load_policies
+from webhook.core.policy.loader import scan_documents as _scan
+from webhook.core.policy.model import Position
+from webhook.sources import POLICY_SUFFIXES, SourceError, load_manifests, read_text
+from webhook.sources import read_policy_sources as _read_policies
+
+SUITE_KIND = "NFSPolicyTest"
+_SUITE_MARK = re.compile(rf"^kind:\s*['\"]?{SUITE_KIND}['\"]?\s*(#.*)?$", re.MULTILINE)
+#: ``unchanged`` in a suite: nfsguard took no action on the object.
+UNCHANGED = frozenset({Outcome.COMPLIANT, Outcome.UNMATCHED, Outcome.IGNORED})
+
+
+class SuiteError(Exception):
+    """Suite files that cannot be run: ``lines`` are ``FILE:LINE: message``."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self.lines = tuple(lines)
+        super().__init__("\n".join(self.lines))
+
+
+@dataclass(frozen=True)
+class Expect:
+    outcome: str
+    golden: Mapping[str, Any] | None = None
+    golden_source: str = ""
+    mount_options: tuple[str, ...] | None = None
+    node_options: tuple[str, ...] | None = None
+    message: str | None = None
+    warning: str | None = None
+    rule: str | None = None
+    policy: str | None = None
+
+
+@dataclass(frozen=True)
+class Case:
+    suite: str
+    name: str
+    where: str  # FILE:LINE of the case
+    obj: Mapping[str, Any]
+    operation: str
+    inventory: NodeInventory
+    policies: tuple[str, ...]
+    expect: Expect
+
+    @property
+    def id(self) -> str:
+        return f"{self.suite}::{self.name}"
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    failures: list[str] = field(default_factory=list)
+    decision: Decision | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+# -- finding and reading suites ----------------------------------------------------------
+
+
+def suite_files(paths: Sequence[str]) -> list[Path]:
+    """Files named, and every ``*.yaml``/``*.yml`` under directories named (recursively)
+    that holds a ``kind: NFSPolicyTest`` document. Raises SuiteError."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            inside = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in POLICY_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            suites = [p for p in inside if _SUITE_MARK.search(_text(p))]
+            if not suites:
+                raise SuiteError([f"{raw}: no test suites (kind: {SUITE_KIND}) found"])
+            found.extend(suites)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SuiteError([f"{raw}: no such file or directory"])
+    return found
+
+
+def _text(path: Path) -> str:
+    try:
+        return read_text(path)
+    except SourceError as exc:
+        raise SuiteError([str(exc)]) from None
+
+
+@cache
+def suite_schema() -> dict[str, Any]:
+    text = resources.files("webhook").joinpath("data/nfspolicytest.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(suite_schema())
+
+
+def _line(doc: Document, path: tuple[str | int, ...], *, key: bool = False) -> str:
+    pos = doc.at(path, key=key)
+    return f"{pos.file}:{pos.line}"
+
+
+def _dotted(path: Sequence[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "document"
+
+
+def _schema_lines(doc: Document) -> list[str]:
+    found: list[tuple[Position, str]] = []
+    for error in _validator().iter_errors(doc.data):
+        path = tuple(error.absolute_path)
+        where = _dotted(path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = set((error.schema.get("properties") or {}).keys())
+            for key in error.instance:
+                if key not in allowed:
+                    choices = ", ".join(sorted(allowed))
+                    found.append(
+                        (
+                            doc.at((*path, key), key=True),
+                            f"unknown key {key!r} in {where} (allowed: {choices})",
+                        )
+                    )
+            continue
+        pos = doc.at(path)
+        if error.validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else "?"
+            found.append((pos, f"{where}: missing required key {missing!r}"))
+        elif error.validator in ("enum", "const"):
+            options = error.validator_value
+            choices = ", ".join(map(str, options)) if isinstance(options, list) else str(options)
+            found.append((pos, f"{where}: {error.instance!r} is not one of: {choices}"))
+        else:
+            found.append((pos, f"{where}: {error.message}"))
+    found.sort(key=lambda item: (item[0].line, item[0].column))
+    return [f"{pos.file}:{pos.line}: {message}" for pos, message in found]
+
+
+class _Reader:
+    """Builds cases from suite documents, collecting every problem as FILE:LINE: message."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, doc: Document, path: tuple[str | int, ...], message: str) -> None:
+        self.problems.append(f"{_line(doc, path)}: {message}")
+
+    def suites(self, files: Sequence[Path]) -> list[Case]:
+        cases: list[Case] = []
+        names: dict[str, str] = {}
+        for file in files:
+            text = _text(file)
+            documents, syntax = _scan(text, str(file))
+            self.problems += [f"{p.position.file}:{p.position.line}: {p.message}" for p in syntax]
+            for doc in documents:
+                self.problems += [
+                    f"{p.position.file}:{p.position.line}: {p.message}" for p in doc.problems
+                ]
+                if not isinstance(doc.data, dict) or doc.kind() != SUITE_KIND:
+                    kind = doc.kind()
+                    self.problem(
+                        doc,
+                        ("kind",),
+                        f"not a test suite: kind {kind!r} (expected {SUITE_KIND}, "
+                        f"apiVersion {API_VERSION})",
+                    )
+                    continue
+                schema = _schema_lines(doc)
+                if schema:
+                    self.problems += schema
+                    continue
+                meta = doc.data.get("metadata") or {}
+                suite = str(meta.get("name") or file.stem)
+                if suite in names:
+                    self.problem(
+                        doc,
+                        ("metadata", "name"),
+                        f"duplicate suite name {suite!r} (first in {names[suite]})",
+                    )
+                    continue
+                names[suite] = str(file)
+                cases += self._suite(doc, file, suite)
+        return cases
+
+    def _suite(self, doc: Document, file: Path, suite: str) -> list[Case]:
+        spec = doc.data["spec"]
+        base = file.parent
+        policies = []
+        for i, rel in enumerate(spec["policies"]):
+            target = base / rel
+            if not target.exists():
+                self.problem(doc, ("spec", "policies", i), f"policy {rel!r}: no such file")
+            policies.append(str(target))
+        suite_nodes = self._nodes(doc, ("spec", "nodes"), spec.get("nodes"), base)
+        operation = spec.get("operation", "CREATE")
+        cases: list[Case] = []
+        seen: set[str] = set()
+        for i, raw in enumerate(spec["cases"]):
+            path: tuple[str | int, ...] = ("spec", "cases", i)
+            name = raw["name"]
+            if name in seen:
+                self.problem(doc, (*path, "name"), f"duplicate case name {name!r}")
+                continue
+            seen.add(name)
+            obj = self._object(doc, path, raw, base)
+            expect = self._expect(doc, (*path, "expect"), raw["expect"], base)
+            inventory = (
+                self._nodes(doc, (*path, "nodes"), raw["nodes"], base)
+                if "nodes" in raw
+                else suite_nodes
+            )
+            if obj is None or expect is None or inventory is None:
+                continue
+            cases.append(
+                Case(
+                    suite=suite,
+                    name=name,
+                    where=_line(doc, path),
+                    obj=obj,
+                    operation=raw.get("operation", operation),
+                    inventory=inventory,
+                    policies=tuple(policies),
+                    expect=expect,
+                )
+            )
+        return cases
+
+    def _load(
+        self, doc: Document, path: tuple[str | int, ...], rel: str, base: Path
+    ) -> list[dict[str, Any]] | None:
+        file = base / rel
+        try:
+            return list(load_manifests(read_text(file), str(file)))
+        except SourceError as exc:
+            self.problem(doc, path, str(exc))
+            return None
+
+    def _object(
+        self, doc: Document, path: tuple[str | int, ...], raw: Mapping[str, Any], base: Path
+    ) -> dict[str, Any] | None:
+        if ("object" in raw) == ("objectFile" in raw):
+            self.problem(doc, path, "a case needs exactly one of object, objectFile")
+            return None
+        if "object" in raw:
+            obj: dict[str, Any] = raw["object"]
+            return obj
+        objects = self._load(doc, (*path, "objectFile"), raw["objectFile"], base)
+        if objects is None:
+            return None
+        select = raw.get("select")
+        if select is not None:
+            chosen = [o for o in objects if object_label(o) == select]
+            if len(chosen) != 1:
+                labels = ", ".join(object_label(o) for o in objects) or "nothing"
+                self.problem(
+                    doc, (*path, "select"), f"{select} is not in {raw['objectFile']} ({labels})"
+                )
+                return None
+            return chosen[0]
+        if len(objects) != 1:
+            self.problem(
+                doc,
+                (*path, "objectFile"),
+                f"{raw['objectFile']} holds {len(objects)} objects; "
+                "name one with select: Kind/name",
+            )
+            return None
+        return objects[0]
+
+    def _expect(
+        self, doc: Document, path: tuple[str | int, ...], raw: Mapping[str, Any], base: Path
+    ) -> Expect | None:
+        golden: Mapping[str, Any] | None = None
+        source = ""
+        if "object" in raw and "objectFile" in raw:
+            self.problem(doc, path, "expect takes one of object, objectFile, not both")
+            return None
+        if "object" in raw:
+            golden, source = raw["object"], f"golden object at {_line(doc, (*path, 'object'))}"
+        elif "objectFile" in raw:
+            objects = self._load(doc, (*path, "objectFile"), raw["objectFile"], base)
+            if objects is None:
+                return None
+            if len(objects) != 1:
+                self.problem(
+                    doc,
+                    (*path, "objectFile"),
+                    f"golden file {raw['objectFile']} must hold one object, not {len(objects)}",
+                )
+                return None
+            golden, source = objects[0], str(base / raw["objectFile"])
+        if raw["outcome"] == "denied" and (golden is not None or "mountOptions" in raw):
+            self.problem(doc, path, "a denied object is not admitted: no object or mountOptions")
+            return None
+
+        def strings(key: str) -> tuple[str, ...] | None:
+            return tuple(raw[key]) if key in raw else None
+
+        return Expect(
+            outcome=raw["outcome"],
+            golden=golden,
+            golden_source=source,
+            mount_options=strings("mountOptions"),
+            node_options=strings("nodeOptions"),
+            message=raw.get("message"),
+            warning=raw.get("warning"),
+            rule=raw.get("rule"),
+            policy=raw.get("policy"),
+        )
+
+    def _nodes(
+        self, doc: Document, path: tuple[str | int, ...], raw: Any, base: Path
+    ) -> NodeInventory | None:
+        if raw is None:
+            return UnknownInventory("policy test without nodes")
+        if isinstance(raw, str):
+            objects = self._load(doc, path, raw, base)
+            if objects is None:
+                return None
+            return StaticInventory(nodes_from_objects(objects))
+        nodes: list[Node] = []
+        for i, item in enumerate(raw):
+            default = f"node-{i + 1}"
+            if isinstance(item, str):
+                nodes.append(Node(default, item))
+            elif item.get("kind") == "Node":
+                nodes.append(node_from_object(item))
+            else:
+                nodes.append(
+                    Node(item.get("name") or default, item["kernel"], item.get("labels") or {})
+                )
+        return StaticInventory(nodes)
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+def load_cases(paths: Sequence[str]) -> tuple[list[Case], dict[tuple[str, ...], Engine]]:
+    """Every case of the suites at ``paths`` and an engine per policy set. Raises SuiteError
+    listing every problem of every suite (and of the policies they name)."""
+    reader = _Reader()
+    cases = reader.suites(suite_files(paths))
+    engines: dict[tuple[str, ...], Engine] = {}
+    for case in cases:
+        if case.policies in engines:
+            continue
+        try:
+            engines[case.policies] = Engine(load_policies(_read_policies(case.policies)))
+        except PolicyError as exc:
+            reader.problems += [str(p) for p in exc.problems]
+        except SourceError as exc:
+            reader.problems.append(f"{case.where}: {exc}")
+    if reader.problems:
+        raise SuiteError(list(dict.fromkeys(reader.problems)))
+    return cases, engines
+
+
+def _outcome_ok(expected: str, got: Outcome) -> bool:
+    if expected == "unchanged":
+        return got in UNCHANGED
+    return got.value == expected
+
+
+def _mount_options(obj: Mapping[str, Any]) -> list[str]:
+    holder = obj.get("spec") if obj.get("kind") == "PersistentVolume" else obj
+    value = holder.get("mountOptions") if isinstance(holder, Mapping) else None
+    return list(value) if isinstance(value, list) else []
+
+
+def yaml_diff(expected: Any, actual: Any, expected_name: str, actual_name: str) -> list[str]:
+    """A unified diff of two objects as YAML (keys sorted, so order never shows)."""
+
+    def dump(value: Any) -> list[str]:
+        return yaml.safe_dump(value, sort_keys=True, default_flow_style=False).splitlines()
+
+    return list(
+        difflib.unified_diff(
+            dump(expected), dump(actual), expected_name, actual_name, lineterm="", n=3
+        )
+    )
+
+
+def run_case(engine: Engine, case: Case, uid: str) -> CaseResult:
+    result = CaseResult(case)
+    obj = copy.deepcopy(dict(case.obj))
+    try:
+        decision = decide(engine, offline_request(obj, case.operation, uid), case.inventory)
+    except BadRequest as exc:
+        result.failures.append(f"the object is rejected as a bad request: {exc.message}")
+        return result
+    result.decision = decision
+    exp, fail = case.expect, result.failures.append
+    if not _outcome_ok(exp.outcome, decision.outcome):
+        why = f": {decision.message}" if decision.message else ""
+        fail(f"outcome: expected {exp.outcome}, got {decision.outcome.value}{why}")
+    deciding = decision.deciding
+    if exp.rule is not None and (deciding is None or deciding.rule != exp.rule):
+        fail(f"rule: expected {exp.rule!r}, got {deciding.rule if deciding else None!r}")
+    if exp.policy is not None and (deciding is None or deciding.policy != exp.policy):
+        fail(f"policy: expected {exp.policy!r}, got {deciding.policy if deciding else None!r}")
+    if exp.message is not None and exp.message not in decision.message:
+        fail(f"message: expected to contain {exp.message!r}, got {decision.message!r}")
+    if exp.warning is not None and not any(exp.warning in w for w in decision.warnings):
+        fail(f"warning: expected one containing {exp.warning!r}, got {list(decision.warnings)}")
+    if exp.golden is None and exp.mount_options is None and exp.node_options is None:
+        return result
+    if not decision.allowed:
+        fail("object: denied, so nothing was admitted to compare")
+        return result
+    out = admitted(obj, decision)
+    if exp.mount_options is not None and _mount_options(out) != list(exp.mount_options):
+        fail(f"mountOptions: expected {list(exp.mount_options)}, got {_mount_options(out)}")
+    if exp.node_options is not None:
+        target = engine.read(out)
+        got = target.node_options() if target is not None else []
+        if got != list(exp.node_options):
+            fail(f"nodeOptions: expected {list(exp.node_options)}, got {got}")
+    if exp.golden is not None and out != exp.golden:
+        fail("object: the admitted object differs from the golden one:")
+        result.failures += yaml_diff(exp.golden, out, f"expected ({exp.golden_source})", "admitted")
+    return result
+
+
+def run_cases(
+    cases: Sequence[Case], engines: Mapping[tuple[str, ...], Engine]
+) -> Iterator[CaseResult]:
+    for n, case in enumerate(cases, 1):
+        yield run_case(engines[case.policies], case, f"policy-test-{n}")
