@@ -1,0 +1,324 @@
+"""effective_version and pinning, checked against the real mount.nfs (nfs-utils) in fake mode.
+
+``mount.nfs 127.0.0.1:/x DIR -f -v -o OPTS`` prints the option string it would hand the
+kernel ("trying text-based options '...'") without mounting anything, or refuses
+("multiple version options not permitted"). That is an oracle independent of our code:
+the version it would try first must be our effective version, and every option string
+a pin produces must be accepted with exactly one version option, the pin.
+
+The server is always 127.0.0.1. v3 options make mount.nfs ask portmap on 127.0.0.1; the
+first portmap line is proof enough that it took the v3 path, and the process is stopped
+there. mount.nfs comes from Debian's nfs-common (``make system-deps``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from webhook.core.options import (
+    KNOWN_VERSIONS,
+    EffectiveVersion,
+    VersionKind,
+    effective_version,
+    is_version_option,
+    pin_entries,
+    pin_option,
+    selected_version,
+    split_options,
+)
+
+pytestmark = pytest.mark.oracle
+
+SERVER = "127.0.0.1:/x"  # never any other address
+TIMEOUT = 20.0  # seconds before a stuck mount.nfs is killed (the test then fails)
+
+
+def _find_mount_nfs() -> str | None:
+    for candidate in ("/sbin/mount.nfs", "/usr/sbin/mount.nfs"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("mount.nfs")
+
+
+MOUNT_NFS = _find_mount_nfs()
+if MOUNT_NFS is None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(
+            "mount.nfs is missing under CI=true: run `make system-deps` (hack/system-deps.sh)",
+            pytrace=False,
+        )
+    pytest.skip(
+        "mount.nfs oracle not run: mount.nfs missing; `make system-deps` installs nfs-common",
+        allow_module_level=True,
+    )
+
+_TRYING = re.compile(r"trying text-based options '([^']*)'")
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """What mount.nfs said about one option string."""
+
+    output: str
+    tried: str | None  # the text options it would hand the kernel
+
+    @property
+    def refused_multiple(self) -> bool:
+        return "multiple version options not permitted" in self.output
+
+    @property
+    def v3_path(self) -> bool:
+        return "portmap" in self.output
+
+    @property
+    def tried_options(self) -> list[str]:
+        return self.tried.split(",") if self.tried is not None else []
+
+    @property
+    def version(self) -> str | None:
+        """The version the kernel would get: the last exactly spelled version option
+        (mount.nfs appends the one it chose after the user's; the kernel takes the last)."""
+        found = None
+        for opt in self.tried_options:
+            name, _, value = opt.partition("=")
+            if name in ("vers", "nfsvers") and "=" in opt:
+                found = value
+            elif re.fullmatch(r"v\d(\.\d+)?", opt):
+                found = opt[1:]
+        return found
+
+    @property
+    def kernel_accepts_versions(self) -> bool:
+        """Every version option handed over is one the kernel knows, spelled exactly."""
+        for opt in self.tried_options:
+            if not is_version_option(opt):
+                continue
+            name, sep, value = opt.partition("=")
+            if name == "minorversion" and value.isdigit():
+                continue
+            if name in ("vers", "nfsvers") and sep and value in KNOWN_VERSIONS:
+                continue
+            if opt in ("v2", "v3", "v4", "v4.0", "v4.1", "v4.2"):
+                continue
+            return False
+        return True
+
+    @property
+    def mounts_40_cleanly(self) -> bool:
+        return self.tried is not None and self.version == "4.0" and self.kernel_accepts_versions
+
+
+@pytest.fixture(scope="module")
+def mountpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mnt")
+
+
+def ask(options: str, mountpoint: Path) -> Oracle:
+    """Run mount.nfs in fake mode; stop at the first line that decides the answer."""
+    assert MOUNT_NFS is not None
+    argv = [MOUNT_NFS, SERVER, str(mountpoint), "-f", "-v"]
+    if options:
+        argv += ["-o", options]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
+        start_new_session=True,
+    )
+    killed = threading.Event()
+
+    def kill() -> None:
+        killed.set()
+        _kill_group(proc)
+
+    watchdog = threading.Timer(TIMEOUT, kill)
+    watchdog.start()
+    lines: list[str] = []
+    tried = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            found = _TRYING.search(line)
+            if found:
+                tried = found.group(1)
+                break
+            if "portmap" in line:  # the v3 path; it would retry for minutes
+                break
+    finally:
+        watchdog.cancel()
+        _kill_group(proc)
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert not killed.is_set(), f"mount.nfs -o {options!r} did not answer: {lines}"
+    return Oracle("\n".join(lines), tried)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _version_option_count(options: list[str]) -> int:
+    return sum(1 for o in options if selected_version(o) is not None)
+
+
+def check_effective(options: str, ev: EffectiveVersion, oracle: Oracle) -> None:
+    opts = split_options([options])
+    if ev.kind is VersionKind.CONFLICTING:
+        assert oracle.refused_multiple, oracle
+    elif ev.kind is not VersionKind.INVALID and _version_option_count(opts) > 1:
+        # The same version twice: mount.nfs >= 2.5.3 refuses it too. The policy language
+        # calls only two *different* versions conflicting, so we report that version.
+        assert oracle.refused_multiple, oracle
+    elif ev.kind in (VersionKind.EXPLICIT, VersionKind.NEGOTIATED):
+        assert oracle.tried is not None, oracle
+        assert oracle.version == ev.version, oracle
+        assert oracle.kernel_accepts_versions, oracle
+    elif ev.kind is VersionKind.NOT_V4 and ev.version == "3":
+        assert oracle.v3_path, oracle
+        assert oracle.tried is None, oracle
+    elif ev.kind is VersionKind.NOT_V4:
+        # v2: this client refuses it outright; it never tries an NFSv4 mount.
+        assert "not supported" in oracle.output, oracle
+        assert oracle.tried is None, oracle
+    else:
+        # invalid: the node would not end up mounting 4.0 with options the kernel takes.
+        assert ev.kind is VersionKind.INVALID
+        assert not oracle.mounts_40_cleanly, oracle
+    # Both directions of what matters: safe for us <=> the node mounts 4.0 (or v2/v3).
+    if ev.affected:
+        assert not oracle.mounts_40_cleanly or _version_option_count(opts) > 1, oracle
+    elif ev.kind is VersionKind.EXPLICIT and _version_option_count(opts) == 1:
+        assert oracle.mounts_40_cleanly, oracle
+
+
+# The rows of nfs-semantics.md, every spelling, and the strays.
+ORACLE_TABLE = [
+    "",
+    "hard",
+    "vers=4",
+    "nfsvers=4",
+    "v4",
+    "vers=4,minorversion=0",
+    "vers=4,minorversion=1",
+    "vers=4,minorversion=2",
+    "v4,minorversion=1",
+    "vers=4,minorversion=1,minorversion=0",
+    "minorversion=1",
+    "minorversion=0",
+    "vers=4.2,minorversion=0",
+    "vers=4.1,minorversion=0",
+    "vers=4.0,minorversion=2",
+    "nfsvers=4.0,minorversion=1",
+    "nfsvers=4.0,hard,timeo=600",
+    "hard,vers=4.0,timeo=600",
+    "vers=4.0",
+    "nfsvers=4.0",
+    "v4.0",
+    "vers=4.1",
+    "nfsvers=4.1",
+    "v4.1",
+    "vers=4.2",
+    "nfsvers=4.2",
+    "v4.2",
+    "vers=4.1,nfsvers=4.0",
+    "v4.2,nfsvers=4.0",
+    "vers=4,nfsvers=4.0",
+    "vers=4.1,v3",
+    "vers=4.1,vers=4.1",
+    "vers=4.0,nfsvers=4.0",
+    "vers=4.0,v4.0",
+    "vers=4.3",
+    "v4.3",
+    "vers=4.00",
+    "vers=",
+    "nfsvers",
+    "vers=4,minorversion=3",
+    "NFSVERS=4.0",
+    "NFSVERS=4.1",
+    "Vers=4.0",
+    "V4.0",
+    " nfsvers=4.0",
+    "hard, nfsvers=4.0",
+    "nfsvers=4.0 ",
+    "nfsvers = 4.0",
+    "nfsvers= 4.0",
+    "nfsvers=4.0,MINORVERSION=1",
+    "nfsvers=4.0, hard",
+    "v3",
+    "vers=3",
+    "nfsvers=3,hard",
+    "v2",
+    "vers=2",
+]
+
+
+@pytest.mark.parametrize("options", ORACLE_TABLE, ids=[o or "(none)" for o in ORACLE_TABLE])
+def test_effective_version_matches_mount_nfs(options: str, mountpoint: Path) -> None:
+    ev = effective_version(split_options([options]))
+    check_effective(options, ev, ask(options, mountpoint))
+
+
+def test_the_incident_mount_tries_42_first(mountpoint: Path) -> None:
+    # `mount -t nfs 192.168.1.100:/data1/k8sdev/hl/ /tmp/test/` printed vers=4.2 (incident.md)
+    oracle = ask("", mountpoint)
+    assert oracle.tried is not None and oracle.tried.startswith("vers=4.2,")
+    assert effective_version([]).affected
+
+
+def test_stray_spellings_are_not_honoured_by_mount_nfs(mountpoint: Path) -> None:
+    # Why a stray spelling of 4.0 is not trusted: mount.nfs ignores it and starts at 4.2.
+    for stray in ("NFSVERS=4.0", " nfsvers=4.0", "hard, nfsvers=4.0", "V4.0"):
+        oracle = ask(stray, mountpoint)
+        assert oracle.version == "4.2", (stray, oracle)
+        assert effective_version(split_options([stray])).kind is VersionKind.INVALID
+
+
+def _pin_inputs() -> list[list[str]]:
+    from test_options import generated_entries  # same directory (rootdir-less import)
+
+    table = [[row] for row in ORACLE_TABLE]
+    return table + generated_entries(160, seed=7)
+
+
+@pytest.mark.parametrize("pin", ["4.0", "4.1"])
+def test_every_pinned_option_string_is_accepted_with_exactly_the_pin(
+    pin: str, mountpoint: Path
+) -> None:
+    seen: set[str] = set()
+    for entries in _pin_inputs():
+        joined = ",".join(pin_entries(entries, pin))  # kubelet joins the list with ","
+        if joined in seen:
+            continue
+        seen.add(joined)
+        oracle = ask(joined, mountpoint)
+        assert not oracle.refused_multiple, (entries, joined, oracle)
+        assert oracle.tried is not None, (entries, joined, oracle)
+        versions = [o for o in oracle.tried_options if is_version_option(o)]
+        # mount.nfs saw the pin and added nothing: exactly one version option
+        assert versions == [pin_option(pin)], (entries, joined, oracle)
+        assert oracle.version == pin
+        assert oracle.kernel_accepts_versions
+
+
+def test_pin_3_takes_the_v3_path(mountpoint: Path) -> None:
+    for entries in (["vers=4.2", "hard"], ["v4.1"], [], ["hard,nfsvers=4,minorversion=1"]):
+        joined = ",".join(pin_entries(entries, "3"))
+        oracle = ask(joined, mountpoint)
+        assert oracle.v3_path and not oracle.refused_multiple, (entries, joined, oracle)
