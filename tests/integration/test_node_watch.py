@@ -63,6 +63,7 @@ class FakeNodeAPI:
         self.epoch_action = "drop"
         self.down = False  # every request: connection closed without a response
         self.status_override: int | None = None  # e.g. 403 for every request
+        self.refuse_list_at_rv = False  # 410 for a list at a given resourceVersion
         self.requests: list[dict[str, list[str]]] = []
         self.open_watches = 0
         self._snapshots: dict[str, str] = {}
@@ -152,6 +153,8 @@ class FakeNodeAPI:
                     return
                 if query.get("watch") == ["true"]:
                     self._watch(query)
+                elif api.refuse_list_at_rv and query.get("resourceVersion", ["0"]) != ["0"]:
+                    self._status(410, "Expired", "too large resource version")
                 else:
                     self._list(query)
 
@@ -322,6 +325,7 @@ def start(
             "backoff_max": 0.2,
             "page_size": 2,
             "watch_timeout": 30.0,
+            "metrics_interval": 0.05,
         }
         options.update(kwargs)
         inv = start_node_inventory(kubeconfig_for(tmp_path, api.port), registry=registry, **options)
@@ -392,13 +396,18 @@ def test_list_then_watch_follows_the_cluster(
     assert status["relists"] == 1 and status["errors"] == 0
     assert status["events"]["BOOKMARK"] == 1 and status["events"]["DELETED"] == 3
 
-    assert metric(registry, "nfsguard_node_inventory_nodes") == 1
+    eventually(lambda: metric(registry, "nfsguard_node_inventory_nodes") == 1, what="gauge")
     assert metric(registry, "nfsguard_node_inventory_kernels") == 1
     assert metric(registry, "nfsguard_node_inventory_kernel_nodes", {"kernel": EL7_NEW}) == 1
+    # Kernels that left the cluster leave the metrics too.
+    assert (
+        registry.get_sample_value("nfsguard_node_inventory_kernel_nodes", {"kernel": COS}) is None
+    )
     assert metric(registry, "nfsguard_node_inventory_synced") == 1
     assert metric(registry, "nfsguard_node_inventory_stale") == 0
     assert metric(registry, "nfsguard_node_inventory_relists_total") == 1
     assert metric(registry, "nfsguard_node_watch_events_total", {"type": "ADDED"}) == 1
+    assert metric(registry, "nfsguard_node_watch_events_total", {"type": "DELETED"}) == 3
     assert b"nfsguard_node_watch_broken_seconds 0.0" in generate_latest(registry)
     assert len(api.list_requests()) == 2  # no API call besides the watch
 
@@ -499,14 +508,14 @@ def test_goes_stale_past_the_bound_and_recovers(
     assert status["stale"] and status["synced"] and status["ready"]
     assert status["watchBrokenSeconds"] > 0.6
     assert status["lastError"]
-    assert metric(registry, "nfsguard_node_inventory_stale") == 1
+    eventually(lambda: metric(registry, "nfsguard_node_inventory_stale") == 1, what="gauge")
     assert metric(registry, "nfsguard_node_watch_broken_seconds") > 0.6
 
     with api.cond:
         api.down = False
     eventually(lambda: inv.kernels_in(ALL_NODES).known, what="fresh again")
     assert kernels(inv) == {EL7, UBUNTU}
-    assert metric(registry, "nfsguard_node_inventory_stale") == 0
+    eventually(lambda: metric(registry, "nfsguard_node_inventory_stale") == 0, what="gauge")
 
 
 def test_unknown_until_first_list(
@@ -520,7 +529,7 @@ def test_unknown_until_first_list(
         known=False, reason="node inventory not synced yet (HTTP 403 Forbidden)"
     )
     assert not inv.synced and not inv.status()["ready"]
-    assert metric(registry, "nfsguard_node_inventory_synced") == 0
+    eventually(lambda: registry.get_sample_value("nfsguard_node_inventory_synced") == 0)
     api.status_override = None
     assert inv.wait_synced(10)
     eventually(lambda: kernels(inv) == {EL7, UBUNTU}, what="synced answer")
@@ -556,3 +565,58 @@ def test_stop_ends_the_thread(
     inv.stop()
     assert time.monotonic() - began < 3
     assert inv.status()["threadAlive"]  # stopped on purpose is not "dead"
+
+
+def test_refused_relist_falls_back_to_a_consistent_list(
+    api: FakeNodeAPI, start: Callable[..., tuple[LiveNodeInventory, CollectorRegistry]]
+) -> None:
+    inv, _ = start()
+    assert inv.wait_synced(10)
+    eventually(lambda: api.open_watches == 1, what="a watch")
+    api.refuse_list_at_rv = True
+    api.put("node-d", COS)
+    api.break_watches("gone")
+    eventually(lambda: inv.status()["relists"] == 2, what="re-list")
+    lists = api.list_requests()
+    assert lists[2].get("resourceVersion") == ["104"]  # not older than what we saw: refused
+    assert "resourceVersion" not in lists[3]  # then a consistent list
+    assert kernels(inv) == {EL7, UBUNTU, COS}
+
+
+MULTIPROCESS_SCRIPT = """
+import sys, time
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+from webhook.cluster.nodes import start_node_inventory
+inv = start_node_inventory(sys.argv[1], metrics_interval=0.05)
+assert inv.wait_synced(10)
+time.sleep(0.5)
+registry = CollectorRegistry()
+multiprocess.MultiProcessCollector(registry)
+sys.stdout.write(generate_latest(registry).decode())
+inv.stop()
+"""
+
+
+def test_metrics_reach_a_multiprocess_registry(api: FakeNodeAPI, tmp_path: Path) -> None:
+    """``nfsguard serve`` runs prometheus-client in multiprocess mode (one file per worker)."""
+    import os
+    import subprocess
+    import sys
+
+    metrics_dir = tmp_path / "prom"
+    metrics_dir.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS_SCRIPT, kubeconfig_for(tmp_path, api.port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "nfsguard_node_inventory_nodes 3.0" in out
+    assert "nfsguard_node_inventory_kernels 2.0" in out
+    assert "nfsguard_node_inventory_synced 1.0" in out
+    assert "nfsguard_node_inventory_relists_total 1.0" in out

@@ -42,13 +42,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
-from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from urllib3.exceptions import ReadTimeoutError
 
 from webhook.core.inventory import KernelView, NodeIndex, node_from_object
@@ -113,6 +112,8 @@ class LiveNodeInventory:
         page_size: int = 500,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        metrics_interval: float = 1.0,
+        metrics: _Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if stale_after <= 0:
@@ -143,8 +144,11 @@ class LiveNodeInventory:
         self._errors = 0
         self._events: dict[str, int] = dict.fromkeys(_EVENT_TYPES, 0)
 
+        self._metrics = metrics
+        self._metrics_interval = metrics_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._ticker: threading.Thread | None = None
         self._response: Any = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -155,14 +159,20 @@ class LiveNodeInventory:
                 target=self._run, name="nfsguard-node-watch", daemon=True
             )
             self._thread.start()
+        if self._metrics is not None and self._ticker is None:
+            self._ticker = threading.Thread(
+                target=self._tick, name="nfsguard-node-metrics", daemon=True
+            )
+            self._ticker.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the watch thread (it is a daemon thread: exiting without this is fine)."""
         self._stop.set()
         self._interrupt()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in (self._thread, self._ticker):
+            if thread is not None:
+                thread.join(timeout)
         closer: Any = self._api_client.close
         closer()
 
@@ -236,53 +246,10 @@ class LiveNodeInventory:
             "threadAlive": self._thread_ok(),
         }
 
-    def collect(self) -> Iterator[Metric]:
-        """prometheus-client custom collector (values read at scrape time)."""
-        index = self.index()
-        yield GaugeMetricFamily(
-            "nfsguard_node_inventory_nodes", "Nodes in the live node inventory.", len(index)
-        )
-        yield GaugeMetricFamily(
-            "nfsguard_node_inventory_kernels",
-            "Distinct kernelVersion values in the live node inventory.",
-            len(index.kernels),
-        )
-        per_kernel = GaugeMetricFamily(
-            "nfsguard_node_inventory_kernel_nodes", "Nodes per kernelVersion.", labels=["kernel"]
-        )
-        for kernel, count in sorted(index.nodes_by_kernel().items()):
-            per_kernel.add_metric([kernel], count)
-        yield per_kernel
-        yield GaugeMetricFamily(
-            "nfsguard_node_inventory_synced", "1 once the first node list completed.", self.synced
-        )
-        yield GaugeMetricFamily(
-            "nfsguard_node_inventory_stale",
-            "1 while the node watch is broken for longer than the staleness bound.",
-            self.stale,
-        )
-        yield GaugeMetricFamily(
-            "nfsguard_node_watch_broken_seconds",
-            "Seconds the node watch has been broken (0 while healthy).",
-            self.broken_for(),
-        )
-        yield CounterMetricFamily(
-            "nfsguard_node_inventory_relists",
-            "Full node lists (initial and re-lists).",
-            self._relists,
-        )
-        yield CounterMetricFamily(
-            "nfsguard_node_watch_errors", "Failed node list/watch attempts.", self._errors
-        )
-        events = CounterMetricFamily(
-            "nfsguard_node_watch_events", "Node watch events by type.", labels=["type"]
-        )
-        for kind, count in self._events.items():
-            events.add_metric([kind], count)
-        yield events
-
-    def describe(self) -> list[Metric]:
-        return []
+    def publish_metrics(self) -> None:
+        """Refresh the gauges (the metrics thread calls this every ``metrics_interval``)."""
+        if self._metrics is not None:
+            self._metrics.publish(self)
 
     # -- the watch thread ------------------------------------------------------------
 
@@ -310,9 +277,18 @@ class LiveNodeInventory:
                 self._mark_broken(message)
                 with self._lock:
                     self._errors += 1
+                if self._metrics is not None:
+                    self._metrics.errors.inc()
                 delay = self._backoff.next()
                 log.warning("node list/watch failed: %s; retrying in %.1fs", message, delay)
                 self._stop.wait(delay)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._metrics_interval):
+            try:
+                self.publish_metrics()
+            except Exception:  # metrics must never take the process down
+                log.exception("node inventory metrics")
 
     def _mark_broken(self, message: str) -> None:
         with self._lock:
@@ -375,6 +351,8 @@ class LiveNodeInventory:
             self._last_error = ""
         self._mark_healthy()
         self._synced.set()
+        if self._metrics is not None:
+            self._metrics.relists.inc()
         self.index()  # build the snapshot here, not on the first review
         log.info(
             "node list: %d nodes, %d kernels, rv %s", len(nodes), len(self.index().kernels), rv
@@ -430,6 +408,8 @@ class LiveNodeInventory:
         if kind in self._events:
             with self._lock:
                 self._events[str(kind)] += 1
+            if self._metrics is not None:
+                self._metrics.events.labels(kind).inc()
         if kind == "ERROR":
             code = _status_code(obj)
             if code == 410:
@@ -491,22 +471,103 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"[:300]
 
 
-_default_collector: LiveNodeInventory | None = None
+_Mode = Literal["livemax", "livemin"]
+
+
+class _Metrics:
+    """This inventory's metrics. Plain prometheus-client metrics, so they also work in
+    multiprocess mode (PROMETHEUS_MULTIPROC_DIR, one file per gunicorn worker): gauges
+    aggregate over live workers (``mark_process_dead`` in gunicorn's ``child_exit``
+    keeps "live" honest), counters are summed."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.collectors: list[Any] = []
+
+        def gauge(name: str, doc: str, mode: _Mode, labels: tuple[str, ...] = ()) -> Gauge:
+            metric = Gauge(name, doc, labels, registry=registry, multiprocess_mode=mode)
+            self.collectors.append(metric)
+            return metric
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            metric = Counter(name, doc, labels, registry=registry)
+            self.collectors.append(metric)
+            return metric
+
+        self.nodes = gauge(
+            "nfsguard_node_inventory_nodes", "Nodes in the live node inventory.", "livemax"
+        )
+        self.kernels = gauge(
+            "nfsguard_node_inventory_kernels",
+            "Distinct kernelVersion values in the live node inventory.",
+            "livemax",
+        )
+        self.kernel_nodes = gauge(
+            "nfsguard_node_inventory_kernel_nodes",
+            "Nodes per kernelVersion.",
+            "livemax",
+            ("kernel",),
+        )
+        self.synced = gauge(
+            "nfsguard_node_inventory_synced",
+            "1 once the first node list completed (min over workers).",
+            "livemin",
+        )
+        self.stale = gauge(
+            "nfsguard_node_inventory_stale",
+            "1 while the node watch is broken for longer than the staleness bound.",
+            "livemax",
+        )
+        self.broken = gauge(
+            "nfsguard_node_watch_broken_seconds",
+            "Seconds the node watch has been broken (0 while healthy).",
+            "livemax",
+        )
+        self.relists = counter(
+            "nfsguard_node_inventory_relists", "Full node lists (initial and re-lists)."
+        )
+        self.errors = counter("nfsguard_node_watch_errors", "Failed node list/watch attempts.")
+        self.events = counter("nfsguard_node_watch_events", "Node watch events by type.", ("type",))
+        for kind in _EVENT_TYPES:
+            self.events.labels(kind)
+        self._kernels_shown: set[str] = set()
+        self._lock = threading.Lock()
+
+    def publish(self, inventory: LiveNodeInventory) -> None:
+        index = inventory.index()
+        counts = index.nodes_by_kernel()
+        with self._lock:
+            self.nodes.set(len(index))
+            self.kernels.set(len(index.kernels))
+            for kernel, count in counts.items():
+                self.kernel_nodes.labels(kernel).set(count)
+            for gone in self._kernels_shown - counts.keys():
+                self.kernel_nodes.labels(gone).set(0)
+                self.kernel_nodes.remove(gone)
+            self._kernels_shown = set(counts)
+            self.synced.set(1 if inventory.synced else 0)
+            self.stale.set(1 if inventory.stale else 0)
+            self.broken.set(inventory.broken_for())
+
+    def unregister(self, registry: CollectorRegistry) -> None:
+        for metric in self.collectors:
+            with contextlib.suppress(KeyError):
+                registry.unregister(metric)
+
+
+_default_metrics: _Metrics | None = None
 _default_lock = threading.Lock()
 
 
-def _register(inventory: LiveNodeInventory, registry: CollectorRegistry) -> None:
-    global _default_collector
-    if registry is REGISTRY:
-        # One inventory per process exports to the default registry; a newer one replaces it.
-        with _default_lock:
-            if _default_collector is not None:
-                with contextlib.suppress(KeyError):
-                    REGISTRY.unregister(_default_collector)
-            REGISTRY.register(inventory)
-            _default_collector = inventory
-    else:
-        registry.register(inventory)
+def _metrics_for(registry: CollectorRegistry | None) -> _Metrics:
+    global _default_metrics
+    if registry is not REGISTRY:
+        return _Metrics(registry)
+    # One inventory per process exports to the default registry; a newer one replaces it.
+    with _default_lock:
+        if _default_metrics is not None:
+            _default_metrics.unregister(REGISTRY)
+        _default_metrics = _Metrics(REGISTRY)
+        return _default_metrics
 
 
 def api_client_for(kubeconfig: str | None, *, context: str | None = None) -> k8s_client.ApiClient:
@@ -537,13 +598,15 @@ def start_node_inventory(
 
     ``kubeconfig`` None means in-cluster (service account). Returns at once; the
     inventory answers ``known=False`` until its first list completes (``synced``).
-    Metrics go to ``registry`` (None: not registered). ``tuning`` passes through to
+    Metrics go to ``registry`` (None: created but not registered; in multiprocess mode
+    they reach /metrics through the multiprocess files either way). ``tuning`` passes through to
     ``LiveNodeInventory`` (watch_timeout, idle_timeout, page_size, backoff_initial,
     backoff_max, connect_timeout).
     """
     inventory = LiveNodeInventory(
-        api_client_for(kubeconfig, context=context), stale_after=stale_after, **tuning
+        api_client_for(kubeconfig, context=context),
+        stale_after=stale_after,
+        metrics=_metrics_for(registry),
+        **tuning,
     )
-    if registry is not None:
-        _register(inventory, registry)
     return inventory.start()
