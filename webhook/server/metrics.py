@@ -23,6 +23,11 @@ REVIEWS = Counter(
 REVIEW_ERRORS = Counter(
     "nfsguard_review_errors_total", "AdmissionReviews refused, by HTTP status", ["code"]
 )
+POLICY_RELOADS = Counter(
+    "nfsguard_policy_reload_total",
+    "Policy hot reloads by result (accepted, rejected), counted by every worker",
+    ["result"],
+)
 REVIEW_SECONDS = Histogram(
     "nfsguard_review_duration_seconds",
     "Time to answer one AdmissionReview (parse, decide, record)",

@@ -1,14 +1,69 @@
-"""The policies in force in one worker, and the engine built from them."""
+"""The policies in force in one worker, the engine built from them, and hot reload.
+
+Every worker polls its policy paths (``--reload-interval``, default 2 s). A
+poll reads every policy file (following symlinks, so a ConfigMap volume's
+``..data`` swap is seen) and compares a fingerprint of the file names and
+contents with the last one. On a change the new set is linted and loaded like
+``nfsguard policy lint`` would: if it is clean of errors, the ``Engine``
+reference is swapped (one assignment: a review in flight keeps the engine it
+started with, the next one gets the new engine); if not, every problem is
+logged on its own line, the last good engine stays, and
+``nfsguard_policy_reload_total{result="rejected"}`` counts it.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from webhook.core.policy.engine import Engine
+from webhook.core.policy.lint import lint_sources
 from webhook.core.policy.loader import load_policies
-from webhook.sources import read_policy_sources
+from webhook.server import metrics
+from webhook.sources import SourceError, read_policy_sources
+
+log = logging.getLogger("nfsguard.policy")
+
+#: Problems kept in the /readyz reload status (all of them are logged).
+_MAX_REPORTED = 20
+
+
+def fingerprint(sources: Sequence[tuple[str, str]]) -> str:
+    """A digest of the file list and every file's content, in load order."""
+    digest = hashlib.sha256()
+    for name, text in sources:
+        for part in (name, text):
+            data = part.encode()
+            digest.update(len(data).to_bytes(8, "big"))
+            digest.update(data)
+    return "sha256:" + digest.hexdigest()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ReloadStatus:
+    result: str  # "initial" | "accepted" | "rejected"
+    time: str  # when that result happened (UTC, ISO 8601)
+    fingerprint: str
+    generation: int  # bumped on every accepted swap
+    problems: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "result": self.result,
+            "time": self.time,
+            "fingerprint": self.fingerprint,
+            "generation": self.generation,
+            "problems": list(self.problems),
+        }
 
 
 class PolicyStore:
@@ -18,7 +73,13 @@ class PolicyStore:
     def __init__(self, paths: Sequence[str]) -> None:
         self.paths = tuple(paths)
         self._lock = threading.Lock()
-        self._engine = Engine(load_policies(read_policy_sources(self.paths)))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        sources = read_policy_sources(self.paths)
+        self._fingerprint = fingerprint(sources)
+        self._engine = Engine(load_policies(sources))
+        self._status = ReloadStatus("initial", _now(), self._fingerprint, 0)
+        self._checked = self._status.time
 
     def engine(self) -> Engine:
         return self._engine
@@ -28,3 +89,78 @@ class PolicyStore:
             {"name": p.name, "version": p.version, "digest": p.digest, "rules": len(p.rules)}
             for p in self._engine.policies
         ]
+
+    def reload_status(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self._status.to_dict(), "checked": self._checked}
+
+    def check(self) -> str:
+        """Poll once: ``unchanged``, ``accepted`` (engine swapped) or ``rejected``."""
+        with self._lock:  # one poll at a time (the thread, or a caller)
+            self._checked = _now()
+            try:
+                sources = read_policy_sources(self.paths)
+            except SourceError as exc:
+                return self._reject(f"error:{exc}", [str(exc)])
+            fp = fingerprint(sources)
+            if fp == self._fingerprint:
+                return "unchanged"
+            result = lint_sources(sources)
+            if result.errors:
+                return self._reject(fp, [str(p) for p in result.errors])
+            engine = Engine(result.policies)
+            self._engine = engine  # the swap: one reference assignment
+            self._fingerprint = fp
+            self._status = ReloadStatus("accepted", _now(), fp, self._status.generation + 1)
+        metrics.POLICY_RELOADS.labels("accepted").inc()
+        for warning in result.warnings:
+            log.warning("policy reload: %s", warning)
+        log.info(
+            "policy reload accepted: %s",
+            ", ".join(f"{p.name} {p.version} ({p.digest[:19]})" for p in engine.policies),
+        )
+        return "accepted"
+
+    def _reject(self, fp: str, problems: list[str]) -> str:
+        # Called with the lock held. The fingerprint is remembered so one bad change is
+        # reported once, not on every poll; the last good engine stays in force.
+        if fp == self._fingerprint:
+            return "unchanged"
+        self._fingerprint = fp
+        self._status = ReloadStatus(
+            "rejected",
+            _now(),
+            fp,
+            self._status.generation,
+            tuple(problems[:_MAX_REPORTED]),
+        )
+        metrics.POLICY_RELOADS.labels("rejected").inc()
+        for problem in problems:
+            log.error("policy reload rejected: %s", problem)
+        log.error(
+            "policy reload rejected (%d problems); still serving %s",
+            len(problems),
+            ", ".join(f"{p.name} {p.version}" for p in self._engine.policies),
+        )
+        return "rejected"
+
+    def start(self, interval: float) -> None:
+        """Poll every ``interval`` seconds in a daemon thread (one per worker)."""
+        if interval <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._run, args=(interval,), name="nfsguard-policy-reload", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.check()
+            except Exception:  # never let the poller die: the next poll tries again
+                log.exception("policy reload failed")

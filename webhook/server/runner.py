@@ -65,6 +65,7 @@ def _inventory(settings: ServeSettings) -> NodeInventory:
 def build_app(settings: ServeSettings) -> Flask:
     """Everything one worker needs, built after fork."""
     store = PolicyStore(settings.policies)
+    store.start(settings.reload_interval)  # hot reload: this worker polls its policy files
     inventory = _inventory(settings)
     recorder = None
     if settings.audit_log or settings.audit_stdout:
@@ -76,7 +77,7 @@ def build_app(settings: ServeSettings) -> Flask:
     handler = ReviewHandler(store.engine, inventory=inventory, recorder=recorder)
 
     def readiness() -> tuple[bool, dict[str, Any]]:
-        details: dict[str, Any] = {"policies": store.status()}
+        details: dict[str, Any] = {"policies": store.status(), "reload": store.reload_status()}
         ready = True
         status = getattr(inventory, "status", None)
         if callable(status):
