@@ -82,6 +82,14 @@ class _Head:
     type: str | None
 
 
+@dataclass
+class _Pending:
+    body: Mapping[str, Any]
+    record: dict[str, Any] | None = None
+    error: AuditWriteError | None = None
+    done: bool = False
+
+
 def rotated_name(path: str, first_seq: int) -> str:
     return f"{path}.{first_seq:012d}"
 
@@ -179,6 +187,8 @@ class AuditWriter:
         self._closed = False
         self._pid = os.getpid()
         self._tlock = threading.Lock()
+        self._qlock = threading.Lock()
+        self._queue: list[_Pending] = []
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         try:
@@ -207,6 +217,8 @@ class AuditWriter:
         # the parent, and flock() would not exclude between them.
         self._pid = os.getpid()
         self._tlock = threading.Lock()
+        self._qlock = threading.Lock()
+        self._queue = []
         self._fd = None
         self._lock_fd = None
         self._cache = None
@@ -385,27 +397,71 @@ class AuditWriter:
         return _Head(os.fstat(new_fd).st_ino, 0, head.seq, head.hash, head.type)
 
     def append(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Append one record (``body`` with ``type``; ``time`` is set here). Returns it."""
-        with self._locked():
+        """Append one record (``body`` with ``type``; ``time`` is set here). Returns it.
+
+        Group commit: a thread that finds others already waiting for the lock
+        leaves its record in a queue; whichever thread gets the lock next
+        writes every queued record with one ``write`` and one ``fsync``, and
+        each caller returns (or raises) once its own record's batch is done.
+        """
+        if os.getpid() != self._pid:
+            self._reset_after_fork()
+        mine = _Pending(body)
+        with self._qlock:
+            self._queue.append(mine)
+        try:
+            with self._locked():
+                if not mine.done:
+                    with self._qlock:
+                        batch, self._queue = self._queue, []
+                    self._commit(batch)
+        finally:
+            if not mine.done:  # the lock could not be taken (closed): forget the record
+                with self._qlock:
+                    if mine in self._queue:
+                        self._queue.remove(mine)
+        if mine.error is not None:
+            raise mine.error
+        if mine.record is None:
+            raise AuditWriteError(f"audit log {self.path}: the writer is closed")
+        return mine.record
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        """Seal and write ``batch`` in order (under both locks)."""
+        try:
             head = self._head()
             fd = self._open()
             if self._max_bytes > 0 and head.size >= self._max_bytes:
                 head = self._rotate(fd, head)
                 fd = self._open()
-            record = seal(
-                {**body, "time": rfc3339(self._clock())}, seq=head.seq + 1, prev=head.hash
+            seq, digest = head.seq, head.hash
+            chunks: list[bytes] = []
+            last: dict[str, Any] = {}
+            for pending in batch:
+                record = seal(
+                    {**pending.body, "time": rfc3339(self._clock())}, seq=seq + 1, prev=digest
+                )
+                chunks.append(to_line(record))
+                pending.record = record
+                last = record
+                seq, digest = record["seq"], record["hash"]
+                if self._signer is not None and self._every > 0 and (seq + 1) % self._every == 0:
+                    last = self._checkpoint_record(seq, digest, "count")
+                    chunks.append(to_line(last))
+                    seq, digest = last["seq"], last["hash"]
+            self._append(fd, head, b"".join(chunks), last)
+        except Exception as exc:
+            error = (
+                exc
+                if isinstance(exc, AuditWriteError)
+                else AuditWriteError(f"audit log {self.path}: unexpected error: {exc!r}")
             )
-            data = to_line(record)
-            last: dict[str, Any] = record
-            if (
-                self._signer is not None
-                and self._every > 0
-                and (record["seq"] + 1) % self._every == 0
-            ):
-                last = self._checkpoint_record(record["seq"], record["hash"], "count")
-                data += to_line(last)
-            self._append(fd, head, data, last)
-            return record
+            for pending in batch:
+                pending.record = None
+                pending.error = error
+        finally:
+            for pending in batch:
+                pending.done = True
 
     def record(self, request: AdmissionRequest, decision: Decision) -> None:
         if not decision.recorded:
