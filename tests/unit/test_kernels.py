@@ -260,6 +260,9 @@ def test_uncomparable_kernel_is_in_no_bounded_range() -> None:
         (KernelRange(family=""), "family"),
         (KernelRange(min="el7"), "not a version"),
         (KernelRange(below=""), "not a version"),
+        (KernelRange(below=5.1), "must be a string"),  # type: ignore[arg-type]
+        (KernelRange(min=6), "must be a string"),  # type: ignore[arg-type]
+        (KernelRange(family=7), "must be a string"),  # type: ignore[arg-type]
     ],
 )
 def test_validate_rejects(rng: KernelRange, message: str) -> None:
@@ -279,6 +282,11 @@ def test_empty_message_names_bounds() -> None:
 
 def test_matches_any_and_hashable() -> None:
     rng = KernelRange(family="el7", min="3.10.0-862", below="3.10.0-957")
+    hit = frozenset({"5.15.0-91-generic", "3.10.0-862.14.4.el7.x86_64"})
+    miss = frozenset({"5.15.0-91-generic", "3.10.0-1160.el7.x86_64"})
+    for _ in range(2):  # second time from the per-set cache
+        assert rng.matches_any(hit) and not rng.matches_any(miss)
+    assert not rng.matches_any(frozenset())
     assert rng.matches_any(["5.15.0-91-generic", "3.10.0-862.14.4.el7.x86_64"])
     assert not rng.matches_any(["5.15.0-91-generic", "3.10.0-1160.el7.x86_64"])
     assert not rng.matches_any([])

@@ -66,8 +66,10 @@ def kernel_components(kernel: str) -> frozenset[str]:
 def comparable_prefix(kernel: str) -> str:
     """The part of ``kernel`` that bounds are compared on (see the module docstring).
 
-    Returns ``""`` when the string does not start with a number.
+    Returns ``""`` when the string does not start with a number (or is no string).
     """
+    if not isinstance(kernel, str):
+        return ""
     out: list[str] = []
     for match in _PIECES.finditer(kernel.strip()):
         part, sep = match.group(1), match.group(2)
@@ -121,6 +123,12 @@ class KernelRange:
 
     def validate(self) -> None:
         """Raise ValueError if this range can never be meaningful."""
+        for key, value in (("family", self.family), ("min", self.min), ("below", self.below)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(
+                    f"kernel {key} must be a string, not {type(value).__name__} {value!r} "
+                    "(quote it: unquoted 5.10 is the YAML number 5.1)"
+                )
         if self.family is not None and (not self.family or _SEPARATORS.search(self.family)):
             raise ValueError(
                 f"kernel family {self.family!r} must be one non-empty component "
