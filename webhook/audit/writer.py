@@ -14,6 +14,8 @@ appends a ``rotate`` checkpoint when it can sign, renames the file to
 ``<path>.<seq of its first record, 12 digits>`` and starts a new one whose
 first record continues the chain (its ``prev`` is the last hash of the old
 file). ``nfsguard audit verify <path>.* <path>`` verifies them in order.
+Beyond ``keep_files`` rotated files the oldest are deleted; what remains still
+verifies (from the first record left, with a note that earlier ones are gone).
 
 Crash: a write cut short leaves a partial last line. The next writer sees it
 (the file does not end with ``\\n``), terminates it and appends a ``recovery``
@@ -55,6 +57,7 @@ from webhook.audit.signing import Signer, load_signer
 from webhook.core.decision import Decision
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_KEEP_FILES = 8  # with the live file at most 9 x 64 MiB: fits the manifests' 1 GiB emptyDir
 DEFAULT_CHECKPOINT_EVERY = 1000
 DEFAULT_CHECKPOINT_INTERVAL = 60.0
 
@@ -164,6 +167,7 @@ class AuditWriter:
         signer: Signer | None = None,
         stdout: bool = False,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        keep_files: int = 0,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
         clock: Callable[[], datetime] = _now,
@@ -178,6 +182,7 @@ class AuditWriter:
         self._stdout_fd = stdout_fd
         self._stdout_failed = False
         self._max_bytes = max_bytes
+        self._keep = keep_files
         self._every = checkpoint_every
         self._interval = checkpoint_interval
         self._clock = clock
@@ -393,8 +398,20 @@ class AuditWriter:
             raise AuditWriteError(
                 f"audit log {self.path}: cannot rotate to {target}: {_describe(exc)}"
             ) from None
+        self._prune()
         new_fd = self._open()
         return _Head(os.fstat(new_fd).st_ino, 0, head.seq, head.hash, head.type)
+
+    def _prune(self) -> None:
+        """Delete the oldest rotated files beyond ``keep_files`` (0: keep all)."""
+        if self._keep <= 0:
+            return
+        older = rotated_files(self.path)
+        for name in older[: max(0, len(older) - self._keep)]:
+            try:
+                os.unlink(name)
+            except OSError as exc:
+                print(f"nfsguard audit: cannot delete {name}: {_describe(exc)}", file=sys.stderr)
 
     def append(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Append one record (``body`` with ``type``; ``time`` is set here). Returns it.
@@ -527,6 +544,7 @@ def open_recorder(
     key_file: str | None = None,
     stdout: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    keep_files: int = DEFAULT_KEEP_FILES,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
 ) -> AuditRecorder:
@@ -534,7 +552,9 @@ def open_recorder(
 
     ``path`` None: no audit trail (a :class:`NullAuditRecorder`); asking for a
     stdout copy without a file is an error, since the worker processes can only
-    share one chain through the file. ``key_file``: Ed25519 PEM private key for
+    share one chain through the file. ``max_bytes``/``keep_files``: rotate at
+    this size, keep this many rotated files (0: all; the stdout copy is the
+    long-term store). ``key_file``: Ed25519 PEM private key for
     signed checkpoints (every ``checkpoint_every`` records, every
     ``checkpoint_interval`` seconds when there is something new, at rotation
     and at :meth:`close`). Raises :class:`AuditWriteError` or ``ValueError``
@@ -550,6 +570,7 @@ def open_recorder(
         signer=signer,
         stdout=stdout,
         max_bytes=max_bytes,
+        keep_files=keep_files,
         checkpoint_every=checkpoint_every,
         checkpoint_interval=checkpoint_interval,
     )

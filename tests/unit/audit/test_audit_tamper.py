@@ -334,3 +334,29 @@ def test_lenient_stream_skips_foreign_lines(
     assert report.exit_code == 0
     assert report.records == 12 and report.skipped == 36
     assert "36 non-audit line(s) skipped" in report.summary()
+
+
+def test_rotation_keeps_the_newest_files_and_they_still_verify(tmp_path: Path) -> None:
+    private, _public, keys = keypair(tmp_path)
+    log = tmp_path / "audit.log"
+    writer = AuditWriter(
+        str(log),
+        signer=load_signer(str(private)),
+        max_bytes=3000,
+        keep_files=2,
+        checkpoint_every=0,
+        checkpoint_interval=0,
+    )
+    for i in range(40):
+        writer.record(request(uid=f"u{i}"), decision())
+    writer.close()
+    files = log_files(log)
+    assert len(files) == 3
+    first = json.loads(Path(files[0]).read_bytes().splitlines()[0])
+    assert first["seq"] > 0
+    report = verify_files(files, keys)
+    assert report.exit_code == 0
+    assert report.notes == [
+        f"{files[0]}:1: the chain starts at seq {first['seq']}; its link to earlier records "
+        "(not given) is unchecked"
+    ]
