@@ -8,6 +8,7 @@ from typing import NoReturn
 
 import click
 
+from webhook.core.drivers import load_profile_sources
 from webhook.core.inventory import (
     NodeInventory,
     StaticInventory,
@@ -29,7 +30,8 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 def load_engine(paths: Sequence[str]) -> Engine:
     """An engine for the policies at ``paths``, or exit 2 with every problem on its own line."""
     try:
-        return Engine(load_policies(read_policy_sources(paths)))
+        sources = read_policy_sources(paths)
+        return Engine(load_policies(sources), load_profile_sources(sources))
     except PolicyError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

@@ -29,6 +29,7 @@ from webhook.admission.errors import BadRequest
 from webhook.admission.handler import decide
 from webhook.cli.review import admitted, object_label, offline_request
 from webhook.core.decision import Decision, Outcome
+from webhook.core.drivers import load_profile_sources
 from webhook.core.inventory import (
     Node,
     NodeInventory,
@@ -397,7 +398,8 @@ def load_cases(paths: Sequence[str]) -> tuple[list[Case], dict[tuple[str, ...], 
         if case.policies in engines:
             continue
         try:
-            engines[case.policies] = Engine(load_policies(_read_policies(case.policies)))
+            sources = _read_policies(case.policies)
+            engines[case.policies] = Engine(load_policies(sources), load_profile_sources(sources))
         except PolicyError as exc:
             reader.problems += [str(p) for p in exc.problems]
         except SourceError as exc:

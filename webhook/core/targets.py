@@ -12,6 +12,9 @@ Rules implemented here (see docs/nfs-semantics.md):
   case-insensitively) to the mount flags;
 - PV volume sources are immutable after creation, mountOptions and
   annotations are not.
+
+Which fields those are for each driver is data: ``webhook.core.drivers``
+profiles (in-tree NFS, csi-driver-nfs and the subdir provisioner among them).
 """
 
 from __future__ import annotations
@@ -21,7 +24,27 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.core.options import EffectiveVersion, effective_version, split_options
+from webhook.core.drivers import (
+    ALL_VERSIONS,
+    DriverProfile,
+    DriverProfiles,
+    FieldRef,
+    KindRules,
+    ObjectMatch,
+    ObjectView,
+    PinMode,
+    PlaceSpec,
+    ValueSource,
+    builtin_profiles,
+    server_versions,
+)
+from webhook.core.options import (
+    EffectiveVersion,
+    effective_version,
+    pin_option,
+    selected_version,
+    split_options,
+)
 from webhook.core.scope import NodeScope, scope_of
 
 LEGACY_ANNOTATION = "volume.beta.kubernetes.io/mount-options"
@@ -51,6 +74,8 @@ class OptionPlace:
     present: bool
     node_reads: bool
     mutable: bool = True
+    replaces_defaults: bool = False  # options here replace the driver's defaults entirely
+    container: str = ""  # pointer of a missing map to create before adding this field
 
     @property
     def options(self) -> list[str]:
@@ -68,12 +93,47 @@ class NFSTarget:
     storage_class: str | None
     labels: Mapping[str, str]
     places: tuple[OptionPlace, ...]
-    pin_place: str  # label of the place a pin is written to
+    pin_place: str  # label of the place a pin is written to ("" when there is none)
     scope: NodeScope
+    # From the driver profile (webhook.core.drivers); the defaults fit in-tree NFS.
+    versions: frozenset[str] = ALL_VERSIONS  # versions this object's server speaks
+    defaults: tuple[str, ...] | None = ()  # used when no replaces_defaults place has any
+    appends: tuple[str, ...] = ()  # options the driver always appends
+    default_version: str | None = None  # chosen by the mount helper when none is named
+    pin_mode: PinMode = PinMode.WRITE
+    pin_advice: str = ""
+
+    def uses_defaults(self) -> bool:
+        """Whether the node mounts with the driver's defaults (no replacing place has any)."""
+        replacing = [p for p in self.places if p.node_reads and p.replaces_defaults]
+        return bool(replacing) and not any(p.options for p in replacing)
 
     def node_options(self) -> list[str]:
-        """The options the node will mount with, in the order it reads them."""
-        return [opt for place in self.places if place.node_reads for opt in place.options]
+        """The options the node will mount with, in the order it reads them: the
+        driver's defaults when nothing replaces them, every place the node reads,
+        what the driver appends, and the mount helper's default version."""
+        out: list[str] = []
+        if self.defaults and self.uses_defaults():
+            out.extend(split_options(self.defaults))
+        out.extend(opt for place in self.places if place.node_reads for opt in place.options)
+        out.extend(split_options(self.appends))
+        if self.default_version and not any(selected_version(o) is not None for o in out):
+            out.append(pin_option(self.default_version))
+        return out
+
+    def can_take(self, pin: str) -> str | None:
+        """None when ``pin`` can be written safely, else why not (one sentence)."""
+        if self.pin_mode is PinMode.NEVER:
+            return (
+                f"driver {self.driver} sets the NFS version itself and any version "
+                "option breaks its mounts"
+            )
+        if not self.pin_place:
+            return f"driver {self.driver} has no mount option place nfsguard can write"
+        if pin not in self.versions:
+            spoken = ", ".join(sorted(self.versions)) or "none"
+            return f"servers of driver {self.driver} speak only NFS {spoken}, not {pin}"
+        return None
 
     def effective_version(self) -> EffectiveVersion:
         return effective_version(self.node_options())
@@ -123,7 +183,8 @@ def normalise_path(path: str | None) -> str | None:
     if not path:
         return path
     norm = posixpath.normpath(path)
-    return "/" if norm == "//" else norm
+    # POSIX normpath keeps a leading "//"; an NFS server reads it as "/".
+    return "/" + norm.lstrip("/") if norm.startswith("//") else norm
 
 
 def _join(share: str | None, subdir: str | None) -> str | None:
@@ -161,73 +222,160 @@ def is_nfs_provisioner(provisioner: str, extra: Container[str]) -> bool:
     )
 
 
-def _pv_target(obj: Mapping[str, Any], extra_drivers: Container[str]) -> NFSTarget | None:
-    name, labels, annotations = _metadata(obj)
-    spec = _mapping(obj.get("spec"), "spec")
-    mount_options = _string_list(spec.get("mountOptions"), "spec.mountOptions")
-    storage_class = _string(spec.get("storageClassName"), "spec.storageClassName")
-    nfs = spec.get("nfs")
-    csi = spec.get("csi")
-    csi_attr_place: OptionPlace | None = None
-    if nfs is not None:
-        nfs_source = _mapping(nfs, "spec.nfs")
-        driver = "in-tree-nfs"
-        server = _string(nfs_source.get("server"), "spec.nfs.server")
-        path = normalise_path(_string(nfs_source.get("path"), "spec.nfs.path"))
-        provisioner = annotations.get(PROVISIONED_BY)
-    elif csi is not None:
-        csi_source = _mapping(csi, "spec.csi")
-        provisioner = _string(csi_source.get("driver"), "spec.csi.driver")
-        if provisioner is None or not (
-            provisioner == CSI_DRIVER_NFS or provisioner in extra_drivers
-        ):
-            return None
-        driver = "csi-driver-nfs" if provisioner == CSI_DRIVER_NFS else provisioner
-        attrs = _string_map(csi_source.get("volumeAttributes"), "spec.csi.volumeAttributes")
-        found_server = _get_ci(attrs, "server")
-        found_share = _get_ci(attrs, "share")
-        found_subdir = _get_ci(attrs, "subdir")
-        server = found_server[1] if found_server else None
-        path = _join(
-            found_share[1] if found_share else None, found_subdir[1] if found_subdir else None
-        )
-        found_opts = _get_ci(attrs, "mountoptions")
-        if found_opts is not None and provisioner == CSI_DRIVER_NFS:
-            key, value = found_opts
-            csi_attr_place = OptionPlace(
-                label="spec.csi.volumeAttributes.mountOptions",
-                pointer="/spec/csi/volumeAttributes/" + _escape(key),
-                is_list=False,
-                entries=(value,),
-                present=True,
-                node_reads=True,
-                mutable=False,  # the PV volume source is immutable after creation
+def _csi_attr(key: str) -> FieldRef:
+    return FieldRef("spec.csi.volumeAttributes." + key)
+
+
+#: How an object of a driver named in a rule but known to no profile is read
+#: (the export as csi-driver-nfs records it, options where kubelet reads them).
+GENERIC_PV = KindRules(
+    match=ObjectMatch(),
+    server=(ValueSource(_csi_attr("server")),),
+    path=(ValueSource(_csi_attr("share")),),
+    subdir=(ValueSource(_csi_attr("subdir")),),
+    places=(PlaceSpec((FieldRef("annotation"), FieldRef("spec.mountOptions"))),),
+)
+GENERIC_SC = KindRules(
+    match=ObjectMatch(),
+    server=(ValueSource(FieldRef("parameters.server")),),
+    path=(ValueSource(FieldRef("parameters.share")),),
+    subdir=(ValueSource(FieldRef("parameters.subdir")),),
+    places=(PlaceSpec((FieldRef("mountOptions"),)),),
+)
+
+
+def _lenient_map(value: Any) -> Mapping[str, str]:
+    """String entries only: enough to identify a driver without judging its object."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _pointer(ref: FieldRef, key: str, kind: str) -> str:
+    if ref.text == "annotation":
+        return "/metadata/annotations/" + _escape(LEGACY_ANNOTATION)
+    if ref.text == "spec.mountOptions":
+        return "/spec/mountOptions"
+    if ref.text == "mountOptions":
+        return "/mountOptions"
+    base = "/spec/csi/volumeAttributes/" if kind == "PersistentVolume" else "/parameters/"
+    return base + _escape(key)
+
+
+def _container(ref: FieldRef, obj: Mapping[str, Any], kind: str) -> str:
+    """The pointer of the map that holds ``ref`` when that map is missing."""
+    if ref.key is None:
+        return ""
+    if kind == "PersistentVolume":
+        spec = obj.get("spec")
+        csi = spec.get("csi") if isinstance(spec, Mapping) else None
+        has = isinstance(csi, Mapping) and isinstance(csi.get("volumeAttributes"), Mapping)
+        return "" if has else "/spec/csi/volumeAttributes"
+    return "" if isinstance(obj.get("parameters"), Mapping) else "/parameters"
+
+
+def _places(rules: KindRules, view: ObjectView, kind: str) -> tuple[list[OptionPlace], str | None]:
+    places: list[OptionPlace] = []
+    pin_place: str | None = None
+    for spec in rules.places:
+        found = [view.lookup(ref) for ref in spec.fields]
+        chosen = next((i for i, f in enumerate(found) if f is not None), len(found) - 1)
+        for i, ref in enumerate(spec.fields):
+            hit = found[i]
+            reads = spec.reads and i == chosen
+            is_pin = pin_place is None and reads
+            if hit is None and not (ref.is_list or ref.text == "annotation" or is_pin):
+                continue
+            key = hit[0] if hit is not None else (ref.key or ref.text)
+            if hit is None:
+                entries: tuple[str, ...] = ()
+            elif ref.is_list:
+                entries = _string_list(hit[1], ref.text)
+            else:
+                text = _string(hit[1], ref.text)
+                entries = (text,) if text is not None else ()
+            immutable = spec.immutable if spec.immutable is not None else ref.immutable
+            places.append(
+                OptionPlace(
+                    label=ref.text,
+                    pointer=_pointer(ref, key, kind),
+                    is_list=ref.is_list,
+                    entries=entries,
+                    present=hit is not None,
+                    node_reads=reads,
+                    mutable=not immutable,
+                    replaces_defaults=spec.replaces_defaults,
+                    container="" if hit is not None else _container(ref, view.obj, kind),
+                )
             )
+            if is_pin:
+                pin_place = ref.text
+    return places, pin_place
+
+
+def _read(
+    kind: str,
+    obj: Mapping[str, Any],
+    extra: Container[str],
+    profiles: DriverProfiles,
+) -> NFSTarget | None:
+    name, labels, annotations = _metadata(obj)
+    in_tree = False
+    if kind == "PersistentVolume":
+        spec = _mapping(obj.get("spec"), "spec")
+        _string_list(spec.get("mountOptions"), "spec.mountOptions")
+        storage_class = _string(spec.get("storageClassName"), "spec.storageClassName")
+        nfs, csi = spec.get("nfs"), spec.get("csi")
+        if nfs is not None:
+            nfs_source = _mapping(nfs, "spec.nfs")
+            _string(nfs_source.get("server"), "spec.nfs.server")
+            _string(nfs_source.get("path"), "spec.nfs.path")
+            provisioner = annotations.get(PROVISIONED_BY)
+            raw_attrs: Any = {}
+            in_tree = True
+        elif csi is not None:
+            csi_source = _mapping(csi, "spec.csi")
+            provisioner = _string(csi_source.get("driver"), "spec.csi.driver")
+            if provisioner is None:
+                return None
+            raw_attrs = csi_source.get("volumeAttributes")
+        else:
+            return None
+        where = "spec.csi.volumeAttributes"
     else:
+        provisioner = _string(obj.get("provisioner"), "provisioner")
+        if provisioner is None:
+            return None
+        storage_class = name
+        raw_attrs = obj.get("parameters")
+        where = "parameters"
+    view = ObjectView(kind, obj, annotations, _lenient_map(raw_attrs))
+    profile: DriverProfile | None = profiles.find(view)
+    rules: KindRules | None
+    if profile is not None:
+        rules = profile.rules_for(kind)
+        driver = profile.name
+    elif (
+        in_tree
+        or provisioner is None
+        or provisioner not in extra
+        or profiles.claimed(kind, provisioner)
+    ):
         return None
-    annotation = annotations.get(LEGACY_ANNOTATION)
-    places = [
-        OptionPlace(
-            label="annotation",
-            pointer="/metadata/annotations/" + _escape(LEGACY_ANNOTATION),
-            is_list=False,
-            entries=(annotation,) if annotation is not None else (),
-            present=annotation is not None,
-            node_reads=annotation is not None,
-        ),
-        OptionPlace(
-            label="spec.mountOptions",
-            pointer="/spec/mountOptions",
-            is_list=True,
-            entries=mount_options,
-            present="mountOptions" in spec and spec.get("mountOptions") is not None,
-            node_reads=annotation is None,
-        ),
-    ]
-    if csi_attr_place is not None:
-        places.append(csi_attr_place)
+    else:
+        rules = GENERIC_PV if kind == "PersistentVolume" else GENERIC_SC
+        driver = provisioner
+    assert rules is not None
+    # In scope: now the object must be shaped as the API sends it.
+    view = ObjectView(kind, obj, annotations, _string_map(raw_attrs, where))
+    if kind == "StorageClass":
+        _string_list(obj.get("mountOptions"), "mountOptions")
+    server = view.resolve(rules.server)
+    share = view.resolve(rules.path)
+    path = _join(share, view.resolve(rules.subdir))
+    places, pin_place = _places(rules, view, kind)
     return NFSTarget(
-        kind="PersistentVolume",
+        kind=kind,
         name=name,
         driver=driver,
         provisioner=provisioner,
@@ -236,66 +384,33 @@ def _pv_target(obj: Mapping[str, Any], extra_drivers: Container[str]) -> NFSTarg
         storage_class=storage_class,
         labels=labels,
         places=tuple(places),
-        pin_place="annotation" if annotation is not None else "spec.mountOptions",
+        pin_place=pin_place or "",
         scope=scope_of(obj),
-    )
-
-
-def _sc_target(obj: Mapping[str, Any], extra_provisioners: Container[str]) -> NFSTarget | None:
-    name, labels, _ = _metadata(obj)
-    provisioner = _string(obj.get("provisioner"), "provisioner")
-    if provisioner is None or not is_nfs_provisioner(provisioner, extra_provisioners):
-        return None
-    params = _string_map(obj.get("parameters"), "parameters")
-    mount_options = _string_list(obj.get("mountOptions"), "mountOptions")
-    if provisioner.endswith(SUBDIR_PROVISIONER_SUFFIX):
-        # The subdir provisioner keeps server and path in its Deployment, not here.
-        driver, server, path = "nfs-subdir-external-provisioner", None, None
-    else:
-        driver = "csi-driver-nfs" if provisioner == CSI_DRIVER_NFS else provisioner
-        found_server = _get_ci(params, "server")
-        found_share = _get_ci(params, "share")
-        found_subdir = _get_ci(params, "subdir")
-        server = found_server[1] if found_server else None
-        path = _join(
-            found_share[1] if found_share else None, found_subdir[1] if found_subdir else None
-        )
-    place = OptionPlace(
-        label="mountOptions",
-        pointer="/mountOptions",
-        is_list=True,
-        entries=mount_options,
-        present=obj.get("mountOptions") is not None,
-        node_reads=True,
-    )
-    return NFSTarget(
-        kind="StorageClass",
-        name=name,
-        driver=driver,
-        provisioner=provisioner,
-        server=server,
-        path=path,
-        storage_class=name,
-        labels=labels,
-        places=(place,),
-        pin_place="mountOptions",
-        scope=scope_of(obj),
+        versions=server_versions(profile, view) if profile is not None else ALL_VERSIONS,
+        defaults=profile.defaults if profile is not None else (),
+        appends=profile.appends if profile is not None else (),
+        default_version=profile.default_version if profile is not None else None,
+        pin_mode=profile.pin if profile is not None else PinMode.WRITE,
+        pin_advice=profile.pin_advice if profile is not None else "",
     )
 
 
 def read_target(
-    obj: Mapping[str, Any], extra_provisioners: Container[str] = frozenset()
+    obj: Mapping[str, Any],
+    extra_provisioners: Container[str] = frozenset(),
+    profiles: DriverProfiles | None = None,
 ) -> NFSTarget | None:
     """The NFS target of a PV or StorageClass, or None when the object is out of scope.
 
-    ``extra_provisioners`` are the provisioners/CSI drivers named in loaded rules,
-    which bring their objects into scope too.
+    An object is in scope when a driver profile reads it (``profiles``, default the
+    built-ins), or when it is a CSI PV / StorageClass of a driver no profile knows
+    that is named in ``extra_provisioners`` (the provisioners/CSI drivers named in
+    loaded rules). A driver a profile names exactly, whose match the object fails,
+    is not NFS (e.g. an Azure Files SMB share) and stays out of scope.
     """
     if not isinstance(obj, Mapping):
         raise InvalidObject("object must be a JSON object")
     kind = obj.get("kind")
-    if kind == "PersistentVolume":
-        return _pv_target(obj, extra_provisioners)
-    if kind == "StorageClass":
-        return _sc_target(obj, extra_provisioners)
-    return None
+    if kind not in ("PersistentVolume", "StorageClass"):
+        return None
+    return _read(kind, obj, extra_provisioners, profiles or builtin_profiles())

@@ -16,11 +16,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.core.drivers import load_profile_sources
 from webhook.core.policy.engine import Engine
 from webhook.core.policy.lint import lint_sources
 from webhook.core.policy.loader import load_policies
@@ -77,7 +79,7 @@ class PolicyStore:
         self._thread: threading.Thread | None = None
         sources = read_policy_sources(self.paths)
         self._fingerprint = fingerprint(sources)
-        self._engine = Engine(load_policies(sources))
+        self._engine = Engine(load_policies(sources), load_profile_sources(sources))
         self._status = ReloadStatus("initial", _now(), self._fingerprint, 0)
         self._checked = self._status.time
 
@@ -92,7 +94,7 @@ class PolicyStore:
 
     def reload_status(self) -> dict[str, Any]:
         with self._lock:
-            return {**self._status.to_dict(), "checked": self._checked}
+            return {**self._status.to_dict(), "checked": self._checked, "worker": os.getpid()}
 
     def check(self) -> str:
         """Poll once: ``unchanged``, ``accepted`` (engine swapped) or ``rejected``."""
@@ -108,7 +110,7 @@ class PolicyStore:
             result = lint_sources(sources)
             if result.errors:
                 return self._reject(fp, [str(p) for p in result.errors])
-            engine = Engine(result.policies)
+            engine = Engine(result.policies, load_profile_sources(sources))
             self._engine = engine  # the swap: one reference assignment
             self._fingerprint = fp
             self._status = ReloadStatus("accepted", _now(), fp, self._status.generation + 1)

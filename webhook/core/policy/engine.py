@@ -17,6 +17,7 @@ from typing import Any
 import jsonpatch
 
 from webhook.core.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
+from webhook.core.drivers import DriverProfiles, builtin_profiles
 from webhook.core.inventory import KernelView, NodeInventory, UnknownInventory
 from webhook.core.options import (
     EffectiveVersion,
@@ -24,9 +25,17 @@ from webhook.core.options import (
     is_version_option,
     pin_entries,
     pin_option,
+    selected_version,
     strip_entries,
 )
-from webhook.core.policy.model import Match, OnExplicit, Policy, Rule, UnknownNodes
+from webhook.core.policy.model import (
+    Match,
+    OnExplicit,
+    OnUnsupportedPin,
+    Policy,
+    Rule,
+    UnknownNodes,
+)
 from webhook.core.policy.patterns import IPAddress, NamePattern, parse_ip
 from webhook.core.targets import NFSTarget, OptionPlace, read_target
 
@@ -50,6 +59,7 @@ class _Provisioners:
     """Provisioners and CSI drivers named by rules: they bring objects into scope."""
 
     def __init__(self, patterns: Iterable[NamePattern]) -> None:
+        patterns = tuple(patterns)  # read twice below: a generator would leave no globs
         self._exact = frozenset(p.text for p in patterns if p.glob is None)
         self._globs = tuple(p for p in patterns if p.glob is not None)
 
@@ -203,6 +213,11 @@ class PinRefused(Exception):
     """A pin cannot be written (e.g. an immutable field on UPDATE)."""
 
 
+class PinIncomplete(Exception):
+    """A pin would write a lone option where the driver needs a complete set (the
+    place replaces the driver's defaults, and the profile does not know them)."""
+
+
 def pin_patch(
     obj: Mapping[str, Any], target: NFSTarget, pin: str, operation: str
 ) -> list[dict[str, Any]]:
@@ -212,7 +227,16 @@ def pin_patch(
     ops: list[dict[str, Any]] = []
     for place in target.places:
         if place.label == target.pin_place:
-            new = pin_entries(list(place.entries), pin)
+            base = list(place.entries)
+            if place.replaces_defaults and not place.options:
+                # Options written here replace the driver's defaults: write them all.
+                if target.defaults is None:
+                    raise PinIncomplete(
+                        f"{place.label} replaces the {target.driver} driver's own mount "
+                        f"options, so a lone {pin_option(pin)} there would drop them"
+                    )
+                base = list(target.defaults) if place.is_list else [",".join(target.defaults)]
+            new = pin_entries(base, pin)
         elif any(is_version_option(o) for o in place.options):
             new = strip_entries(list(place.entries))
         else:
@@ -220,10 +244,13 @@ def pin_patch(
         if list(place.entries) == new and place.present:
             continue
         if not place.mutable and operation != "CREATE":
+            held = ",".join(o for o in place.options if is_version_option(o))
             raise PinRefused(
-                f"{place.label} holds {','.join(o for o in place.options if is_version_option(o))}"
+                f"{place.label} {'holds ' + held if held else 'must be written'}"
                 " and cannot change after creation"
             )
+        if not place.present and place.container and new:
+            ops.append({"op": "add", "path": place.container, "value": {}})
         ops.append(_place_op(place, new))
     return ops
 
@@ -240,8 +267,10 @@ def _place_op(place: OptionPlace, new: list[str]) -> dict[str, Any]:
 class Engine:
     """All loaded policies, compiled and indexed. Immutable: hot reload swaps engines."""
 
-    def __init__(self, policies: Sequence[Policy]) -> None:
+    def __init__(self, policies: Sequence[Policy], profiles: DriverProfiles | None = None) -> None:
         self.policies = tuple(policies)
+        #: NFS driver profiles (webhook.core.drivers): the built-ins unless given.
+        self.profiles = profiles if profiles is not None else builtin_profiles()
         compiled: list[CompiledRule] = []
         for policy in self.policies:
             for rule in policy.rules:
@@ -254,7 +283,7 @@ class Engine:
 
     def read(self, obj: Mapping[str, Any]) -> NFSTarget | None:
         """The object's NFS target, or None when it is out of scope. Raises InvalidObject."""
-        return read_target(obj, self.provisioners)
+        return read_target(obj, self.provisioners, self.profiles)
 
     def matching(
         self, target: NFSTarget, inventory: NodeInventory = _NO_INVENTORY
@@ -354,7 +383,10 @@ class Engine:
                 outcome=Outcome.DENIED,
                 message=f"{who} does not allow NFS {seen} for {export}: {fix}",
             )
-        # pin
+        # pin: never one the driver cannot take (webhook.core.drivers profiles)
+        unsupported = target.can_take(policy.pin)
+        if unsupported is not None:
+            return _unsupported_pin(base, rule, who, target, export, policy.pin, unsupported)
         explicit = ev.kind in (VersionKind.EXPLICIT, VersionKind.CONFLICTING)
         if rule.on_explicit is OnExplicit.DENY and explicit:
             return _replace(
@@ -375,12 +407,34 @@ class Engine:
                 message=f"{who} would pin {pin_option(policy.pin)}, but {exc}",
                 warnings=(warning,),
             )
+        except PinIncomplete as exc:
+            advice = target.pin_advice or (
+                f"give the complete option set with {pin_option(policy.pin)} "
+                "in the object's mount options"
+            )
+            return _replace(
+                base,
+                outcome=Outcome.DENIED,
+                message=f"{who} would pin {pin_option(policy.pin)} for {export}, but {exc}: "
+                f"{advice}",
+                notes=(*base.notes, f"incomplete pin: {exc}"),
+            )
         if not ops:
             return _replace(base, outcome=Outcome.COMPLIANT, message=f"already pinned by {who}")
         patched = jsonpatch.apply_patch(copy.deepcopy(dict(obj)), ops)
         after_target = self.read(patched)
         assert after_target is not None  # pinning never takes an object out of scope
-        after = version_state(after_target.effective_version())
+        after_ev = after_target.effective_version()
+        mounted = [o for o in after_target.node_options() if selected_version(o) is not None]
+        if len(mounted) != 1 or after_ev.version != policy.pin:
+            # Safety net: the node would not mount with exactly the pin (a driver that
+            # appends its own version option, a profile that misses a place).
+            reason = (
+                f"the node would mount with {','.join(mounted) or 'no version option'} "
+                f"({after_ev.describe()}), not exactly {pin_option(policy.pin)}"
+            )
+            return _unsupported_pin(base, rule, who, target, export, policy.pin, reason)
+        after = version_state(after_ev)
         old = ",".join(ev.options) or "no version"
         warning = _short(
             f"nfsguard: {old} -> {pin_option(policy.pin)} by rule {rule.name} "
@@ -394,6 +448,39 @@ class Engine:
             message=f"{who} pinned {pin_option(policy.pin)} for {export} (was NFS {seen})",
             warnings=(warning,),
         )
+
+
+def _unsupported_pin(
+    base: Decision,
+    rule: Rule,
+    who: str,
+    target: NFSTarget,
+    export: str,
+    pin: str,
+    reason: str,
+) -> Decision:
+    """A pin the driver cannot take is never written: deny or warn (onUnsupportedPin)."""
+    note = f"unsupported pin: {pin_option(pin)} not applied: {reason}"
+    advice = f"; {target.pin_advice}" if target.pin_advice else ""
+    message = f"{who} would pin {pin_option(pin)} for {export}, but {reason}{advice}"
+    if rule.on_unsupported_pin is OnUnsupportedPin.DENY:
+        return _replace(
+            base,
+            outcome=Outcome.DENIED,
+            message=f"{message} (onUnsupportedPin: deny)",
+            notes=(*base.notes, note),
+        )
+    warning = _short(
+        f"nfsguard: {pin_option(pin)} not pinned on {target.driver} ({rule.name}): "
+        f"its servers cannot take it"
+    )
+    return _replace(
+        base,
+        outcome=Outcome.WARNED,
+        message=f"{message}; allowed unchanged (onUnsupportedPin: warn)",
+        warnings=(warning,),
+        notes=(*base.notes, note),
+    )
 
 
 def summary_export(target: NFSTarget) -> str:

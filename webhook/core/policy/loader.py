@@ -21,7 +21,15 @@ import yaml
 
 from webhook.core.decision import Action
 from webhook.core.kernels import KernelRange
-from webhook.core.policy.model import Match, OnExplicit, Policy, Position, Rule, UnknownNodes
+from webhook.core.policy.model import (
+    Match,
+    OnExplicit,
+    OnUnsupportedPin,
+    Policy,
+    Position,
+    Rule,
+    UnknownNodes,
+)
 from webhook.core.policy.patterns import (
     ExportPattern,
     LabelRequirement,
@@ -31,6 +39,8 @@ from webhook.core.policy.patterns import (
 
 API_VERSION = "nfsguard.io/v1alpha1"
 POLICY_KIND = "NFSMountPolicy"
+#: Driver profiles may share policy files; webhook.core.drivers builds them.
+PROFILE_KIND = "NFSDriverProfile"
 
 Path = tuple[str | int, ...]
 
@@ -436,6 +446,15 @@ def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
                     "warning",
                 )
             )
+        if "onUnsupportedPin" in raw and action is not Action.PIN:
+            problems.append(
+                Problem(
+                    doc.at((*path, "onUnsupportedPin"), key=True),
+                    f'rule "{name}": onUnsupportedPin applies only to action pin '
+                    f"(ignored for {action.value})",
+                    "warning",
+                )
+            )
         rules.append(
             Rule(
                 name=name,
@@ -445,6 +464,7 @@ def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
                 on_explicit=OnExplicit(raw.get("onExplicit", "rewrite"))
                 if action is Action.PIN
                 else OnExplicit.REWRITE,
+                on_unsupported_pin=OnUnsupportedPin(raw.get("onUnsupportedPin", "warn")),
                 description=raw.get("description", ""),
                 references=tuple(raw.get("references") or ()),
                 position=doc.at(path),
@@ -483,6 +503,7 @@ def check_policies(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], li
     policies: list[Policy] = []
     problems: list[Problem] = []
     names: dict[str, Position] = {}
+    profile_docs: list[Document] = []
     for source, text in sources:
         documents, syntax = scan_documents(text, source)
         problems.extend(syntax)
@@ -492,11 +513,15 @@ def check_policies(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], li
                 problems.append(Problem(doc.start, "a policy document must be a mapping"))
                 continue
             kind = doc.kind()
+            if kind == PROFILE_KIND:
+                profile_docs.append(doc)
+                continue
             if kind != POLICY_KIND:
                 problems.append(
                     Problem(
                         doc.at(("kind",)),
-                        f"unknown kind {kind!r} (expected {POLICY_KIND}, apiVersion {API_VERSION})",
+                        f"unknown kind {kind!r} (expected {POLICY_KIND} or {PROFILE_KIND}, "
+                        f"apiVersion {API_VERSION})",
                     )
                 )
                 continue
@@ -515,4 +540,8 @@ def check_policies(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], li
                 names[name] = doc.at(("metadata", "name"))
             if policy is not None:
                 policies.append(policy)
+    if profile_docs:
+        from webhook.core.drivers import load_profiles  # drivers imports this module
+
+        problems.extend(load_profiles(profile_docs)[1])
     return policies, sorted(problems, key=_problem_order)

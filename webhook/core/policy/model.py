@@ -20,6 +20,15 @@ class OnExplicit(StrEnum):
     DENY = "deny"
 
 
+class OnUnsupportedPin(StrEnum):
+    """What a pin rule does to an object whose driver cannot take its pin (the
+    server does not speak that version, or the driver sets the version itself):
+    never write the pin; allow with a warning (default) or deny."""
+
+    WARN = "warn"
+    DENY = "deny"
+
+
 @dataclass(frozen=True)
 class Position:
     file: str
@@ -59,6 +68,7 @@ class Rule:
     match: Match
     exclude: Match | None = None
     on_explicit: OnExplicit = OnExplicit.REWRITE
+    on_unsupported_pin: OnUnsupportedPin = OnUnsupportedPin.WARN
     description: str = ""
     references: tuple[str, ...] = ()
     position: Position | None = None
