@@ -1,0 +1,397 @@
+"""Policy hot reload in a real `nfsguard serve` (gunicorn, 2 gthread workers, TLS).
+
+The policy directory is laid out as the kubelet lays out a ConfigMap volume
+(``..2026_..`` data directories, an ``..data`` symlink swapped atomically, and
+``file.yaml -> ..data/file.yaml`` links), and every change is made the kubelet's
+way. Reviews are sent as kube-apiserver sends them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from webhook.server.policy_store import PolicyStore
+
+NFSGUARD = Path(sys.executable).parent / "nfsguard"
+HOST = "127.0.0.1"
+HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, */*",
+    "User-Agent": "kube-apiserver-admission",
+}
+WAIT = 60.0  # a generous deadline for things that happen within a few seconds
+WORKERS = 2
+
+
+def policy(version: str, action: str = "pin", server: str = "192.0.2.10") -> str:
+    return f"""\
+apiVersion: nfsguard.io/v1alpha1
+kind: NFSMountPolicy
+metadata:
+  name: reload-test
+spec:
+  version: "{version}"
+  rules:
+  - name: filer
+    description: 4.1/4.2 mounts hang against this filer
+    match:
+      exports:
+      - server: {server}
+        path: /exports/**
+    action: {action}
+"""
+
+
+BROKEN = """\
+apiVersion: nfsguard.io/v1alpha1
+kind: NFSMountPolicy
+metadata:
+  name: reload-test
+spec:
+  version: "broken"
+  rules:
+  - name: filer
+    match:
+      exprots:
+      - server: 192.0.2.10
+    action: pin
+  - name: bad-cidr
+    match:
+      exports:
+      - server: 10.0.0.1/16
+    action: pin
+"""
+
+
+class ConfigMapDir:
+    """A directory written the way the kubelet's AtomicWriter writes a ConfigMap volume."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.generation = 0
+        root.mkdir(parents=True, exist_ok=True)
+
+    def publish(self, files: dict[str, str]) -> None:
+        self.generation += 1
+        data = self.root / f"..2026_11_27_08_00_{self.generation:02d}.{uuid.uuid4().hex[:8]}"
+        data.mkdir()
+        for name, text in files.items():
+            (data / name).write_text(text)
+        tmp = self.root / "..data_tmp"
+        tmp.symlink_to(data.name)
+        os.replace(tmp, self.root / "..data")  # the atomic swap
+        for name in files:
+            link = self.root / name
+            if not link.is_symlink():
+                link.symlink_to(f"..data/{name}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, workdir: Path, policies: Path) -> None:
+        self.workdir = workdir
+        self.policies = policies
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.output = workdir / "serve.out"
+
+    @property
+    def ca(self) -> str:
+        return str(self.workdir / "tls" / "ca.crt")
+
+    def url(self, path: str) -> str:
+        return f"https://{HOST}:{self.port}{path}"
+
+    def start(self) -> Server:
+        for _ in range(3):
+            self.port = free_port()
+            self.output = self.workdir / f"serve-{self.port}.out"
+            argv = [
+                str(NFSGUARD),
+                "serve",
+                "--policy",
+                str(self.policies),
+                "--tls-dir",
+                str(self.workdir / "tls"),
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+                "--workers",
+                str(WORKERS),
+                "--threads",
+                "4",
+                "--reload-interval",
+                "0.2",
+            ]
+            env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+            with self.output.open("wb") as out:
+                self.proc = subprocess.Popen(
+                    argv, stdout=out, stderr=out, env=env, start_new_session=True
+                )
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    if requests.get(self.url("/readyz"), verify=self.ca, timeout=2).ok:
+                        return self
+                except (requests.RequestException, OSError):
+                    pass
+                time.sleep(0.1)
+            text = self.log()
+            self.stop()
+            if "in use" not in text.lower():
+                raise RuntimeError(f"nfsguard serve did not become ready:\n{text[-3000:]}")
+        raise RuntimeError("no free port")
+
+    def log(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def readyz(self) -> dict[str, Any]:
+        # A fresh connection each time, so either worker may answer.
+        r = requests.get(self.url("/readyz"), verify=self.ca, timeout=10)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def review(self, session: requests.Session | None = None) -> requests.Response:
+        post = session.post if session is not None else requests.post
+        return post(
+            self.url("/mutate?timeout=10s"),
+            data=json.dumps(review_body()),
+            headers=HEADERS,
+            verify=self.ca,
+            timeout=10,
+        )
+
+    def wait_all_workers(self, predicate: Any, what: str, rounds: int = 8) -> dict[str, Any]:
+        """Until ``rounds`` /readyz answers in a row satisfy ``predicate``, answered by
+        every worker (fresh connections; /readyz says which worker answered)."""
+        deadline = time.monotonic() + WAIT
+        streak: list[int] = []
+        body: dict[str, Any] = {}
+        while len(streak) < rounds or len(set(streak)) < WORKERS:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: last /readyz {body}\n{self.log()[-3000:]}")
+            body = self.readyz()
+            if predicate(body):
+                streak.append(body["reload"]["worker"])
+            else:
+                streak = []
+                time.sleep(0.05)
+        return body
+
+
+def review_body() -> dict[str, Any]:
+    uid = str(uuid.uuid4())
+    return {
+        "kind": "AdmissionReview",
+        "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "PersistentVolume"},
+            "resource": {"group": "", "version": "v1", "resource": "persistentvolumes"},
+            "name": "pv-filer",
+            "operation": "CREATE",
+            "userInfo": {"username": "kubernetes-admin"},
+            "object": {
+                "kind": "PersistentVolume",
+                "apiVersion": "v1",
+                "metadata": {"name": "pv-filer"},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteMany"],
+                    "mountOptions": ["nfsvers=4.2", "hard"],
+                    "nfs": {"server": "192.0.2.10", "path": "/exports/a"},
+                },
+            },
+            "oldObject": None,
+            "dryRun": False,
+        },
+    }
+
+
+def answer(r: requests.Response) -> tuple[bool, str]:
+    """(allowed, policy version in force) of one review response."""
+    assert r.status_code == 200, r.text
+    response = r.json()["response"]
+    return bool(response["allowed"]), response["auditAnnotations"]["policy-version"]
+
+
+def versions(body: dict[str, Any]) -> list[str]:
+    return [p["version"] for p in body["policies"]]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Server, ConfigMapDir]]:
+    cm = ConfigMapDir(tmp_path / "policies")
+    cm.publish({"site.yaml": policy("v1", "pin")})
+    server = Server(tmp_path, cm.root)
+    try:
+        server.start()
+        yield server, cm
+    finally:
+        server.stop()
+
+
+def reload_total(server: Server, result: str) -> float:
+    text = requests.get(server.url("/metrics"), verify=server.ca, timeout=10).text
+    found = re.search(
+        rf'^nfsguard_policy_reload_total\{{result="{result}"\}} ([0-9.e+]+)$', text, re.M
+    )
+    return float(found.group(1)) if found else 0.0
+
+
+def test_good_change_is_picked_up_by_every_worker(
+    served: tuple[Server, ConfigMapDir],
+) -> None:
+    server, cm = served
+    first = server.readyz()
+    assert versions(first) == ["v1"]
+    assert first["reload"]["result"] == "initial"
+    assert answer(server.review()) == (True, "v1")
+
+    cm.publish({"site.yaml": policy("v2", "deny")})
+    body = server.wait_all_workers(
+        lambda b: versions(b) == ["v2"] and b["reload"]["result"] == "accepted",
+        "v2 never reached every worker",
+    )
+    assert body["reload"]["generation"] == 1
+    assert body["reload"]["problems"] == []
+    assert body["reload"]["time"] >= first["reload"]["time"]
+    assert body["policies"][0]["digest"] != first["policies"][0]["digest"]
+    for _ in range(10):  # fresh connections: whichever worker answers denies now
+        assert answer(server.review()) == (False, "v2")
+    assert reload_total(server, "accepted") >= 2  # each worker swapped once
+
+
+def test_bad_change_is_rejected_and_last_good_policy_served(
+    served: tuple[Server, ConfigMapDir],
+) -> None:
+    server, cm = served
+    cm.publish({"site.yaml": policy("v2", "deny")})
+    server.wait_all_workers(lambda b: versions(b) == ["v2"], "v2 never arrived")
+
+    cm.publish({"site.yaml": BROKEN})
+    body = server.wait_all_workers(
+        lambda b: b["reload"]["result"] == "rejected", "the broken policy was not rejected"
+    )
+    assert versions(body) == ["v2"]  # the last good version stays in force
+    problems = body["reload"]["problems"]
+    assert any(
+        re.fullmatch(r".*/site\.yaml:10:7: rule \"filer\": unknown key 'exprots' .*", p)
+        for p in problems
+    ), problems
+    assert any(
+        re.fullmatch(r".*/site\.yaml:16:9: rule \"bad-cidr\": invalid CIDR '10\.0\.0\.1/16'.*", p)
+        for p in problems
+    ), problems
+    for _ in range(10):
+        assert answer(server.review()) == (False, "v2")
+    assert reload_total(server, "rejected") >= 2  # both workers rejected it
+    log = server.log()
+    assert re.search(r"policy reload rejected: .*site\.yaml:10:7: .*'exprots'", log), log[-3000:]
+    assert re.search(r"policy reload rejected: .*site\.yaml:16:9: .*10\.0\.0\.1/16", log)
+
+    # fixing the file is picked up again
+    cm.publish({"site.yaml": policy("v3", "pin")})
+    server.wait_all_workers(
+        lambda b: versions(b) == ["v3"] and b["reload"]["result"] == "accepted",
+        "the fixed policy never arrived",
+    )
+    assert answer(server.review()) == (True, "v3")
+
+
+def test_no_review_fails_during_several_swaps(served: tuple[Server, ConfigMapDir]) -> None:
+    server, cm = served
+    stop = threading.Event()
+    statuses: list[int] = []
+    seen: list[tuple[bool, str]] = []
+    errors: list[str] = []
+
+    def client(keep_alive: bool) -> None:
+        session = requests.Session() if keep_alive else None
+        while not stop.is_set():
+            try:
+                r = server.review(session)
+            except requests.RequestException as exc:
+                errors.append(repr(exc))
+                continue
+            statuses.append(r.status_code)
+            if r.status_code == 200:
+                seen.append(answer(r))
+
+    threads = [threading.Thread(target=client, args=(i % 2 == 0,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for n in range(2, 8):  # six swaps, alternating pin and deny
+            action = "deny" if n % 2 == 0 else "pin"
+            cm.publish({"site.yaml": policy(f"v{n}", action)})
+            server.wait_all_workers(
+                lambda b, v=f"v{n}": versions(b) == [v], f"v{n} never arrived", rounds=4
+            )
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert errors == []
+    assert statuses and all(s == 200 for s in statuses), sorted(set(statuses))
+    # every answer is one complete policy version: v-even denies, v-odd (and v1) pins
+    for allowed, version in seen:
+        assert allowed == (int(version[1:]) % 2 == 1), (allowed, version)
+    assert {v for _, v in seen} >= {"v2", "v7"}
+
+
+def test_store_fingerprint_follows_symlink_swaps(tmp_path: Path) -> None:
+    """PolicyStore.check, without a server: a ConfigMap swap with the same content is
+    no change; a swap with new content is; a vanished file is rejected once."""
+    cm = ConfigMapDir(tmp_path / "p")
+    cm.publish({"a.yaml": policy("v1")})
+    store = PolicyStore([str(cm.root)])
+    engine = store.engine()
+    assert store.check() == "unchanged"
+    cm.publish({"a.yaml": policy("v1")})  # kubelet resync: new data dir, same content
+    assert store.check() == "unchanged"
+    assert store.engine() is engine
+    cm.publish({"a.yaml": policy("v2")})
+    assert store.check() == "accepted"
+    assert [p.version for p in store.engine().policies] == ["v2"]
+    assert store.reload_status()["generation"] == 1
+    cm.publish({"a.yaml": BROKEN})
+    assert store.check() == "rejected"
+    assert store.check() == "unchanged"  # reported once, not on every poll
+    assert [p.version for p in store.engine().policies] == ["v2"]
+    (cm.root / "a.yaml").unlink()
+    assert store.check() == "rejected"
+    assert store.reload_status()["problems"] == [f"{cm.root}: no policy files (*.yaml, *.yml)"]
+    assert [p.version for p in store.engine().policies] == ["v2"]
