@@ -717,7 +717,10 @@ def unsafe_pin_warnings(
                     for p in (rule.exclude.provisioners if rule.exclude else ()) or ()
                 ):
                     continue
-                reach.append(f"{profile.name} ({profile.describe_versions()})")
+                speaks = ", ".join(sorted(profile.versions))
+                reach.append(
+                    f"{profile.name} ({'never pinned' if profile.pin is PinMode.NEVER else speaks})"
+                )
             if not reach:
                 continue
             how = getattr(rule, "on_unsupported_pin", "warn")
@@ -725,11 +728,10 @@ def unsafe_pin_warnings(
             problems.append(
                 Problem(
                     _rule_position(policy, rule),
-                    f'rule "{rule.name}": pins {pin_option(policy.pin)} with no export filter, '
-                    f"so it can reach drivers whose servers cannot take it: "
-                    f"{'; '.join(reach)}. Their objects will be {verdict} "
-                    "(onUnsupportedPin); add match.exports or match.provisioners, "
-                    "or exclude.provisioners",
+                    f'rule "{rule.name}": pins {pin_option(policy.pin)} with no export filter '
+                    f"and can reach drivers that cannot take it: {', '.join(reach)}; "
+                    f"their objects are {verdict} (onUnsupportedPin). Narrow it with "
+                    "match.exports or match.provisioners, or exclude.provisioners",
                     severity="warning",
                 )
             )

@@ -159,6 +159,8 @@ def to_json(e: Explanation) -> dict[str, Any]:
         "storageClass": t.storage_class if t else None,
         "optionPlaces": places,
         "pinPlace": t.pin_place if t else None,
+        "serverVersions": sorted(t.versions) if t else None,
+        "driverPins": t.pin_mode.value if t else None,
         "nodeOptions": t.node_options() if t else [],
         "effectiveVersion": ev,
         "nodeScope": str(t.scope) if t else None,
@@ -174,6 +176,7 @@ def to_json(e: Explanation) -> dict[str, Any]:
         "allowed": d.allowed,
         "message": d.message,
         "warnings": list(d.warnings),
+        "notes": list(d.notes),
         "after": d.after.to_dict() if d.after is not None else None,
         "patch": [dict(op) for op in d.patch],
     }
@@ -196,6 +199,9 @@ def to_text(e: Explanation) -> str:
         f"  driver:      {t.driver}" + (f" (provisioner {t.provisioner})" if t.provisioner else "")
     )
     lines.append(f"  export:      {export}")
+    speaks = ", ".join(sorted(t.versions))
+    never = "; never pinned: the driver sets the version" if t.pin_mode.value == "never" else ""
+    lines.append(f"  servers:     speak NFS {speaks}{never}")
     if t.storage_class:
         lines.append(f"  class:       {t.storage_class}")
     lines.append("  options:")
@@ -239,6 +245,8 @@ def to_text(e: Explanation) -> str:
         lines.append(f"  message:     {d.message}")
     for w in d.warnings:
         lines.append(f"  warning:     {w}")
+    for n in d.notes:
+        lines.append(f"  note:        {n}")
     if d.patch:
         if d.after is not None:
             safe = "affected" if d.after.affected else "safe"

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from webhook.core.drivers import load_profile_sources, unsafe_pin_warnings
 from webhook.core.policy.loader import Problem, check_policies
 from webhook.core.policy.model import Policy, Position, Rule
 
@@ -50,8 +51,12 @@ def _count(n: int, one: str, many: str | None = None) -> str:
 
 def lint_sources(sources: Iterable[tuple[str, str]]) -> LintResult:
     """Lint every (file name, text) of ``sources`` together, as they would be loaded."""
+    sources = list(sources)
     policies, problems = check_policies(sources)
     problems = problems + _whole_set_problems(policies)
+    if not any(p.severity == "error" for p in problems):
+        # Pin rules that can reach drivers whose servers cannot take the pin.
+        problems += unsafe_pin_warnings(policies, load_profile_sources(sources))
     order = {id(p): i for i, p in enumerate(problems)}
     ordered = sorted(
         problems,
