@@ -107,19 +107,19 @@ class Report:
             text = f"0 records in {len(self.sources)} file(s)"
         else:
             text = (
-                f"{self.records} records (seq {self.first_seq}..{self.last_seq}: "
-                f"{self.decisions} decisions, {self.checkpoints} checkpoints"
-                + (f", {self.recoveries} recoveries" if self.recoveries else "")
+                f"{_n(self.records, 'record')} (seq {self.first_seq}..{self.last_seq}: "
+                f"{_n(self.decisions, 'decision')}, {_n(self.checkpoints, 'checkpoint')}"
+                + (f", {_n(self.recoveries, 'recovery', 'recoveries')}" if self.recoveries else "")
                 + f") in {len(self.sources)} file(s), chain intact"
             )
         if self.checkpoints:
             if self.signatures_unchecked:
                 text += (
-                    f"; {self.signatures_unchecked} checkpoint signatures NOT checked"
+                    f"; {_n(self.signatures_unchecked, 'checkpoint signature')} NOT checked"
                     " (no --public-key)"
                 )
             else:
-                text += f"; {self.signatures_valid} checkpoint signatures valid"
+                text += f"; {_n(self.signatures_valid, 'checkpoint signature')} valid"
             text += f"; anchored up to seq {self.last_checkpoint_seq}"
             if self.unanchored:
                 text += (
@@ -141,6 +141,10 @@ class Report:
                 f"a write was cut short, e.g. by a crash); before it: {self.chain_summary()}"
             )
         return f"OK: {self.chain_summary()}"
+
+
+def _n(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
 
 
 class Verifier:
