@@ -360,6 +360,7 @@ class LiveNodeInventory:
 
     def _watch(self) -> None:
         timeout = int(self._watch_timeout * random.uniform(1.0, 2.0))
+        log.debug("node watch from resourceVersion %s for %ds", self._rv, timeout)
         try:
             resp: Any = self._api.list_node(
                 watch=True,
