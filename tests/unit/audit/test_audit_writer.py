@@ -1,0 +1,104 @@
+"""Writer behaviour that needs no extra processes: head from the file, timers, shutdown."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from audit_fixtures import decision, keypair, log_files, request, verify_files
+
+from webhook.audit.signing import load_signer
+from webhook.audit.writer import AuditWriter, read_tail
+
+
+def test_two_writers_learn_the_head_from_the_file(tmp_path: Path) -> None:
+    """Two writers on one log (as two gunicorn workers): each picks up the other's
+    records and rotations from the file, never from its own stale cache."""
+    log = tmp_path / "audit.log"
+    a = AuditWriter(str(log), max_bytes=2500, checkpoint_interval=0)
+    b = AuditWriter(str(log), max_bytes=2500, checkpoint_interval=0)
+    for i in range(30):
+        writer = a if i % 3 else b
+        writer.record(request(uid=f"u{i}"), decision())
+    a.close()
+    b.close()
+    files = log_files(log)
+    assert len(files) > 5
+    report = verify_files(files)
+    assert report.exit_code == 0, report.summary()
+    assert (report.decisions, report.first_seq, report.last_seq) == (30, 0, 29)
+
+
+def test_a_new_writer_continues_an_existing_chain(tmp_path: Path) -> None:
+    private, _public, keys = keypair(tmp_path)
+    log = tmp_path / "audit.log"
+    for run in range(3):  # three pod restarts
+        writer = AuditWriter(str(log), signer=load_signer(str(private)), checkpoint_interval=0)
+        for i in range(4):
+            writer.record(request(uid=f"r{run}-{i}"), decision())
+        writer.close()
+    records = [json.loads(line) for line in log.read_bytes().splitlines()]
+    assert [r["type"] for r in records] == (["decision"] * 4 + ["checkpoint"]) * 3
+    assert [r["reason"] for r in records if r["type"] == "checkpoint"] == ["shutdown"] * 3
+    report = verify_files([log], keys)
+    assert report.exit_code == 0 and report.unanchored == 0
+
+
+def test_interval_checkpoints_only_when_there_is_something_new(tmp_path: Path) -> None:
+    private, _public, keys = keypair(tmp_path)
+    log = tmp_path / "audit.log"
+    writer = AuditWriter(
+        str(log), signer=load_signer(str(private)), checkpoint_every=0, checkpoint_interval=0.05
+    )
+    writer.record(request(uid="1"), decision())
+    time.sleep(0.5)  # ~10 ticks, but one checkpoint: the head is already anchored
+    writer.record(request(uid="2"), decision())
+    time.sleep(0.5)
+    writer.close()
+    records = [json.loads(line) for line in log.read_bytes().splitlines()]
+    assert [(r["type"], r.get("reason")) for r in records] == [
+        ("decision", None),
+        ("checkpoint", "interval"),
+        ("decision", None),
+        ("checkpoint", "interval"),
+    ]
+    assert verify_files([log], keys).exit_code == 0
+
+
+def test_count_checkpoints_land_on_multiples(tmp_path: Path) -> None:
+    private, _public, _keys = keypair(tmp_path)
+    log = tmp_path / "audit.log"
+    writer = AuditWriter(
+        str(log), signer=load_signer(str(private)), checkpoint_every=4, checkpoint_interval=0
+    )
+    for i in range(10):
+        writer.record(request(uid=f"{i}"), decision())
+    writer.close()
+    records = [json.loads(line) for line in log.read_bytes().splitlines()]
+    assert [r["seq"] for r in records if r["type"] == "checkpoint"] == [4, 8, 12]
+    # the last decision (seq 11) was anchored by count, so close() had nothing to add
+    assert [r["reason"] for r in records if r["type"] == "checkpoint"] == ["count"] * 3
+    assert records[-1]["seq"] == 12
+
+
+def test_read_tail_finds_the_last_complete_line(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "f"
+    long_line = b"y" * 200_000
+    cases = [
+        (b"", (None, b"")),
+        (b"abc", (None, b"abc")),
+        (b"abc\n", (b"abc", b"")),
+        (b"a\nb\n", (b"b", b"")),
+        (b"a\nb\npart", (b"b", b"part")),
+        (b"a\n" + long_line + b"\n" + b"z" * 70_000, (long_line, b"z" * 70_000)),
+    ]
+    for content, expected in cases:
+        path.write_bytes(content)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            assert read_tail(fd, len(content)) == expected
+        finally:
+            os.close(fd)
