@@ -51,10 +51,18 @@ def test_interval_checkpoints_only_when_there_is_something_new(tmp_path: Path) -
     writer = AuditWriter(
         str(log), signer=load_signer(str(private)), checkpoint_every=0, checkpoint_interval=0.05
     )
+
+    def anchored() -> None:
+        deadline = time.monotonic() + 20
+        while json.loads(log.read_bytes().splitlines()[-1])["type"] != "checkpoint":
+            assert time.monotonic() < deadline, "no interval checkpoint"
+            time.sleep(0.01)
+        time.sleep(0.3)  # more ticks, but no further checkpoint: the head is anchored
+
     writer.record(request(uid="1"), decision())
-    time.sleep(0.5)  # ~10 ticks, but one checkpoint: the head is already anchored
+    anchored()
     writer.record(request(uid="2"), decision())
-    time.sleep(0.5)
+    anchored()
     writer.close()
     records = [json.loads(line) for line in log.read_bytes().splitlines()]
     assert [(r["type"], r.get("reason")) for r in records] == [
