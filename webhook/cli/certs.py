@@ -163,7 +163,13 @@ def sync(
         click.echo(f"secret {namespace}/{secret_name} {verb}: {'; '.join(result.secret_changes)}")
     else:
         click.echo(f"secret {namespace}/{secret_name} up to date")
-    if result.webhooks_patched:
+    if result.webhook_missing:
+        click.echo(
+            f"caBundle NOT injected: MutatingWebhookConfiguration {webhook_config} not found "
+            "(apply manifests/90-webhook.yaml, then run again)",
+            err=True,
+        )
+    elif result.webhooks_patched:
         click.echo(f"caBundle injected into {webhook_config}: {', '.join(result.webhooks_patched)}")
     else:
         click.echo(f"caBundle of {webhook_config} up to date")
@@ -171,6 +177,8 @@ def sync(
         f"serving certificate valid until {result.serving_not_after:%Y-%m-%d}; "
         f"CA until {result.ca_not_after:%Y-%m-%d}; {result.trusted_cas} CA(s) trusted"
     )
+    if result.webhook_missing:
+        sys.exit(1)
 
 
 @certs.command()

@@ -23,7 +23,7 @@ import base64
 import datetime as dt
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,9 @@ class SyncResult:
     serving_not_after: dt.datetime
     trusted_cas: int
     notes: tuple[str, ...] = field(default=())
+    #: the MutatingWebhookConfiguration does not exist (yet): the Secret is written, the
+    #: caBundle is not; run again once it exists (the CLI exits 1 so a Job retries)
+    webhook_missing: bool = False
 
     @property
     def changed(self) -> bool:
@@ -87,7 +90,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def bundle_from_secret_data(data: dict[str, str] | None) -> pki.CertBundle | None:
+def bundle_from_secret_data(data: Mapping[str, Any] | None) -> pki.CertBundle | None:
     """Parse a Secret's ``data`` (base64 values) into a bundle; None if incomplete or
     corrupt (then the next plan starts afresh)."""
     if not data:
@@ -185,6 +188,17 @@ def inject_ca_bundle(admreg: Any, webhook_config: str, ca_bundle: bytes) -> tupl
     raise RuntimeError("unreachable")  # pragma: no cover
 
 
+def _inject_if_present(
+    admreg: Any, webhook_config: str, ca_bundle: bytes
+) -> tuple[str, ...] | None:
+    try:
+        return inject_ca_bundle(admreg, webhook_config, ca_bundle)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
 def sync_certificates(
     api_client: Any,
     *,
@@ -223,7 +237,7 @@ def sync_certificates(
         if desired.changed:
             # trust first (old + new CA), then the certificate from the new CA
             if current is not None:
-                inject_ca_bundle(admreg, webhook_config, desired.ca_bundle)
+                _inject_if_present(admreg, webhook_config, desired.ca_bundle)
             body = secret_body(secret_name, namespace, desired, resource_version=rv)
             try:
                 if exists:
@@ -237,15 +251,18 @@ def sync_certificates(
                     continue
                 raise
             log.info("secret %s/%s: %s", namespace, secret_name, "; ".join(desired.changes))
-        patched = inject_ca_bundle(admreg, webhook_config, desired.ca_bundle)
+        patched = _inject_if_present(admreg, webhook_config, desired.ca_bundle)
+        if patched is None:
+            notes.append(f"MutatingWebhookConfiguration {webhook_config} not found")
         return SyncResult(
             secret_changes=desired.changes,
             secret_created=created,
-            webhooks_patched=patched,
+            webhooks_patched=patched or (),
             ca_not_after=desired.ca.not_after,
             serving_not_after=desired.serving.not_after,
             trusted_cas=len(pki.load_pem_certificates(desired.ca_bundle)),
             notes=tuple(notes),
+            webhook_missing=patched is None,
         )
     raise RuntimeError(
         f"secret {namespace}/{secret_name} kept changing under us ({MAX_ATTEMPTS} attempts)"
