@@ -63,7 +63,7 @@ class FakeNodeAPI:
         self.epoch_action = "drop"
         self.down = False  # every request: connection closed without a response
         self.status_override: int | None = None  # e.g. 403 for every request
-        self.refuse_list_at_rv = False  # 410 for a list at a given resourceVersion
+        self.refuse_continue = 0  # answer this many continue requests with 410 Expired
         self.requests: list[dict[str, list[str]]] = []
         self.open_watches = 0
         self._snapshots: dict[str, str] = {}
@@ -153,8 +153,9 @@ class FakeNodeAPI:
                     return
                 if query.get("watch") == ["true"]:
                     self._watch(query)
-                elif api.refuse_list_at_rv and query.get("resourceVersion", ["0"]) != ["0"]:
-                    self._status(410, "Expired", "too large resource version")
+                elif "continue" in query and api.refuse_continue > 0:
+                    api.refuse_continue -= 1
+                    self._status(410, "Expired", "the provided continue parameter is too old")
                 else:
                     self._list(query)
 
@@ -360,8 +361,9 @@ def test_list_then_watch_follows_the_cluster(
     assert inv.synced
     # Paged list (limit=2, continue) of three nodes.
     assert len(api.list_requests()) == 2
-    assert api.list_requests()[0].get("resourceVersion") == ["0"]
-    assert "continue" in api.list_requests()[1]
+    first, second = api.list_requests()
+    assert first["limit"] == ["2"] and "resourceVersion" not in first  # consistent, paged
+    assert "continue" in second and "resourceVersion" not in second
     assert kernels(inv) == {EL7, UBUNTU}
     assert kernels(inv, zone("a")) == {EL7}
     assert kernels(inv, zone("b")) == {UBUNTU}
@@ -452,7 +454,7 @@ def test_relist_after_410_gone(
     eventually(lambda: inv.status()["relists"] == 3, what="re-list after compaction")
     eventually(lambda: kernels(inv) == {UBUNTU, COS}, what="state after re-list")
     relist = api.list_requests()[-2]  # page 1 of the re-list (page 2 carries continue)
-    assert relist.get("resourceVersion") not in (None, ["0"])
+    assert "resourceVersion" not in relist and "continue" not in relist
     assert metric(registry, "nfsguard_node_watch_events_total", {"type": "ERROR"}) == 2
     assert metric(registry, "nfsguard_node_inventory_relists_total") == 3
 
@@ -567,20 +569,15 @@ def test_stop_ends_the_thread(
     assert inv.status()["threadAlive"]  # stopped on purpose is not "dead"
 
 
-def test_refused_relist_falls_back_to_a_consistent_list(
+def test_expired_continue_token_restarts_the_list(
     api: FakeNodeAPI, start: Callable[..., tuple[LiveNodeInventory, CollectorRegistry]]
 ) -> None:
+    api.refuse_continue = 1  # the first continue token has expired (410)
     inv, _ = start()
     assert inv.wait_synced(10)
-    eventually(lambda: api.open_watches == 1, what="a watch")
-    api.refuse_list_at_rv = True
-    api.put("node-d", COS)
-    api.break_watches("gone")
-    eventually(lambda: inv.status()["relists"] == 2, what="re-list")
-    lists = api.list_requests()
-    assert lists[2].get("resourceVersion") == ["104"]  # not older than what we saw: refused
-    assert "resourceVersion" not in lists[3]  # then a consistent list
-    assert kernels(inv) == {EL7, UBUNTU, COS}
+    assert kernels(inv) == {EL7, UBUNTU}
+    assert [("continue" in q) for q in api.list_requests()] == [False, True, False, True]
+    assert inv.status()["relists"] == 1 and inv.status()["errors"] == 1
 
 
 MULTIPROCESS_SCRIPT = """

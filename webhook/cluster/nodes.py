@@ -9,9 +9,11 @@ The watch loop follows client-go's reflector:
 
 * LIST (paged, ``limit``/``continue``) -> replace the node set, remember
   ``metadata.resourceVersion``; the first list completing makes ``synced`` true.
-  The first list asks for ``resourceVersion=0`` (served from the API server's
-  watch cache); a re-list asks for the last version seen (not older than), and
-  falls back to a consistent list when that is refused with 410.
+  Lists are consistent (no ``resourceVersion``) on purpose: ``resourceVersion=0``
+  would be served from the watch cache but makes many API server versions ignore
+  ``limit``, and one unpaged list of thousands of Nodes (with their image lists)
+  is tens of MB of JSON, several times that once parsed, in every worker at once.
+  Paged, a worker holds one page (500 nodes) at a time.
 * WATCH from that resourceVersion with ``allowWatchBookmarks``; ADDED and
   MODIFIED upsert, DELETED removes, BOOKMARK only advances the resourceVersion.
 * A 410 Gone (HTTP status or ERROR event: "too old resource version") -> re-list.
@@ -133,8 +135,6 @@ class LiveNodeInventory:
         self._index: NodeIndex | None = NodeIndex(())
         self._generation = 0
         self._rv: str | None = None
-        self._last_rv_seen: str | None = None
-        self._consistent_relist = False
         self._synced = threading.Event()
         self._broken_since: float | None = None
         self._last_error = ""
@@ -272,8 +272,6 @@ class LiveNodeInventory:
                 if self._stop.is_set():
                     break
                 message = _describe(err)
-                if isinstance(err, ApiException) and err.status == 410:
-                    self._consistent_relist = True
                 self._mark_broken(message)
                 with self._lock:
                     self._errors += 1
@@ -308,7 +306,6 @@ class LiveNodeInventory:
         nodes: dict[str, Node] = {}
         cont: str | None = None
         rv: str | None = None
-        relist_from = "" if self._consistent_relist else (self._last_rv_seen or "0")
         while True:
             kwargs: dict[str, Any] = {
                 "limit": self._page_size,
@@ -317,8 +314,6 @@ class LiveNodeInventory:
             }
             if cont:
                 kwargs["_continue"] = cont
-            elif relist_from:
-                kwargs["resource_version"] = relist_from
             resp: Any = self._api.list_node(**kwargs)
             try:
                 page = json.loads(resp.data)
@@ -344,8 +339,6 @@ class LiveNodeInventory:
             self._generation += 1
             self._index = None
             self._rv = rv
-            self._last_rv_seen = rv
-            self._consistent_relist = False
             self._relists += 1
             self._last_sync = datetime.now(UTC)
             self._last_error = ""
@@ -437,7 +430,6 @@ class LiveNodeInventory:
             return
         if rv:
             self._rv = rv
-            self._last_rv_seen = rv
 
     def _interrupt(self) -> None:
         resp = self._response
