@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from webhook.core.drivers import load_profile_sources, unsafe_pin_warnings
-from webhook.core.policy.loader import Problem, check_policies
+from webhook.core.policy.loader import PolicyError, Problem, check_policies
 from webhook.core.policy.model import Policy, Position, Rule
 
 
@@ -56,7 +56,10 @@ def lint_sources(sources: Iterable[tuple[str, str]]) -> LintResult:
     problems = problems + _whole_set_problems(policies)
     if not any(p.severity == "error" for p in problems):
         # Pin rules that can reach drivers whose servers cannot take the pin.
-        problems += unsafe_pin_warnings(policies, load_profile_sources(sources))
+        try:
+            problems += unsafe_pin_warnings(policies, load_profile_sources(sources))
+        except PolicyError as exc:  # lint reports, never raises
+            problems += exc.problems
     order = {id(p): i for i, p in enumerate(problems)}
     ordered = sorted(
         problems,
