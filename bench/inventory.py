@@ -113,6 +113,45 @@ def node_object(i: int, rnd: random.Random) -> dict[str, Any]:
     }
 
 
+def heavy_node_object(i: int, rnd: random.Random) -> dict[str, Any]:
+    """A Node as big as real ones: image list and managedFields (~15 KB of JSON)."""
+    obj = node_object(i, rnd)
+    obj["status"]["images"] = [
+        {
+            "names": [
+                f"registry.example.com/team-{j}/service-{j}@sha256:{j:064x}",
+                f"registry.example.com/team-{j}/service-{j}:v1.{j}.0",
+            ],
+            "sizeBytes": 100_000_000 + j,
+        }
+        for j in range(40)
+    ]
+    obj["metadata"]["managedFields"] = [
+        {
+            "manager": m,
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": "2026-11-27T08:00:00Z",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:status": {f"f:{k}": {} for k in ("conditions", "images", "nodeInfo")}},
+        }
+        for m in ("kubelet", "kube-controller-manager", "node-problem-detector")
+    ]
+    return obj
+
+
+def page_parse(seed: int) -> dict[str, Any]:
+    """How long one list page holds the GIL in json.loads (review threads wait meanwhile)."""
+    rnd = random.Random(seed)
+    one = json.dumps(heavy_node_object(1, rnd))
+    out: dict[str, Any] = {"node_json_kb": round(len(one) / 1000, 1)}
+    for size in (100, 250, 500):
+        blob = json.dumps({"items": [heavy_node_object(i, rnd) for i in range(size)]})
+        samples = timed(lambda b=blob: json.loads(b), 5)
+        out[f"page_{size}_parse_ms"] = round(statistics.median(samples) / 1000, 1)
+    return out
+
+
 def timed(fn: Callable[[], object], repeat: int) -> list[float]:
     gc.collect()  # start each series from a clean heap; pauses inside it still count
     out = []
@@ -388,6 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, Any] = {"machine": machine()}
     inventory, nodes = bench_inventory(args.nodes, args.seed)
     report["inventory"] = inventory
+    report["list_page_parse"] = page_parse(args.seed)
     report["kernel_ranges"] = bench_ranges(args.seed)
     try:
         report["review"] = bench_review(nodes, args.rules, args.seed)
