@@ -28,7 +28,7 @@ STDIN = "-"
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    click.echo(f"nfsguard audit: {message}" if ":" not in message else message, err=True)
+    click.echo(message, err=True)
     sys.exit(code)
 
 
@@ -38,7 +38,7 @@ class _Unreadable(Exception):
 
 def _sources(files: Sequence[str]) -> list[str]:
     if STDIN in files and len(files) > 1:
-        _fail("'-' (stdin) cannot be combined with files")
+        _fail("nfsguard audit: '-' (stdin) cannot be combined with files")
     return list(files)
 
 
