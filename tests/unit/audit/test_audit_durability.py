@@ -132,3 +132,16 @@ def test_writes_reach_the_disk_before_record_returns(tmp_path: Path) -> None:
     writer.close()
     with pytest.raises(AuditWriteError, match="the writer is closed"):
         writer.record(request(), decision())
+
+
+def test_dev_full_as_the_log_raises_enospc(tmp_path: Path) -> None:
+    """The same failure without a mount: the log is a symlink to /dev/full."""
+    log = tmp_path / "audit.log"
+    log.symlink_to("/dev/full")
+    writer = AuditWriter(str(log), checkpoint_interval=0)
+    with pytest.raises(AuditWriteError) as caught:
+        writer.record(request(), decision())
+    assert str(caught.value) == (
+        f"audit log {log}: cannot write record seq 0: No space left on device (ENOSPC)"
+    )
+    writer.close()
