@@ -1,0 +1,77 @@
+"""The floor: a static "allowed" answer served exactly as ``nfsguard serve`` serves.
+
+    .venv/bin/python -m bench.floor --tls-dir D --port N [--workers 2 --threads 4]
+
+Same gunicorn application class and ``load_config`` as webhook.server.runner (gthread,
+workers x threads, keepalive, timeouts, TLS through the same cached ``ssl_context``,
+logging); only the WSGI app differs: a Flask app that reads the body, echoes
+``request.uid`` and says ``allowed: true``. No policy, no metrics, no recorder. The
+difference between this and nfsguard is what nfsguard's own work costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from flask import Flask, Response, request
+
+from webhook.server.runner import ServeSettings, _Gunicorn
+
+
+def floor_app() -> Flask:
+    app = Flask("nfsguard-floor")
+
+    @app.post("/mutate")
+    def mutate() -> Response:
+        uid = json.loads(request.get_data())["request"]["uid"]
+        body = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": uid, "allowed": True},
+        }
+        return Response(json.dumps(body), mimetype="application/json")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response('{"status":"ok"}', mimetype="application/json")
+
+    return app
+
+
+class FloorServer(_Gunicorn):
+    """nfsguard's gunicorn application with the floor app loaded after fork."""
+
+    def load(self) -> Flask:
+        return floor_app()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tls-dir", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8444)
+    parser.add_argument("--workers", type=int, default=ServeSettings.workers)
+    parser.add_argument("--threads", type=int, default=ServeSettings.threads)
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    settings = ServeSettings(
+        policies=(),
+        tls_dir=args.tls_dir,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+        log_level=args.log_level,
+    )
+    # As webhook.server.runner.run does, with the floor's application.
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    FloorServer(settings).run()
+
+
+if __name__ == "__main__":
+    main()
