@@ -413,4 +413,6 @@ def read_target(
     kind = obj.get("kind")
     if kind not in ("PersistentVolume", "StorageClass"):
         return None
-    return _read(kind, obj, extra_provisioners, profiles or builtin_profiles())
+    return _read(
+        kind, obj, extra_provisioners, profiles if profiles is not None else builtin_profiles()
+    )
