@@ -26,6 +26,28 @@ def _error(status: int, message: str) -> Response:
     return response
 
 
+#: A refused body up to this size is read and dropped before answering, so that a client
+#: still sending it reads the error (and may reuse the connection) instead of a reset;
+#: anything larger is answered at once and the connection closed.
+DRAIN_LIMIT = 4 * MAX_BODY
+
+
+def _drain_body() -> None:
+    """Read what is left of the request body, at most DRAIN_LIMIT bytes."""
+    length = request.content_length
+    if length is not None and length > DRAIN_LIMIT:
+        return
+    stream = request.environ.get("wsgi.input")
+    if stream is None:
+        return
+    left = DRAIN_LIMIT
+    while left > 0:
+        chunk = stream.read(min(256 * 1024, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
 def create_app(handler: ReviewHandler, readiness: Readiness) -> Flask:
     app = Flask("nfsguard")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -43,6 +65,7 @@ def create_app(handler: ReviewHandler, readiness: Readiness) -> Flask:
             body = request.stream.read(MAX_BODY + 1)
             review, decision = handler.handle(body)
         except AdmissionError as exc:
+            _drain_body()
             metrics.REVIEW_ERRORS.labels(str(exc.status)).inc()
             log.warning("review refused (%d): %s", exc.status, exc.message)
             return _error(exc.status, exc.message)
