@@ -183,6 +183,7 @@ class AuditWriter:
         self._stdout_failed = False
         self._max_bytes = max_bytes
         self._keep = keep_files
+        self.fsyncs = 0  # successful write+fsync rounds of this process (group commits)
         self._every = checkpoint_every
         self._interval = checkpoint_interval
         self._clock = clock
@@ -345,6 +346,7 @@ class AuditWriter:
             raise AuditWriteError(
                 f"audit log {self.path}: cannot write record seq {head.seq + 1}: {_describe(exc)}"
             ) from None
+        self.fsyncs += 1
         if self._stdout:
             self._copy_to_stdout(data.lstrip(b"\n"))
         new = _Head(head.ino, head.size + len(data), int(last["seq"]), last["hash"], last["type"])
