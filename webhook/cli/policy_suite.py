@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -240,7 +241,7 @@ class _Reader:
         base = file.parent
         policies = []
         for i, rel in enumerate(spec["policies"]):
-            target = base / rel
+            target = Path(os.path.normpath(base / rel))
             if not target.exists():
                 self.problem(doc, ("spec", "policies", i), f"policy {rel!r}: no such file")
             policies.append(str(target))

@@ -222,7 +222,7 @@ def to_text(e: Explanation) -> str:
     if t.scope.terms is not None or d.nodes:
         lines.append(f"  node scope:  {t.scope}")
     if d.nodes:
-        lines.append(f"  kernels:     {d.nodes}")
+        lines.append(f"  nodes:       {d.nodes}")
     if e.matched:
         lines.append(f"  matched ({len(e.matched)}):")
         for c in e.matched:
