@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -108,6 +109,17 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _no_constant(name: str) -> Any:
+    raise RecordError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise RecordError(f"number {text} is out of range")
+    return value
+
+
 def parse_line(line: bytes | str) -> dict[str, Any]:
     """Parse one line as a JSON object (duplicate keys rejected).
 
@@ -118,7 +130,12 @@ def parse_line(line: bytes | str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise RecordError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates)
+        obj = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+        )
     except RecordError:
         raise
     except ValueError as exc:

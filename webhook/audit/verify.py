@@ -178,12 +178,16 @@ class Verifier:
         if self._report.broken is None:
             self._report.broken = Break(where, seq, message)
 
+    def add_source(self, source: str) -> None:
+        """Name a source up front (so an empty file is counted too)."""
+        if source not in self._report.sources:
+            self._report.sources.append(source)
+
     def feed(self, where: Where, raw: bytes, terminated: bool = True) -> None:
         """One line without its ``\\n``; ``terminated`` False for a final line without one."""
         if self.broken:
             return
-        if where.source not in self._report.sources:
-            self._report.sources.append(where.source)
+        self.add_source(where.source)
         if self._pending is not None:
             pending_where, pending_raw, pending_terminated = self._pending
             if recovers(raw, pending_raw):

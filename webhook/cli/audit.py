@@ -17,7 +17,7 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from webhook.audit import query as q
-from webhook.audit.record import RecordError, looks_like_record, parse_line
+from webhook.audit.record import RecordError, check_envelope, looks_like_record, parse_line
 from webhook.audit.signing import AuditKeyError, generate, key_id, load_public_key
 from webhook.audit.verify import Verifier, Where, iter_lines, recovers
 
@@ -116,6 +116,8 @@ def verify_command(
             _fail(f"--anchor {text!r}: expected SEQ:HASH (a 64-digit SHA-256)")
         anchor_map[int(seq_text)] = digest.lower()
     verifier = Verifier(keys, lenient=sources == [STDIN], anchors=anchor_map)
+    for name in sources:
+        verifier.add_source("<stdin>" if name == STDIN else name)
     try:
         for where, raw, terminated in _lines(sources):
             verifier.feed(where, raw, terminated)
@@ -149,6 +151,10 @@ def _records(files: Sequence[str]) -> Iterator[dict[str, Any]]:
             if lenient:
                 return None
             _fail(f"{where}: not an audit record: no nfsguard.io/audit schema")
+        try:
+            check_envelope(obj)
+        except RecordError as exc:
+            _fail(f"{where}: not an audit record: {exc}")
         return obj
 
     try:

@@ -252,3 +252,32 @@ def test_registered_in_the_nfsguard_command(history: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("OK: 31 records")
+
+
+def test_verify_odd_inputs_never_traceback(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    result = run_cli("verify", str(empty))
+    assert (result.returncode, result.stdout) == (0, "OK: 0 records in 1 file(s)\n")
+    cases = {
+        b'{"schema": "nfsguard.io/audit/v1", "seq": NaN}\n': "NaN is not JSON",
+        b'{"schema": "nfsguard.io/audit/v1", "seq": 1e400}\n': "number 1e400 is out of range",
+        b"\xff\xfe\n": "not UTF-8 (invalid start byte at byte 0)",
+        b"[1, 2]\n": "not a JSON object",
+        b'{"schema": "nfsguard.io/audit/v9"}\n': (
+            "unknown schema 'nfsguard.io/audit/v9' (expected 'nfsguard.io/audit/v1')"
+        ),
+    }
+    for content, reason in cases.items():
+        odd = tmp_path / "odd.log"
+        odd.write_bytes(content)
+        result = run_cli("verify", str(odd))
+        assert result.returncode == 1
+        assert result.stdout == f"BROKEN: {odd}:1: not an audit record: {reason}\n"
+        assert result.stderr == ""
+        result = run_cli("query", str(odd))
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    result = run_cli("verify", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr == f"{tmp_path}: cannot read: Is a directory\n"

@@ -360,3 +360,28 @@ def test_rotation_keeps_the_newest_files_and_they_still_verify(tmp_path: Path) -
         f"{files[0]}:1: the chain starts at seq {first['seq']}; its link to earlier records "
         "(not given) is unchecked"
     ]
+
+
+def test_any_single_byte_change_is_detected_or_meaningless(
+    signed_log: tuple[Path, dict[str, Ed25519PublicKey]],
+) -> None:
+    """500 random one-byte edits: verify never raises; every edit that it accepts left
+    the content of every record unchanged (e.g. a space turned into a tab)."""
+    import random
+
+    log, keys = signed_log
+    original = log.read_bytes()
+    rng = random.Random(20261127)
+    accepted = 0
+    for _ in range(500):
+        data = bytearray(original)
+        data[rng.randrange(len(data))] = rng.randrange(256)
+        log.write_bytes(bytes(data))
+        report = verify_files([log], keys)
+        assert report.status in ("broken", "torn", "ok")
+        if report.status == "ok":
+            accepted += 1
+            assert [json.loads(x) for x in bytes(data).splitlines()] == [
+                json.loads(x) for x in original.splitlines()
+            ]
+    assert accepted < 50
