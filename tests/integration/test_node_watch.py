@@ -617,3 +617,17 @@ def test_metrics_reach_a_multiprocess_registry(api: FakeNodeAPI, tmp_path: Path)
     assert "nfsguard_node_inventory_kernels 2.0" in out
     assert "nfsguard_node_inventory_synced 1.0" in out
     assert "nfsguard_node_inventory_relists_total 1.0" in out
+
+
+def test_a_server_that_expires_every_watch_gets_paced_relists(
+    api: FakeNodeAPI, start: Callable[..., tuple[LiveNodeInventory, CollectorRegistry]]
+) -> None:
+    with api.cond:
+        api.compacted = 10**9  # every watch: ERROR 410 at once
+    inv, _ = start(backoff_initial=0.1, backoff_max=0.4)
+    assert inv.wait_synced(10)
+    time.sleep(1.5)
+    relists = inv.status()["relists"]
+    # Unpaced this would be hundreds; backing off 0.1, 0.2, 0.4, 0.4 ... it is a handful.
+    assert 2 <= relists <= 8, relists
+    assert kernels(inv) in ({EL7, UBUNTU}, None)

@@ -60,6 +60,7 @@ __all__ = ["LiveNodeInventory", "start_node_inventory"]
 log = logging.getLogger("nfsguard.nodes")
 
 _EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
+_RELIST_GRACE = 10.0  # a 410 sooner than this after a list backs off before re-listing
 
 
 class _Expired(Exception):
@@ -128,6 +129,8 @@ class LiveNodeInventory:
         self._connect_timeout = connect_timeout
         self._page_size = page_size
         self._backoff = _Backoff(backoff_initial, backoff_max)
+        self._relist_backoff = _Backoff(backoff_initial, backoff_max)
+        self._listed_at = -_RELIST_GRACE
         self._clock = clock
 
         self._lock = threading.Lock()
@@ -264,10 +267,16 @@ class LiveNodeInventory:
                     self._list()
                 self._watch()
             except _Expired:
-                # Our resourceVersion is too old: re-list right away (client-go does the same).
+                # Our resourceVersion is too old: re-list right away (client-go does the
+                # same), unless we just listed: a server that expires every fresh
+                # resourceVersion must not get a tight loop of full lists.
                 log.info("node watch: resourceVersion %s expired, re-listing", self._rv)
                 self._mark_broken("resourceVersion expired (410)")
                 self._rv = None
+                if self._clock() - self._listed_at < _RELIST_GRACE:
+                    self._stop.wait(self._relist_backoff.next())
+                else:
+                    self._relist_backoff.reset()
             except Exception as err:  # every failure is retried; the thread must not die
                 if self._stop.is_set():
                     break
@@ -334,6 +343,7 @@ class LiveNodeInventory:
                 break
         if rv is None:
             raise ValueError("node list carries no resourceVersion")
+        self._listed_at = self._clock()
         with self._lock:
             self._nodes = nodes
             self._generation += 1
