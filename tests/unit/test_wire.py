@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import jsonpatch
@@ -132,7 +133,9 @@ def test_body_size_limit() -> None:
 
 
 def test_review_response_shapes() -> None:
-    ops = [{"op": "add", "path": "/spec/mountOptions", "value": ["nfsvers=4.0"]}]
+    ops: list[Mapping[str, Any]] = [
+        {"op": "add", "path": "/spec/mountOptions", "value": ["nfsvers=4.0"]}
+    ]
     allowed = review_response("u1", patch=ops, warnings=("w",), audit_annotations={"a": "b"})
     assert allowed["apiVersion"] == "admission.k8s.io/v1"
     assert allowed["kind"] == "AdmissionReview"
