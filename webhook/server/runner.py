@@ -8,6 +8,8 @@ own engine, inventory and recorder after fork (``load`` runs post-fork).
 from __future__ import annotations
 
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,7 @@ def build_app(settings: ServeSettings) -> Flask:
             settings.audit_log, key_file=settings.audit_key, stdout=settings.audit_stdout
         )
     handler = ReviewHandler(store.engine, inventory=inventory, recorder=recorder)
+    started = time.monotonic()
 
     def readiness() -> tuple[bool, dict[str, Any]]:
         details: dict[str, Any] = {"policies": store.status(), "reload": store.reload_status()}
@@ -84,9 +87,27 @@ def build_app(settings: ServeSettings) -> Flask:
             node_status = status()
             details["nodes"] = node_status
             ready = bool(node_status.get("synced", True))
+            waited = time.monotonic() - started
+            if not ready and waited > settings.node_stale_after:
+                # Never let a missing RBAC grant or an unreachable apiserver keep every
+                # replica unready forever: after the staleness bound, serve, and say what
+                # decisions assume (each policy's unknownNodes, assumeAffected by default).
+                ready = True
+                details["assuming"] = (
+                    f"node inventory not synced after {waited:.0f}s: "
+                    "nodeKernels rules follow each policy's unknownNodes"
+                )
         return ready, details
 
     return create_app(handler, readiness)
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """Forget a dead worker's live gauges (prometheus-client multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -112,6 +133,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "accesslog": None,
             "errorlog": "-",
             "control_socket_disable": True,
+            "child_exit": _child_exit,
         }
         for key, value in options.items():
             if key in self.cfg.settings:
