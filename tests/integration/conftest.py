@@ -117,7 +117,9 @@ def free_port() -> int:
         return port
 
 
-def _apiserver_session(ca_crt: Path) -> requests.Session:
+def apiserver_session(ca_crt: Path) -> requests.Session:
+    """A keep-alive session sending kube-apiserver's headers, TLS verified against ca.crt
+    (never a CA bundle from the environment)."""
     session = requests.Session()
     session.headers.clear()
     session.headers.update(APISERVER_HEADERS)
@@ -195,7 +197,7 @@ def _wait_ready(handle: ServerHandle, timeout: float) -> None:
     while not handle.ca_crt.exists():  # the server writes its dev CA before gunicorn starts
         _check_alive(handle, deadline)
         time.sleep(0.1)
-    handle.session = _apiserver_session(handle.ca_crt)
+    handle.session = apiserver_session(handle.ca_crt)
     while True:
         _check_alive(handle, deadline)
         try:

@@ -35,6 +35,7 @@ from tests.integration.conftest import (
     POLICIES,
     ServerHandle,
     admission_review,
+    apiserver_session,
     post_review,
 )
 from webhook.core.options import is_version_option, split_options
@@ -436,10 +437,7 @@ def test_several_reviews_over_one_connection(nfsguard_server: ServerHandle) -> N
 
 
 def test_requests_session_reuses_its_connection(nfsguard_server: ServerHandle) -> None:
-    session = requests.Session()
-    session.headers.clear()
-    session.headers.update(APISERVER_HEADERS)
-    session.verify = str(nfsguard_server.ca_crt)
+    session = apiserver_session(nfsguard_server.ca_crt)
     fresh = dataclasses.replace(nfsguard_server, session=session)
     try:
         for i in range(4):
@@ -516,3 +514,59 @@ def test_metrics_after_reviews(server_factory: Any) -> None:
     records = [json.loads(line) for line in server.audit_log.read_text().splitlines() if line]
     decisions = [r for r in records if r.get("type") == "decision"]
     assert len(decisions) == 4
+
+
+def test_json_content_type_with_charset_is_accepted(nfsguard_server: ServerHandle) -> None:
+    review = admission_review(pv("pv-charset"))
+    http = post_review(
+        nfsguard_server, review, headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    assert "patch" in verified_response(http, review["request"]["uid"])
+
+
+def test_chunked_bodies(nfsguard_server: ServerHandle) -> None:
+    """Without Content-Length (chunked), the same limits and answers hold."""
+    review = admission_review(pv("pv-chunked"))
+    body = _body(review)
+
+    def chunks(data: bytes, size: int = 64 * 1024) -> Any:
+        for i in range(0, len(data), size):
+            yield data[i : i + size]
+
+    url = nfsguard_server.url(MUTATE_PATH)
+    http = nfsguard_server.session.post(url, data=chunks(body), timeout=30)
+    assert http.request.headers.get("Transfer-Encoding") == "chunked"
+    assert "patch" in verified_response(http, review["request"]["uid"])
+    limit = 6 * 1024 * 1024 + 64 * 1024
+    exact = body[:-3] + b', "pad": "' + b"p" * (limit - len(body) - 11) + b'"}}}'
+    assert len(exact) == limit
+    http = nfsguard_server.session.post(url, data=chunks(exact), timeout=30)
+    assert "patch" in verified_response(http, review["request"]["uid"])
+    big = b" " * limit + body
+    http = nfsguard_server.session.post(url, data=chunks(big), timeout=30)
+    assert_error(http, 413)
+    assert_still_serving(nfsguard_server)
+
+
+def test_other_methods_and_paths_answer_json(nfsguard_server: ServerHandle) -> None:
+    for method, path, code in (("GET", "/mutate", 405), ("POST", "/validate", 404)):
+        http = nfsguard_server.session.request(method, nfsguard_server.url(path), timeout=15)
+        assert_error(http, code)
+
+
+def test_concurrent_reviews_each_get_their_own_answer(nfsguard_server: ServerHandle) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> tuple[str, str, dict[str, Any]]:
+        obj = pv(f"pv-concurrent-{i}", mount_options=[f"timeo={600 + i}", "vers=4.1"])
+        review = admission_review(obj)
+        with apiserver_session(nfsguard_server.ca_crt) as session:
+            http = session.post(nfsguard_server.url(MUTATE_PATH), data=_body(review), timeout=30)
+        response = verified_response(http, review["request"]["uid"])
+        return review["request"]["uid"], response["uid"], applied(obj, response)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(one, range(48)))
+    for i, (sent_uid, got_uid, patched) in enumerate(results):
+        assert sent_uid == got_uid
+        assert patched["spec"]["mountOptions"] == [f"timeo={600 + i}", "nfsvers=4.0"]

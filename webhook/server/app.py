@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from webhook.admission.errors import AdmissionError, PayloadTooLarge, UnsupportedMediaType
 from webhook.admission.handler import ReviewHandler
@@ -50,7 +50,9 @@ def _drain_body() -> None:
 
 def create_app(handler: ReviewHandler, readiness: Readiness) -> Flask:
     app = Flask("nfsguard")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    # One byte over MAX_BODY: a chunked body (no Content-Length) is then read as too
+    # long (413) rather than silently cut at the limit (a misleading 400).
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY + 1
 
     @app.post("/mutate")
     def mutate() -> Response:
@@ -62,7 +64,10 @@ def create_app(handler: ReviewHandler, readiness: Readiness) -> Flask:
             length = request.content_length
             if length is not None and length > MAX_BODY:
                 raise PayloadTooLarge(f"request body of {length} bytes exceeds {MAX_BODY}")
-            body = request.stream.read(MAX_BODY + 1)
+            try:
+                body = request.stream.read(MAX_BODY + 1)  # one more: too long, not truncated
+            except RequestEntityTooLarge:
+                raise PayloadTooLarge(f"request body exceeds {MAX_BODY} bytes") from None
             review, decision = handler.handle(body)
         except AdmissionError as exc:
             _drain_body()
