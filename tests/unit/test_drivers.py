@@ -980,3 +980,35 @@ def test_read_target_defaults_to_the_built_in_profiles() -> None:
     t = read_target(obj)
     assert t is not None and t.driver == "ceph-nfs"
     assert read_target(obj, profiles=DriverProfiles([])) is None
+
+
+# ------------------------------------------------------------ policy explain
+
+
+def test_policy_explain_says_why_a_pin_was_not_applied(tmp_path: Path) -> None:
+    (tmp_path / "policy.yaml").write_text(policy())
+    manifest = tmp_path / "ceph.yaml"
+    manifest.write_text(yaml.safe_dump(ceph_pv("rook-ceph.nfs.csi.ceph.com")))
+    nfsguard = REPO / ".venv" / "bin" / "nfsguard"
+    base = [str(nfsguard), "policy", "explain", "--policy", str(tmp_path / "policy.yaml")]
+    text = subprocess.run(
+        [*base, str(manifest)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "driver:      ceph-nfs (provisioner rook-ceph.nfs.csi.ceph.com)" in text
+    assert "servers:     speak NFS 4.1, 4.2" in text
+    assert "outcome:     warned" in text
+    assert "note:        unsupported pin: nfsvers=4.0 not applied" in text
+    out = subprocess.run(
+        [*base, "-o", "json", str(manifest)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    data = yaml.safe_load(out)
+    first = data[0] if isinstance(data, list) else data
+    assert first["serverVersions"] == ["4.1", "4.2"]
+    assert first["notes"] and first["notes"][0].startswith("unsupported pin")
+    # Azure Files: never pinned, and explain says so.
+    manifest.write_text(yaml.safe_dump(azure_pv()))
+    text = subprocess.run(
+        [*base, str(manifest)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "never pinned: the driver sets the version" in text
+    assert "vers=4,minorversion=1,sec=sys" in text  # what the node really mounts with
