@@ -351,3 +351,28 @@ def test_binary_garbage_and_odd_documents_never_traceback(tmp_path: Path) -> Non
         f"{tmp_path}/c.yaml:3:7: spec must be a mapping",
         "4 errors, 0 warnings",
     ]
+
+
+def test_test_suites_named_to_lint_are_checked_as_policy_test_reads_them(tmp_path: Path) -> None:
+    rules = "  - name: a\n    match: {exports: [{server: 10.0.0.1}]}\n    action: pin\n"
+    suite = (
+        "apiVersion: nfsguard.io/v1alpha1\n"
+        "kind: NFSPolicyTest\n"
+        "spec:\n"
+        "  policies: [p.yaml]\n"
+        "  cases:\n"
+        "  - name: c\n"  # 6
+        "    object: {kind: StorageClass}\n"
+        "    expect: {outcome: mutated}\n"
+    )
+    code, lines = lint(tmp_path, {"p.yaml": HEAD + rules, "suite.yaml": suite})
+    assert (code, lines) == (0, ["1 policy, 1 rule, 1 test suite: OK"])
+    bad = suite.replace("{outcome: mutated}", "{outcome: mutated, objectFile: gone.yaml}")
+    bad = bad.replace("  - name: c\n", "  - name: c\n    expected: {}\n")
+    code, lines = lint(tmp_path, {"p.yaml": HEAD + rules, "suite.yaml": bad})
+    assert code == 1
+    assert lines == [
+        f"{tmp_path}/suite.yaml:7: unknown key 'expected' in spec.cases[0] (allowed: "
+        "description, expect, name, nodes, object, objectFile, operation, select)",
+        "1 error, 0 warnings",
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -21,7 +22,13 @@ from webhook.cli.common import (
     load_engine,
     load_inventory,
 )
-from webhook.cli.policy_suite import SuiteError, load_cases, run_cases
+from webhook.cli.policy_suite import (
+    SuiteError,
+    check_suites,
+    is_suite_text,
+    load_cases,
+    run_cases,
+)
 from webhook.cli.review import object_label, offline_request
 from webhook.core.policy.explain import explain as explain_object
 from webhook.core.policy.explain import to_json, to_text
@@ -48,11 +55,24 @@ def lint(paths: tuple[str, ...], strict: bool) -> None:
         sources = read_policy_sources(paths)
     except SourceError as exc:
         fail(str(exc))
-    result = lint_sources(sources)
+    # Test suites (kind: NFSPolicyTest) named here are checked as `policy test` reads them.
+    suite_files = [Path(name) for name, text in sources if is_suite_text(text)]
+    result = lint_sources([(n, t) for n, t in sources if not is_suite_text(t)])
+    suites, suite_problems = check_suites(suite_files) if suite_files else (0, [])
     for problem in result.problems:
         click.echo(str(problem))
-    click.echo(result.summary(strict=strict))
-    raise SystemExit(EXIT_FINDING if result.failed(strict=strict) else EXIT_OK)
+    for line in suite_problems:
+        click.echo(line)
+    failed = result.failed(strict=strict) or bool(suite_problems)
+    if failed:
+        errors, warnings = len(result.errors) + len(suite_problems), len(result.warnings)
+        summary = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+    else:
+        summary = result.summary(strict=strict)
+        if suites:
+            summary = summary.replace(": OK", f", {suites} test suite{'s' * (suites != 1)}: OK")
+    click.echo(summary)
+    raise SystemExit(EXIT_FINDING if failed else EXIT_OK)
 
 
 @policy.command("test")

@@ -195,6 +195,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.suites_read = 0
 
     def problem(self, doc: Document, path: tuple[str | int, ...], message: str) -> None:
         self.problems.append(f"{_line(doc, path)}: {message}")
@@ -219,6 +220,7 @@ class _Reader:
                         f"apiVersion {API_VERSION})",
                     )
                     continue
+                self.suites_read += 1
                 schema = _schema_lines(doc)
                 if schema:
                     self.problems += schema
@@ -384,6 +386,31 @@ class _Reader:
                     Node(item.get("name") or default, item["kernel"], item.get("labels") or {})
                 )
         return StaticInventory(nodes)
+
+
+def is_suite_text(text: str) -> bool:
+    """Whether a YAML text holds a ``kind: NFSPolicyTest`` document."""
+    return bool(_SUITE_MARK.search(text))
+
+
+def check_suites(files: Sequence[Path]) -> tuple[int, list[str]]:
+    """How many suites ``files`` hold and every problem (FILE:LINE: message) for which
+    ``nfsguard policy test`` would refuse them (the policies they name included),
+    without running a case."""
+    reader = _Reader()
+    try:
+        cases = reader.suites(files)
+    except SuiteError as exc:  # a file that cannot be read at all
+        return reader.suites_read, list(exc.lines)
+    problems = list(reader.problems)
+    for policies in dict.fromkeys(c.policies for c in cases):
+        try:
+            load_policies(_read_policies(policies))
+        except PolicyError as exc:
+            problems += [str(p) for p in exc.problems]
+        except SourceError as exc:
+            problems.append(str(exc))
+    return reader.suites_read, list(dict.fromkeys(problems))
 
 
 # -- running -----------------------------------------------------------------------------
