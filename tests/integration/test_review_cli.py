@@ -185,22 +185,7 @@ def test_bad_policy_exits_2_with_positions(tmp_path: Path) -> None:
 
 
 def test_nodes_file_decides_node_kernels(tmp_path: Path) -> None:
-    def scoped(name: str, hosts: list[str]) -> dict[str, Any]:
-        obj = pv(name, server="10.20.1.1", path="/exports/a")
-        obj["spec"]["nodeAffinity"] = {
-            "required": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {"key": "kubernetes.io/hostname", "operator": "In", "values": hosts}
-                        ]
-                    }
-                ]
-            }
-        }
-        return obj
-
-    objects = [scoped("pv-ubuntu-only", ["node001"]), scoped("pv-node003", ["node003"])]
+    objects = [_scoped("pv-ubuntu-only", ["node001"]), _scoped("pv-node003", ["node003"])]
     manifest = tmp_path / "pvs.yaml"
     manifest.write_text(dump_all(objects))
     with_nodes = run_review("--nodes", str(NODES), str(manifest))
@@ -227,9 +212,9 @@ def test_update_operation(tmp_path: Path) -> None:
 
 
 def served_answer(
-    server: ServerHandle, obj: Mapping[str, Any]
+    server: ServerHandle, obj: Mapping[str, Any], operation: str = "CREATE"
 ) -> tuple[bool, dict[str, Any], list[str]]:
-    review = admission_review(obj)
+    review = admission_review(obj, operation=operation, old=obj if operation == "UPDATE" else None)
     http = post_review(server, review)
     assert http.status_code == 200, http.text
     response = http.json()["response"]
@@ -240,20 +225,43 @@ def served_answer(
     return bool(response["allowed"]), admitted, list(response.get("warnings", []))
 
 
-def test_same_answers_as_the_served_webhook(nfsguard_server: ServerHandle, tmp_path: Path) -> None:
-    table = decision_table()
+def _scoped(name: str, hosts: list[str]) -> dict[str, Any]:
+    obj = pv(name, server="10.20.1.1", path="/exports/a")
+    obj["spec"]["nodeAffinity"] = {
+        "required": {
+            "nodeSelectorTerms": [
+                {
+                    "matchExpressions": [
+                        {"key": "kubernetes.io/hostname", "operator": "In", "values": hosts}
+                    ]
+                }
+            ]
+        }
+    }
+    return obj
+
+
+def assert_same_answers(
+    server: ServerHandle,
+    objects: Sequence[Mapping[str, Any]],
+    tmp_path: Path,
+    cli_args: Sequence[str] = (),
+    operation: str = "CREATE",
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Review ``objects`` offline and through ``server``: the same objects admitted (with
+    the same patches), the same denials, the same warnings, in the same order."""
     manifest = tmp_path / "table.yaml"
-    manifest.write_text(dump_all([obj for _, obj in table]))
-    result = run_review(str(manifest))
-    assert result.returncode == 1, result.stderr  # the table holds denials
+    manifest.write_text(dump_all(objects))
+    result = run_review(*cli_args, "--operation", operation, str(manifest))
+    assert result.returncode in (0, 1), result.stderr
     offline_admitted = stdout_objects(result)
     stderr = result.stderr.splitlines()
 
     served_admitted: list[dict[str, Any]] = []
     served_denied: list[str] = []
     served_warnings: list[str] = []
-    for _label, obj in table:
-        allowed, admitted, warnings = served_answer(nfsguard_server, obj)
+    for obj in objects:
+        allowed, admitted, warnings = served_answer(server, obj, operation)
         name = f"{obj['kind']}/{obj['metadata']['name']}"
         served_warnings += [f"{name}: warning: {w}" for w in warnings]
         if allowed:
@@ -266,11 +274,36 @@ def test_same_answers_as_the_served_webhook(nfsguard_server: ServerHandle, tmp_p
         line.split(": ")[1] for line in stderr if line.split(": ")[2].startswith("denied")
     ]
     assert offline_denied == served_denied
-    assert served_denied  # the table exercises denials ...
-    originals = [obj for _, obj in table]
-    assert sum(1 for o in served_admitted if o not in originals) >= 5  # ... and pins
+    assert result.returncode == (1 if served_denied else 0)
     offline_warnings = [
         line.split(": ", 1)[1] for line in stderr if line.split(": ")[2].startswith("warning")
     ]
     assert offline_warnings == served_warnings
-    assert served_warnings
+    return served_admitted, served_denied
+
+
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
+def test_same_answers_as_the_served_webhook(
+    nfsguard_server: ServerHandle, tmp_path: Path, operation: str
+) -> None:
+    table = [obj for _, obj in decision_table()]
+    admitted, denied = assert_same_answers(nfsguard_server, table, tmp_path, (), operation)
+    assert denied  # the table exercises denials ...
+    assert sum(1 for o in admitted if o not in table) >= 5  # ... and pins
+
+
+def test_same_answers_with_a_node_inventory(server_factory: Any, tmp_path: Path) -> None:
+    server = server_factory([POLICIES], ["--nodes", str(NODES)])
+    objects = [
+        _scoped("pv-ubuntu-only", ["node001"]),
+        _scoped("pv-fixed-el7", ["node002"]),
+        _scoped("pv-node003", ["node003"]),
+        _scoped("pv-everywhere", ["node001", "node002", "node003"]),
+        *[obj for _, obj in decision_table()],
+    ]
+    admitted, _ = assert_same_answers(server, objects, tmp_path, ("--nodes", str(NODES)))
+    by_name = {o["metadata"]["name"]: o for o in admitted}
+    assert by_name["pv-ubuntu-only"] == objects[0]
+    assert by_name["pv-fixed-el7"] == objects[1]
+    assert node_versions(by_name["pv-node003"]) == ["nfsvers=4.0"]
+    assert node_versions(by_name["pv-everywhere"]) == ["nfsvers=4.0"]
