@@ -1012,3 +1012,13 @@ def test_policy_explain_says_why_a_pin_was_not_applied(tmp_path: Path) -> None:
     ).stdout
     assert "never pinned: the driver sets the version" in text
     assert "vers=4,minorversion=1,sec=sys" in text  # what the node really mounts with
+
+
+def test_a_deny_rule_never_advises_a_version_the_driver_cannot_take() -> None:
+    deny = policy().replace("action: pin", "action: deny")
+    d = run(engine(deny), ceph_pv("nfs.csi.ceph.com"))
+    assert d.outcome is Outcome.DENIED
+    assert "set nfsvers=4.0" not in d.message
+    assert "speak only NFS 4.1, 4.2" in d.message and "exempt this driver" in d.message
+    in_tree = pv("x", nfs={"server": "10.0.0.1", "path": "/x"})
+    assert "set nfsvers=4.0" in run(engine(deny), in_tree).message

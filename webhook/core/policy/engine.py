@@ -359,6 +359,9 @@ class Engine:
         export = summary_export(target)
         seen = ev.describe()
         fix = f"set {pin_option(policy.pin)} in mountOptions and remove every other version option"
+        if (cannot := target.can_take(policy.pin)) is not None:
+            # Never advise a version the driver's servers cannot take.
+            fix = f"{cannot}; exempt this driver or narrow the rule"
         action = rule.action
         if action is Action.EXEMPT:
             return _replace(base, outcome=Outcome.EXEMPT, message=f"exempt by {who}")
