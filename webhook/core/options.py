@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 #: Versions a mount option may name (fs/nfs/fs_context.c nfs_vers_tokens).
 KNOWN_VERSIONS = frozenset({"2", "3", "4", "4.0", "4.1", "4.2"})
@@ -65,11 +66,13 @@ def split_options(entries: Iterable[str]) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=4096)  # pure, and called for every option of every review
 def _parse(option: str) -> tuple[str, str | None]:
     name, sep, value = option.strip().partition("=")
     return name.strip().lower(), (value.strip() if sep else None)
 
 
+@lru_cache(maxsize=4096)  # pure, and called for every option of every review
 def selected_version(option: str) -> str | None:
     """The version an option selects (``vers=4.1`` -> ``"4.1"``, ``v3`` -> ``"3"``), else None.
 
@@ -85,6 +88,7 @@ def selected_version(option: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)  # pure, and called for every option of every review
 def minor_version(option: str) -> str | None:
     name, value = _parse(option)
     if name == "minorversion":

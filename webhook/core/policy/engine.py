@@ -205,7 +205,7 @@ def version_state(ev: EffectiveVersion) -> VersionState:
 
 
 def _short(text: str) -> str:
-    clean = "".join(c if c.isprintable() else " " for c in text)
+    clean = text if text.isprintable() else "".join(c if c.isprintable() else " " for c in text)
     return clean if len(clean) <= _MAX_WARNING else clean[: _MAX_WARNING - 3] + "..."
 
 
@@ -262,6 +262,49 @@ def _place_op(place: OptionPlace, new: list[str]) -> dict[str, Any]:
     if not place.present:
         return {"op": "add", "path": place.pointer, "value": value}
     return {"op": "replace", "path": place.pointer, "value": value}
+
+
+_PATH_OPS = frozenset({"add", "replace", "remove", "test"})
+
+
+def _pointer_tokens(pointer: str) -> list[str]:
+    return [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+
+
+def _patched_copy(obj: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -> Any:
+    """``ops`` applied to a copy of ``obj``; ``obj`` is left as it was.
+
+    Only the containers on each operation's path are copied; every other subtree
+    (managedFields, annotations, ...) is shared with ``obj`` and only read. The
+    result equals ``apply_patch(deepcopy(obj), ops)``; a deep copy of the whole
+    object used to cost more than the rest of a decision.
+    """
+    if any(op.get("op") not in _PATH_OPS for op in ops):
+        return jsonpatch.apply_patch(copy.deepcopy(dict(obj)), ops)
+    root: dict[str, Any] = dict(obj)
+    for op in ops:
+        node: Any = root
+        for token in _pointer_tokens(str(op["path"]))[:-1]:
+            key: str | int = token
+            if isinstance(node, dict):
+                if token not in node:
+                    break  # jsonpatch reports the missing member
+            elif isinstance(node, list):
+                if not token.isdigit() or int(token) >= len(node):
+                    break
+                key = int(token)
+            else:
+                return jsonpatch.apply_patch(copy.deepcopy(dict(obj)), ops)
+            child = node[key]
+            if isinstance(child, dict):
+                child = dict(child)
+            elif isinstance(child, list):
+                child = list(child)
+            else:
+                return jsonpatch.apply_patch(copy.deepcopy(dict(obj)), ops)
+            node[key] = child
+            node = child
+    return jsonpatch.apply_patch(root, ops, in_place=True)
 
 
 class Engine:
@@ -424,7 +467,7 @@ class Engine:
             )
         if not ops:
             return _replace(base, outcome=Outcome.COMPLIANT, message=f"already pinned by {who}")
-        patched = jsonpatch.apply_patch(copy.deepcopy(dict(obj)), ops)
+        patched = _patched_copy(obj, ops)
         after_target = self.read(patched)
         assert after_target is not None  # pinning never takes an object out of scope
         after_ev = after_target.effective_version()
