@@ -157,11 +157,11 @@ def storage_class(
 
 
 def _csi_mount_options(obj: Mapping[str, Any]) -> str | None:
+    """csi-driver-nfs appends the value of every key matching ``mountoptions``
+    case-insensitively (nodeserver.go NodePublishVolume)."""
     attrs = ((obj.get("spec") or {}).get("csi") or {}).get("volumeAttributes") or {}
-    for key, value in attrs.items():
-        if key.lower() == "mountoptions":
-            return str(value)
-    return None
+    values = [str(v) for k, v in attrs.items() if k.lower() == "mountoptions" and v]
+    return ",".join(values) if values else None
 
 
 def node_option_string(obj: Mapping[str, Any]) -> str:
@@ -442,6 +442,19 @@ def test_csi_mount_options_attribute_is_stripped_on_create(key: str) -> None:
     assert patched["spec"]["mountOptions"] == ["timeo=600", "nfsvers=4.0"]
     assert_pinned(patched)
     assert_reinvocation_is_quiet(eng, patched)
+
+
+def test_every_spelling_of_the_csi_attribute_is_read_and_stripped() -> None:
+    eng = engine(PIN_ALL)
+    obj = csi_pv(attrs={"mountOptions": "hard", "MountOptions": "vers=4.2,timeo=600"})
+    decision, patched = decide_and_apply(eng, obj)
+    assert decision.before is not None and decision.before.options == ("vers=4.2",)
+    attrs = patched["spec"]["csi"]["volumeAttributes"]
+    assert attrs["mountOptions"] == "hard" and attrs["MountOptions"] == "timeo=600"
+    assert_pinned(patched)
+    assert_reinvocation_is_quiet(eng, patched)
+    refused = eng.decide(obj, operation="UPDATE")
+    assert refused.outcome is Outcome.WARNED and refused.patch == ()
 
 
 def test_csi_mount_options_attribute_emptied_is_removed() -> None:
@@ -949,6 +962,9 @@ def _objects() -> Sequence[dict[str, Any]]:
         out.append(csi_pv(mount_options=options))
         out.append(csi_pv(mount_options=options, attrs={"mountOptions": "vers=4.1,hard"}))
         out.append(csi_pv(mount_options=options, attrs={"MOUNTOPTIONS": "v4.2"}))
+        out.append(
+            csi_pv(mount_options=options, attrs={"mountOptions": "v4.1", "mountoptions": "v4.2"})
+        )
     return out
 
 

@@ -19,6 +19,7 @@ profiles (in-tree NFS, csi-driver-nfs and the subdir provisioner among them).
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
@@ -310,7 +311,31 @@ def _places(rules: KindRules, view: ObjectView, kind: str) -> tuple[list[OptionP
             )
             if is_pin:
                 pin_place = ref.text
+            if hit is not None and ref.key is not None and reads:
+                places.extend(_case_variants(places[-1], ref, hit[0], view, kind))
     return places, pin_place
+
+
+def _case_variants(
+    first: OptionPlace, ref: FieldRef, key: str, view: ObjectView, kind: str
+) -> list[OptionPlace]:
+    """The same attribute under other spellings of its key: csi-driver-nfs appends the
+    value of EVERY key that matches case-insensitively (``mountOptions`` and
+    ``MountOptions`` both reach the mount), so each is a place of its own."""
+    assert ref.key is not None
+    out = []
+    for other, value in view.attributes.items():
+        if other != key and other.lower() == ref.key.lower():
+            prefix = ref.text[: len(ref.text) - len(ref.key)]
+            out.append(
+                dataclasses.replace(
+                    first,
+                    label=prefix + other,
+                    pointer=_pointer(ref, other, kind),
+                    entries=(value,),
+                )
+            )
+    return out
 
 
 def _read(
