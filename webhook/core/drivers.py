@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -78,18 +78,18 @@ class FieldRef:
 
     text: str
 
-    @property
+    @cached_property
     def key(self) -> str | None:
         for prefix in (_ATTR_PREFIX, _PARAM_PREFIX):
             if self.text.startswith(prefix):
                 return self.text[len(prefix) :]
         return None
 
-    @property
+    @cached_property
     def is_list(self) -> bool:
         return self.text in _LIST_FIELDS
 
-    @property
+    @cached_property
     def immutable(self) -> bool:
         """Kubernetes: a PV's volume source and a StorageClass's parameters never change."""
         return self.text.startswith((_ATTR_PREFIX, _PARAM_PREFIX, "spec.csi.", "spec.nfs."))
@@ -252,6 +252,16 @@ class ObjectView:
             value = None
         return None if value is None else (text, value)
 
+    def driver_name(self) -> str | None:
+        """PV: spec.csi.driver; StorageClass: provisioner."""
+        if self.kind == "PersistentVolume":
+            spec = self.obj.get("spec")
+            csi = spec.get("csi") if isinstance(spec, dict | Mapping) else None
+            driver = csi.get("driver") if isinstance(csi, dict | Mapping) else None
+        else:
+            driver = self.obj.get("provisioner")
+        return driver if isinstance(driver, str) else None
+
     def string(self, ref: FieldRef) -> str | None:
         found = self.lookup(ref)
         return found[1] if found is not None and isinstance(found[1], str) else None
@@ -362,6 +372,22 @@ class DriverProfiles:
 
     def __init__(self, profiles: Iterable[DriverProfile]) -> None:
         self.profiles = tuple(profiles)
+        # Candidates per object shape, so an object costs only the profiles that
+        # could read it: (kind, exact driver name) and the glob/in-tree rest, in order.
+        self._exact: dict[tuple[str, str], list[int]] = {}
+        self._rest: dict[str, list[int]] = {"PersistentVolume": [], "StorageClass": []}
+        for i, profile in enumerate(self.profiles):
+            for kind in ("PersistentVolume", "StorageClass"):
+                rules = profile.rules_for(kind)
+                if rules is None:
+                    continue
+                m = rules.match
+                names = m.csi_drivers if kind == "PersistentVolume" else m.provisioners
+                if m.in_tree or any(n.glob is not None for n in names):
+                    self._rest[kind].append(i)
+                for n in names:
+                    if n.glob is None:
+                        self._exact.setdefault((kind, n.text), []).append(i)
 
     def __iter__(self) -> Iterator[DriverProfile]:
         return iter(self.profiles)
@@ -373,7 +399,13 @@ class DriverProfiles:
         return next((p for p in self.profiles if p.name == name), None)
 
     def find(self, view: ObjectView) -> DriverProfile | None:
-        return next((p for p in self.profiles if matches(p, view)), None)
+        """The first profile (in order) that reads the object."""
+        name = view.driver_name()
+        exact = self._exact.get((view.kind, name), []) if name is not None else []
+        for i in sorted({*exact, *self._rest[view.kind]}) if exact else self._rest[view.kind]:
+            if matches(self.profiles[i], view):
+                return self.profiles[i]
+        return None
 
     def claimed(self, kind: str, driver: str) -> DriverProfile | None:
         return next((p for p in self.profiles if claims(p, kind, driver)), None)
