@@ -1022,3 +1022,22 @@ def test_a_deny_rule_never_advises_a_version_the_driver_cannot_take() -> None:
     assert "speak only NFS 4.1, 4.2" in d.message and "exempt this driver" in d.message
     in_tree = pv("x", nfs={"server": "10.0.0.1", "path": "/x"})
     assert "set nfsvers=4.0" in run(engine(deny), in_tree).message
+
+
+def test_invalid_globs_in_a_profile_are_problems_not_crashes() -> None:
+    bad = """\
+apiVersion: nfsguard.io/v1alpha1
+kind: NFSDriverProfile
+metadata: {name: globs}
+spec:
+  persistentVolume:
+    match:
+      csiDrivers: [x.example.com]
+      volumeAttributes: {protocol: "[nfs"}
+  versionsBy:
+  - field: parameters.protocol
+    values: {"[v3": ["3"]}
+"""
+    _, problems = load_profiles(parse_documents(bad, "globs.yaml"))
+    assert [str(p).split(":")[1] for p in problems] == ["8", "11"]
+    assert all("invalid glob" in str(p) for p in problems)

@@ -515,7 +515,9 @@ class _Builder:
         for key, values in (m.get(conds_key) or {}).items():
             vals = [values] if isinstance(values, str) else list(values or [])
             conditions.append(
-                ValueCondition(key.lower(), _names(vals, (*mp, conds_key, key), self.doc, []))
+                ValueCondition(
+                    key.lower(), _names(vals, (*mp, conds_key, key), self.doc, self.problems)
+                )
             )
         match = ObjectMatch(
             csi_drivers=_names(m.get("csiDrivers"), (*mp, "csiDrivers"), self.doc, self.problems),
@@ -563,11 +565,13 @@ class _Builder:
                 self.error(
                     (*where, "field"), f"{raw['field']!r} is not a field of a PV or StorageClass"
                 )
-            values = tuple(
-                (NamePattern.parse(k), frozenset(str(v) for v in vs))
-                for k, vs in (raw.get("values") or {}).items()
-            )
-            versions_by.append(VersionsBy(FieldRef(raw["field"]), values))
+            values = []
+            for k, vs in (raw.get("values") or {}).items():
+                try:
+                    values.append((NamePattern.parse(k), frozenset(str(v) for v in vs)))
+                except ValueError as exc:
+                    self.error((*where, "values", k), str(exc))
+            versions_by.append(VersionsBy(FieldRef(raw["field"]), tuple(values)))
         defaults = spec.get("defaults")
         default_version = spec.get("defaultVersion")
         for opt in spec.get("appends") or ():
