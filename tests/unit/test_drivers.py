@@ -1041,3 +1041,21 @@ spec:
     _, problems = load_profiles(parse_documents(bad, "globs.yaml"))
     assert [str(p).split(":")[1] for p in problems] == ["8", "11"]
     assert all("invalid glob" in str(p) for p in problems)
+
+
+def test_lint_does_not_warn_about_drivers_an_exempt_rule_takes_out_whole() -> None:
+    exempt = policy(
+        extra="  - name: azure-exempt\n"
+        "    match:\n"
+        "      provisioners: [file.csi.azure.com]\n"
+        "    action: exempt\n"
+    )
+    (warning,) = unsafe_pin_warnings(load_policies([("p.yaml", exempt)]), builtin_profiles())
+    assert "azure-files" not in str(warning) and "ceph-nfs" in str(warning)
+    # An exempt rule narrowed by anything else does not take the driver out whole.
+    narrowed = exempt.replace(
+        "      provisioners: [file.csi.azure.com]\n",
+        "      provisioners: [file.csi.azure.com]\n      storageClassNames: [azurefile-nfs]\n",
+    )
+    (warning,) = unsafe_pin_warnings(load_policies([("p.yaml", narrowed)]), builtin_profiles())
+    assert "azure-files" in str(warning)

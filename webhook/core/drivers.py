@@ -724,6 +724,11 @@ def _names_overlap(pattern: NamePattern, names: Sequence[NamePattern]) -> bool:
     return False
 
 
+def _covers(pattern: NamePattern, name: NamePattern) -> bool:
+    """Whether every driver ``name`` stands for is matched by ``pattern``."""
+    return pattern.text == name.text or (name.glob is None and pattern.matches(name.text))
+
+
 def unsafe_pin_warnings(
     policies: Sequence[Policy], profiles: DriverProfiles | None = None
 ) -> list[Problem]:
@@ -731,6 +736,22 @@ def unsafe_pin_warnings(
     its pin: a rule without an export filter, whose provisioners filter (if any)
     names such a driver, and whose exclude does not name it."""
     profiles = profiles if profiles is not None else builtin_profiles()
+    # Drivers a loaded exempt rule takes out whole (a match on provisioners alone):
+    # no pin rule ever decides for their objects (exempt wins over everything).
+    exempt: list[NamePattern] = []
+    for policy in policies:
+        for rule in policy.rules:
+            m = rule.match
+            if (
+                rule.action is Action.EXEMPT
+                and m.provisioners
+                and rule.exclude is None
+                and m.exports is None
+                and m.storage_class_names is None
+                and m.node_kernels is None
+                and m.object_selector is None
+            ):
+                exempt.extend(m.provisioners)
     problems: list[Problem] = []
     for policy in policies:
         if policy.pin not in PINNABLE_VERSIONS:
@@ -743,6 +764,8 @@ def unsafe_pin_warnings(
                 if profile.can_pin(policy.pin):
                     continue
                 names = profile.driver_names()
+                if all(any(_covers(e, n) for e in exempt) for n in names):
+                    continue
                 if rule.match.provisioners is not None and not any(
                     _names_overlap(p, names) for p in rule.match.provisioners
                 ):
