@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 
+from webhook.core.policy.loader import PolicyError
 from webhook.server.policy_store import PolicyStore
 
 NFSGUARD = Path(sys.executable).parent / "nfsguard"
@@ -395,3 +396,49 @@ def test_store_fingerprint_follows_symlink_swaps(tmp_path: Path) -> None:
     assert store.check() == "rejected"
     assert store.reload_status()["problems"] == [f"{cm.root}: no policy files (*.yaml, *.yml)"]
     assert [p.version for p in store.engine().policies] == ["v2"]
+
+
+def test_a_worker_restarted_while_the_files_are_broken_serves_the_start_policy(
+    served: tuple[Server, ConfigMapDir],
+) -> None:
+    """gunicorn replaces a dead worker; the new one cannot load the broken files and
+    serves the policy the server started with, instead of failing to boot."""
+    server, cm = served
+    cm.publish({"site.yaml": BROKEN})
+    body = server.wait_all_workers(
+        lambda b: b["reload"]["result"] == "rejected", "the broken policy was not rejected"
+    )
+    old_workers = {server.readyz()["reload"]["worker"] for _ in range(20)}
+    victim = body["reload"]["worker"]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT
+    while True:
+        assert time.monotonic() < deadline, server.log()[-3000:]
+        try:
+            fresh = server.readyz()
+        except (requests.RequestException, AssertionError):
+            continue
+        if fresh["reload"]["worker"] not in old_workers:
+            break
+        time.sleep(0.05)
+    assert versions(fresh) == ["v1"]
+    assert fresh["reload"]["result"] == "rejected"
+    assert any("unknown key 'exprots'" in p for p in fresh["reload"]["problems"])
+    for _ in range(10):
+        assert answer(server.review()) == (True, "v1")
+    assert server.proc is not None and server.proc.poll() is None
+    assert "this worker serves the policy read at start: reload-test v1" in server.log()
+
+
+def test_store_falls_back_only_when_given_a_fallback(tmp_path: Path) -> None:
+    cm = ConfigMapDir(tmp_path / "p")
+    cm.publish({"a.yaml": BROKEN})
+    with pytest.raises(PolicyError):
+        PolicyStore([str(cm.root)])
+    store = PolicyStore([str(cm.root)], fallback=[("start.yaml", policy("v0"))])
+    assert [p.version for p in store.engine().policies] == ["v0"]
+    assert store.reload_status()["result"] == "rejected"
+    assert store.check() == "unchanged"  # the same broken files: reported once
+    cm.publish({"a.yaml": policy("v5")})
+    assert store.check() == "accepted"
+    assert [p.version for p in store.engine().policies] == ["v5"]

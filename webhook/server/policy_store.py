@@ -25,7 +25,7 @@ from typing import Any
 from webhook.core.drivers import load_profile_sources
 from webhook.core.policy.engine import Engine
 from webhook.core.policy.lint import lint_sources
-from webhook.core.policy.loader import load_policies
+from webhook.core.policy.loader import PolicyError, load_policies
 from webhook.server import metrics
 from webhook.sources import SourceError, read_policy_sources
 
@@ -72,16 +72,45 @@ class PolicyStore:
     """Holds the current ``Engine``; swapping is one reference assignment, so a
     review always sees one complete policy set."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(self, paths: Sequence[str], *, fallback: Sequence[tuple[str, str]] = ()) -> None:
+        """Load the policies at ``paths``. When they do not load and ``fallback``
+        (file name, text) pairs are given (the files as the master read them at
+        start), start with those instead, report the problems as a rejected reload
+        and keep polling; without a fallback, raise (PolicyError, SourceError)."""
         self.paths = tuple(paths)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        sources = read_policy_sources(self.paths)
-        self._fingerprint = fingerprint(sources)
-        self._engine = Engine(load_policies(sources), load_profile_sources(sources))
-        self._status = ReloadStatus("initial", _now(), self._fingerprint, 0)
+        fp = ""
+        try:
+            sources = read_policy_sources(self.paths)
+            fp = fingerprint(sources)
+            self._engine = Engine(load_policies(sources), load_profile_sources(sources))
+            self._fingerprint = fp
+            self._status = ReloadStatus("initial", _now(), fp, 0)
+        except (PolicyError, SourceError) as exc:
+            if not fallback:
+                raise
+            self._start_from_fallback(exc, fp or f"error:{exc}", fallback)
         self._checked = self._status.time
+
+    def _start_from_fallback(
+        self, exc: PolicyError | SourceError, fp: str, fallback: Sequence[tuple[str, str]]
+    ) -> None:
+        problems = [str(p) for p in exc.problems] if isinstance(exc, PolicyError) else [str(exc)]
+        self._engine = Engine(load_policies(fallback), load_profile_sources(fallback))
+        # The broken files' fingerprint: polls stay quiet until they change.
+        self._fingerprint = fp
+        self._status = ReloadStatus(
+            "rejected", _now(), self._fingerprint, 0, tuple(problems[:_MAX_REPORTED])
+        )
+        metrics.POLICY_RELOADS.labels("rejected").inc()
+        for problem in problems:
+            log.error("policy load rejected: %s", problem)
+        log.error(
+            "policy files do not load; this worker serves the policy read at start: %s",
+            ", ".join(f"{p.name} {p.version}" for p in self._engine.policies),
+        )
 
     def engine(self) -> Engine:
         return self._engine

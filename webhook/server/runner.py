@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from webhook.core.inventory import (
 from webhook.server.app import create_app
 from webhook.server.policy_store import PolicyStore
 from webhook.server.tls_reload import gunicorn_ssl_context
-from webhook.sources import load_manifests, read_text
+from webhook.sources import load_manifests, read_policy_sources, read_text
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,11 @@ def _inventory(settings: ServeSettings) -> NodeInventory:
     return UnknownInventory("no node inventory (serve without --nodes or --kubeconfig)")
 
 
-def build_app(settings: ServeSettings) -> Flask:
-    """Everything one worker needs, built after fork."""
-    store = PolicyStore(settings.policies)
+def build_app(settings: ServeSettings, policy_fallback: Sequence[tuple[str, str]] = ()) -> Flask:
+    """Everything one worker needs, built after fork. ``policy_fallback`` (the policy
+    files as the master read them at start) serves a worker that starts while the
+    files on disk do not load (a worker restarted after a bad policy change)."""
+    store = PolicyStore(settings.policies, fallback=policy_fallback)
     store.start(settings.reload_interval)  # hot reload: this worker polls its policy files
     inventory = _inventory(settings)
     recorder = None
@@ -113,6 +116,8 @@ def _child_exit(server: Any, worker: Any) -> None:
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
+        # Read before fork: the policy every (re)started worker can fall back to.
+        self.policy_sources = read_policy_sources(settings.policies)
         super().__init__()
 
     def load_config(self) -> None:
@@ -140,7 +145,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        return build_app(self.settings)
+        return build_app(self.settings, self.policy_sources)
 
 
 def run(settings: ServeSettings) -> None:
