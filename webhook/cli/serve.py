@@ -90,6 +90,10 @@ def serve(
     print_example: bool,
 ) -> None:
     """Serve POST /mutate (AdmissionReview v1), /healthz, /readyz and /metrics."""
+    if audit_stdout and not audit_log:
+        # Workers share one hash chain through the file; a stdout-only trail would be
+        # one interleaved chain per worker that no one could verify.
+        raise click.UsageError("--audit-stdout needs --audit-log (the chain lives in the file)")
     engine = load_engine(policies)  # refuse to start on a bad policy, with every problem
     load_inventory(nodes_file)
     from webhook.pki import ensure_dev_tls

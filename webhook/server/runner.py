@@ -73,7 +73,7 @@ def build_app(settings: ServeSettings, policy_fallback: Sequence[tuple[str, str]
     store.start(settings.reload_interval)  # hot reload: this worker polls its policy files
     inventory = _inventory(settings)
     recorder = None
-    if settings.audit_log or settings.audit_stdout:
+    if settings.audit_log:
         from webhook.audit import open_recorder
 
         recorder = open_recorder(
