@@ -15,7 +15,14 @@ import jsonpatch
 import pytest
 import yaml
 
-from tests.fixtures.samples import LEGACY, csi_pv, decision_table, pv, storage_class
+from tests.fixtures.samples import (
+    LEGACY,
+    config_map,
+    csi_pv,
+    decision_table,
+    pv,
+    storage_class,
+)
 from tests.integration.conftest import (
     FIXTURES,
     NFSGUARD,
@@ -92,13 +99,16 @@ def test_multi_document_yaml(entry: str, tmp_path: Path) -> None:
         pv("pv-b", mount_options=["nfsvers=4.0"]),
         storage_class("nfs-ssd", server="10.99.0.2", share="/ssd"),
         pv("pv-lab", server="10.30.4.5", path="/lab"),
+        config_map("not-nfs"),
     ]
     manifest = tmp_path / "objects.yaml"
     manifest.write_text("# exported from a cluster\n" + dump_all(objects))
     result = run_review(str(manifest), entry=entry)
     assert result.returncode == 0, result.stderr
     out = stdout_objects(result)
-    assert [o["metadata"]["name"] for o in out] == ["pv-a", "pv-b", "nfs-ssd", "pv-lab"]
+    names = ["pv-a", "pv-b", "nfs-ssd", "pv-lab", "not-nfs"]
+    assert [o["metadata"]["name"] for o in out] == names
+    assert out[4] == objects[4]  # other kinds pass through untouched
     assert out[0]["spec"]["mountOptions"] == ["nfsvers=4.0", "hard"]
     assert out[1] == objects[1]  # compliant: unchanged
     assert out[2]["mountOptions"] == ["nfsvers=4.0"]
