@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 from flask import Flask, Response, request
+from gunicorn.app.base import BaseApplication
 
 from webhook.server.runner import ServeSettings, _Gunicorn
 
@@ -42,7 +43,12 @@ def floor_app() -> Flask:
 
 
 class FloorServer(_Gunicorn):
-    """nfsguard's gunicorn application with the floor app loaded after fork."""
+    """nfsguard's gunicorn application (its ``load_config``) with the floor app loaded
+    after fork. No policy is read: only the server configuration is shared."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        BaseApplication.__init__(self)
 
     def load(self) -> Flask:
         return floor_app()

@@ -182,7 +182,11 @@ def served(
         )
     server = Server(name, port, proc, log)
     try:
-        _wait_ready(port, ctx, proc, ready_s)
+        try:
+            _wait_ready(port, ctx, proc, ready_s)
+        except RuntimeError:
+            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise
         yield server
     finally:
         if proc.poll() is None:
