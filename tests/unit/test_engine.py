@@ -843,6 +843,29 @@ def test_node_kernels_without_an_inventory() -> None:
     assert unaffected.decide(pv(), inventory=INVENTORY).outcome is Outcome.MUTATED
 
 
+def test_unknown_nodes_in_exclude_keep_the_rule_applying_when_assume_affected() -> None:
+    # docs/policy-authoring.md: assumeAffected means "the rule matches" (safe), so an
+    # exclude about node kernels does not hold when the kernels are unknown ...
+    exclude = "    exclude:\n      nodeKernels:\n      - {family: el8}\n"
+    eng = engine(policy("p", rule("r", "pin", INCIDENT_MATCH, exclude)))
+    decision = eng.decide(pv())
+    assert decision.outcome is Outcome.MUTATED
+    assert "assumeAffected" in decision.nodes
+    # ... and with assumeUnaffected the rule does not apply
+    unaffected = engine(
+        policy(
+            "p",
+            rule("r", "pin", INCIDENT_MATCH, exclude),
+            extra_spec="  unknownNodes: assumeUnaffected\n",
+        )
+    )
+    assert unaffected.decide(pv()).outcome is Outcome.UNMATCHED
+    # with an inventory the kernels decide: no el8 node, the rule applies
+    assert eng.decide(pv(), inventory=INVENTORY).outcome is Outcome.MUTATED
+    el8 = StaticInventory([_node("n8", "4.18.0-477.10.1.el8_8.x86_64", "a")])
+    assert eng.decide(pv(), inventory=el8).outcome is Outcome.UNMATCHED
+
+
 def test_nodes_note_is_empty_when_no_rule_asks() -> None:
     decision = engine(PIN_ALL).decide(pv(), inventory=INVENTORY)
     assert decision.nodes == ""

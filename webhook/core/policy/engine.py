@@ -174,6 +174,8 @@ def _matches(
     server_ip: IPAddress | None,
     nodes: _Nodes,
     policy: Policy,
+    *,
+    excluding: bool = False,
 ) -> bool:
     if match.exports is not None:
         if not target.server:
@@ -194,7 +196,9 @@ def _matches(
         view = nodes.view
         if not view.known:
             nodes.used_by.add(policy.unknown_nodes)
-            return policy.unknown_nodes is UnknownNodes.ASSUME_AFFECTED
+            # assumeAffected means the RULE applies (docs/policy-authoring.md): its match
+            # holds and its exclude does not; assumeUnaffected the other way round.
+            return (policy.unknown_nodes is UnknownNodes.ASSUME_AFFECTED) is not excluding
         if not any(r.matches_any(view.kernels) for r in match.node_kernels):
             return False
     return True
@@ -343,7 +347,7 @@ class Engine:
             if (
                 exclude is not None
                 and not exclude.empty
-                and _matches(exclude, target, server_ip, nodes, c.policy)
+                and _matches(exclude, target, server_ip, nodes, c.policy, excluding=True)
             ):
                 continue
             found.append(c)
