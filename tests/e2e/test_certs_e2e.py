@@ -45,6 +45,7 @@ from tests.e2e.kubecluster import (
     loopback_env,
     mwc_model,
     nfs_pv,
+    probe,
     pv_model,
     wait_until,
     webhook_configuration_for,
@@ -559,3 +560,117 @@ def test_apiserver_trusts_the_injected_bundle_through_renewal_and_ca_rotation(
                 )
         server.stop()
         delete_quietly(core_v1.delete_namespaced_secret, SECRET, NAMESPACE)
+
+
+@pytest.mark.usefixtures("certs_rbac", "clean_slate")
+def test_concurrent_syncs_converge(
+    control_plane: ControlPlane, core_v1: k8s.CoreV1Api, admissionregistration_v1: Any
+) -> None:
+    """Two runs at once (a CronJob run and a manual one) from nothing: one CA wins, the
+    configuration trusts exactly what the Secret holds, and neither run fails."""
+    import concurrent.futures
+
+    admissionregistration_v1.create_mutating_webhook_configuration(
+        mwc_model(registration(f"https://{LOOPBACK}:{free_port()}"))
+    )
+    clients = [control_plane.api_client() for _ in range(4)]
+    for c in clients:
+        c.set_default_header("Impersonate-User", CERTS_SA)  # type: ignore[no-untyped-call]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(clients)) as pool:
+            results = list(
+                pool.map(
+                    lambda api: sync_certificates(
+                        api,
+                        namespace=NAMESPACE,
+                        secret_name=SECRET,
+                        webhook_config=WEBHOOK,
+                        service=SERVICE,
+                    ),
+                    clients,
+                )
+            )
+        assert sum(r.secret_created for r in results) == 1
+        _, stored = read_bundle(core_v1)
+        assert ca_bundle_of(admissionregistration_v1) == stored.ca_bundle == stored.ca.cert_pem
+        stored.serving.cert.verify_directly_issued_by(stored.ca.cert)
+        # and a run now has nothing to do
+        quiet = sync_certificates(
+            clients[0],
+            namespace=NAMESPACE,
+            secret_name=SECRET,
+            webhook_config=WEBHOOK,
+            service=SERVICE,
+        )
+        assert not quiet.changed
+    finally:
+        for c in clients:
+            c.close()  # type: ignore[no-untyped-call]
+        delete_quietly(admissionregistration_v1.delete_mutating_webhook_configuration, WEBHOOK)
+        delete_quietly(core_v1.delete_namespaced_secret, SECRET, NAMESPACE)
+
+
+@pytest.mark.usefixtures("certs_rbac", "clean_slate")
+def test_reapplying_the_shipped_webhook_keeps_the_injected_ca_bundle(
+    kube_assets: Path,
+    kubeconfig: Path,
+    api_client: k8s.ApiClient,
+    as_certs_sa: k8s.ApiClient,
+    core_v1: k8s.CoreV1Api,
+    admissionregistration_v1: Any,
+) -> None:
+    """`kubectl apply` (client-side) and server-side apply of 90-webhook.yaml, which has no
+    caBundle, leave the injected one in place. The shipped registration points at a
+    Service with no pods here and fails closed, so it is removed again at once."""
+    from kubernetes.dynamic import DynamicClient
+
+    (shipped,) = docs("90-webhook.yaml")
+    dyn: Any = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+    mwcs = dyn.resources.get(api_version=shipped["apiVersion"], kind=shipped["kind"])
+    tool = kubectl(kube_assets)
+
+    def kubectl_apply() -> None:
+        assert tool is not None
+        proc = subprocess.run(
+            [
+                tool,
+                "--kubeconfig",
+                str(kubeconfig),
+                "apply",
+                "-f",
+                str(MANIFESTS / "90-webhook.yaml"),
+            ],
+            capture_output=True,
+            text=True,
+            env=loopback_env(),
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+
+    try:
+        if tool is not None:
+            kubectl_apply()
+        else:
+            mwcs.server_side_apply(body=shipped, field_manager="kubectl", force_conflicts=True)
+        result = sync_certificates(
+            as_certs_sa,
+            namespace=NAMESPACE,
+            secret_name=SECRET,
+            webhook_config=WEBHOOK,
+            service=SERVICE,
+        )
+        assert result.webhooks_patched == ("pv.nfsguard.io",)
+        _, stored = read_bundle(core_v1)
+        assert ca_bundle_of(admissionregistration_v1) == stored.ca_bundle
+        if tool is not None:
+            kubectl_apply()
+            assert ca_bundle_of(admissionregistration_v1) == stored.ca_bundle
+        mwcs.server_side_apply(body=shipped, field_manager="nfsguard-e2e", force_conflicts=True)
+        assert ca_bundle_of(admissionregistration_v1) == stored.ca_bundle
+        live = admissionregistration_v1.read_mutating_webhook_configuration(WEBHOOK)
+        assert live.webhooks[0].failure_policy == "Fail"  # the apply did take effect
+    finally:
+        delete_quietly(admissionregistration_v1.delete_mutating_webhook_configuration, WEBHOOK)
+        delete_quietly(core_v1.delete_namespaced_secret, SECRET, NAMESPACE)
+        # the next test must not meet the fail-closed registration in the apiserver's cache
+        wait_until("the shipped registration to be gone", lambda: probe(core_v1) == [PROBE_ASKS])
