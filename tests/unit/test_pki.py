@@ -277,3 +277,62 @@ def test_tls_dir_round_trip(tmp_path: Path) -> None:
     assert back == b
     (tmp_path / "ca.crt").write_bytes(b"garbage")
     assert pki.read_tls_dir(tmp_path) is None
+
+
+# ------------------------------------------------------------------ nfsguard certs (CLI)
+
+
+def test_cli_generate_is_idempotent_and_renews_when_due(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from webhook.cli.certs import certs
+
+    runner = CliRunner()
+    tls = tmp_path / "tls"
+    args = ["generate", "--tls-dir", str(tls), "--service", "nfsguard", "--namespace", "ns1"]
+    first = runner.invoke(certs, [*args, "--ip", "127.0.0.1"])
+    assert first.exit_code == 0, first.output
+    assert "created CA" in first.output
+    stored = pki.read_tls_dir(tls)
+    assert stored is not None
+    san = stored.serving.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert "nfsguard.ns1.svc" in san.value.get_values_for_type(x509.DNSName)
+    assert stat.S_IMODE((tls / "ca.key").stat().st_mode) == 0o600
+
+    again = runner.invoke(certs, [*args, "--ip", "127.0.0.1"])
+    assert again.exit_code == 0 and "up to date" in again.output
+    assert pki.read_tls_dir(tls) == stored
+
+    # a serving certificate with 55 days left is renewed from the same CA
+    now = dt.datetime.now(dt.UTC)
+    old = pki.issue_serving_cert(
+        stored.ca,
+        dns_names=pki.service_dns_names("nfsguard", "ns1"),
+        ip_addresses=["127.0.0.1"],
+        now=now - dt.timedelta(days=310),
+    )
+    pki.write_tls_dir(tls, pki.CertBundle(stored.ca, old, stored.ca_bundle))
+    due = runner.invoke(certs, ["check", str(tls / "tls.crt")])
+    assert due.exit_code == 1 and "RENEW" in due.output
+    renewed = runner.invoke(certs, [*args, "--ip", "127.0.0.1"])
+    assert renewed.exit_code == 0 and "renewed serving certificate" in renewed.output
+    after = pki.read_tls_dir(tls)
+    assert after is not None and after.ca == stored.ca and after.serving != old
+    ok = runner.invoke(certs, ["check", str(tls / "tls.crt")])
+    assert ok.exit_code == 0 and "RENEW" not in ok.output
+    assert "nfsguard.ns1.svc" in ok.output
+
+    # dropping the IP SAN re-issues
+    narrowed = runner.invoke(certs, args)
+    assert narrowed.exit_code == 0 and "reissued" in narrowed.output
+
+
+def test_cli_check_rejects_a_non_certificate(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from webhook.cli.certs import certs
+
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    result = CliRunner().invoke(certs, ["check", str(junk)])
+    assert result.exit_code == 2
