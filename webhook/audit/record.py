@@ -225,6 +225,7 @@ def decision_body(request: AdmissionRequest, decision: Decision, *, time: str) -
         "warnings": list(decision.warnings),
         "target": _target(decision.target),
         "nodes": decision.nodes,
+        "notes": list(decision.notes),
     }
 
 

@@ -61,6 +61,7 @@ def decision(
         message=f"pinned to NFS 4.1 by {rule}",
         warnings=("pinned",),
         nodes="inventory: 3 nodes",
+        notes=("pin written as a complete option set for the driver",),
     )
 
 

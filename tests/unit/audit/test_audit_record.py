@@ -85,6 +85,7 @@ def test_decision_record_carries_every_field(tmp_path: Path) -> None:
             "storageClass": "nfs-csi",
         },
         "nodes": "inventory: 3 nodes",
+        "notes": ["pin written as a complete option set for the driver"],
     }
     assert digest == record_hash(record)
 
