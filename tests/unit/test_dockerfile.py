@@ -123,3 +123,24 @@ def test_dockerignore_is_an_allow_list() -> None:
     assert lines[0] == "*"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
     assert allowed == {"pyproject.toml", "README.md", "webhook"}
+
+
+def test_the_application_runs_without_the_installers_the_image_removes() -> None:
+    """The runtime image uninstalls pip, setuptools and wheel: nothing nfsguard imports
+    at run time (server, cluster adapters, audit, CLI) may need them."""
+    code = (
+        "import sys\n"
+        "for m in ('setuptools', 'pkg_resources', 'pip', 'wheel', '_distutils_hack'):\n"
+        "    sys.modules[m] = None\n"
+        "import webhook.cli.main, webhook.server.runner, webhook.server.app\n"
+        "import webhook.cluster.nodes, webhook.cluster.certs, webhook.audit\n"
+        "from click.testing import CliRunner\n"
+        "r = CliRunner().invoke(webhook.cli.main.cli, ['policy', 'lint', 'policies'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "r = CliRunner().invoke(webhook.cli.main.cli, ['serve', '--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
