@@ -259,6 +259,8 @@ def served(tmp_path: Path) -> Iterator[tuple[Server, ConfigMapDir]]:
     server = Server(tmp_path, cm.root)
     try:
         server.start()
+        # every worker has loaded v1 before a test changes anything
+        server.wait_all_workers(lambda b: versions(b) == ["v1"], "a worker never started")
         yield server, cm
     finally:
         server.stop()
