@@ -12,9 +12,7 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,16 +23,15 @@ from typing import Any
 import pytest
 import requests
 
+from tests.integration.conftest import (
+    APISERVER_HEADERS,
+    ServerHandle,
+    admission_review,
+    start_server,
+)
 from webhook.core.policy.loader import PolicyError
 from webhook.server.policy_store import PolicyStore
 
-NFSGUARD = Path(sys.executable).parent / "nfsguard"
-HOST = "127.0.0.1"
-HEADERS = {
-    "Content-Type": "application/json",
-    "Accept": "application/json, */*",
-    "User-Agent": "kube-apiserver-admission",
-}
 WAIT = 60.0  # a generous deadline for things that happen within a few seconds
 WORKERS = 2
 
@@ -102,94 +99,63 @@ class ConfigMapDir:
                 link.symlink_to(f"..data/{name}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
+    """The shared integration server (tests/integration/conftest.py ``start_server``)
+    with 2 workers and a fast reload interval, plus helpers that reach every worker."""
+
     def __init__(self, workdir: Path, policies: Path) -> None:
         self.workdir = workdir
         self.policies = policies
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.output = workdir / "serve.out"
+        self.handle: ServerHandle | None = None
 
     @property
     def ca(self) -> str:
-        return str(self.workdir / "tls" / "ca.crt")
+        assert self.handle is not None
+        return str(self.handle.ca_crt)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.handle.process if self.handle is not None else None
 
     def url(self, path: str) -> str:
-        return f"https://{HOST}:{self.port}{path}"
+        assert self.handle is not None
+        return self.handle.url(path)
+
+    def session(self) -> requests.Session:
+        """A new connection (so any worker may answer), TLS verified, no proxies."""
+        session = requests.Session()
+        session.verify = self.ca
+        session.trust_env = False
+        return session
 
     def start(self) -> Server:
-        for _ in range(3):
-            self.port = free_port()
-            self.output = self.workdir / f"serve-{self.port}.out"
-            argv = [
-                str(NFSGUARD),
-                "serve",
-                "--policy",
-                str(self.policies),
-                "--tls-dir",
-                str(self.workdir / "tls"),
-                "--host",
-                HOST,
-                "--port",
-                str(self.port),
-                "--workers",
-                str(WORKERS),
-                "--threads",
-                "4",
-                "--reload-interval",
-                "0.2",
-            ]
-            env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-            with self.output.open("wb") as out:
-                self.proc = subprocess.Popen(
-                    argv, stdout=out, stderr=out, env=env, start_new_session=True
-                )
-            deadline = time.monotonic() + WAIT
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    if requests.get(self.url("/readyz"), verify=self.ca, timeout=2).ok:
-                        return self
-                except (requests.RequestException, OSError):
-                    pass
-                time.sleep(0.1)
-            text = self.log()
-            self.stop()
-            if "in use" not in text.lower():
-                raise RuntimeError(f"nfsguard serve did not become ready:\n{text[-3000:]}")
-        raise RuntimeError("no free port")
+        args = ["--workers", str(WORKERS), "--threads", "4", "--reload-interval", "0.2"]
+        self.handle = start_server([self.policies], self.workdir, args)
+        return self
 
     def log(self) -> str:
-        return self.output.read_text(errors="replace")
+        return self.handle.log_text() if self.handle is not None else ""
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        if self.handle is not None:
+            self.handle.stop()
 
     def readyz(self) -> dict[str, Any]:
         # A fresh connection each time, so either worker may answer.
-        r = requests.get(self.url("/readyz"), verify=self.ca, timeout=10)
+        with self.session() as fresh:
+            r = fresh.get(self.url("/readyz"), timeout=10)
         assert r.status_code == 200, r.text
         body: dict[str, Any] = r.json()
         return body
 
     def review(self, session: requests.Session | None = None) -> requests.Response:
-        post = session.post if session is not None else requests.post
-        return post(
+        if session is None:
+            with self.session() as fresh:
+                return self.review(fresh)
+        return session.post(
             self.url("/mutate?timeout=10s"),
             data=json.dumps(review_body()),
-            headers=HEADERS,
+            headers=APISERVER_HEADERS,
             verify=self.ca,
             timeout=10,
         )
@@ -212,33 +178,21 @@ class Server:
         return body
 
 
+PV = {
+    "kind": "PersistentVolume",
+    "apiVersion": "v1",
+    "metadata": {"name": "pv-filer"},
+    "spec": {
+        "capacity": {"storage": "1Gi"},
+        "accessModes": ["ReadWriteMany"],
+        "mountOptions": ["nfsvers=4.2", "hard"],
+        "nfs": {"server": "192.0.2.10", "path": "/exports/a"},
+    },
+}
+
+
 def review_body() -> dict[str, Any]:
-    uid = str(uuid.uuid4())
-    return {
-        "kind": "AdmissionReview",
-        "apiVersion": "admission.k8s.io/v1",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "PersistentVolume"},
-            "resource": {"group": "", "version": "v1", "resource": "persistentvolumes"},
-            "name": "pv-filer",
-            "operation": "CREATE",
-            "userInfo": {"username": "kubernetes-admin"},
-            "object": {
-                "kind": "PersistentVolume",
-                "apiVersion": "v1",
-                "metadata": {"name": "pv-filer"},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteMany"],
-                    "mountOptions": ["nfsvers=4.2", "hard"],
-                    "nfs": {"server": "192.0.2.10", "path": "/exports/a"},
-                },
-            },
-            "oldObject": None,
-            "dryRun": False,
-        },
-    }
+    return admission_review(PV)
 
 
 def answer(r: requests.Response) -> tuple[bool, str]:
@@ -267,7 +221,8 @@ def served(tmp_path: Path) -> Iterator[tuple[Server, ConfigMapDir]]:
 
 
 def reload_total(server: Server, result: str) -> float:
-    text = requests.get(server.url("/metrics"), verify=server.ca, timeout=10).text
+    with server.session() as fresh:
+        text = fresh.get(server.url("/metrics"), timeout=10).text
     found = re.search(
         rf'^nfsguard_policy_reload_total\{{result="{result}"\}} ([0-9.e+]+)$', text, re.M
     )
@@ -342,7 +297,7 @@ def test_no_review_fails_during_several_swaps(served: tuple[Server, ConfigMapDir
     errors: list[str] = []
 
     def client(keep_alive: bool) -> None:
-        session = requests.Session() if keep_alive else None
+        session = server.session() if keep_alive else None
         while not stop.is_set():
             try:
                 r = server.review(session)
