@@ -45,7 +45,7 @@ def policy() -> None:
 @click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
 @click.argument("paths", nargs=-1, required=True)
 def lint(paths: tuple[str, ...], strict: bool) -> None:
-    """Check policy files (and the *.yaml of directories) as the server would load them.
+    """Check policies (files, or the *.yaml of directories) as the server loads them.
 
     Prints every problem as FILE:LINE:COL: message (warnings as
     FILE:LINE:COL: warning: message), then one summary line. Exit 0 when
@@ -79,7 +79,7 @@ def lint(paths: tuple[str, ...], strict: bool) -> None:
 @click.option("-k", "keyword", help="Run only cases whose SUITE::CASE contains this text.")
 @click.argument("paths", nargs=-1, required=True)
 def test_suites(paths: tuple[str, ...], keyword: str | None) -> None:
-    """Run policy test suites (kind: NFSPolicyTest) in files or directories.
+    """Run policy test suites (kind: NFSPolicyTest): files, or directories searched.
 
     One PASS/FAIL line per case, a diff for a wrong golden object, and a final
     line "N passed, M failed". Exit 0 when all pass, 1 on any failure, 2 when
@@ -137,8 +137,13 @@ def explain(
     output: str,
     files: tuple[str, ...],
 ) -> None:
-    """Explain, per object of FILES (or - for stdin), what nfsguard reads, which rules
-    match, which one decides and why, and the resulting patch. Exit 0, or 2 on bad input."""
+    """Explain the decision for each object of FILES (or - for stdin).
+
+    Shows what nfsguard reads (driver, export, option places, effective version,
+    node kernels), every matching rule, the one that decides and why, and the
+    resulting patch. -o json is documented in docs/policy-authoring.md. Exit 0,
+    or 2 on bad input.
+    """
     engine = load_engine(policies)
     inventory = load_inventory(nodes_file)
     results = []
