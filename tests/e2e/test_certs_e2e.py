@@ -674,3 +674,43 @@ def test_reapplying_the_shipped_webhook_keeps_the_injected_ca_bundle(
         delete_quietly(core_v1.delete_namespaced_secret, SECRET, NAMESPACE)
         # the next test must not meet the fail-closed registration in the apiserver's cache
         wait_until("the shipped registration to be gone", lambda: probe(core_v1) == [PROBE_ASKS])
+
+
+@pytest.mark.usefixtures("certs_rbac")
+def test_audit_key_secret_is_created_once_with_the_shipped_rbac(
+    as_certs_sa: k8s.ApiClient, core_v1: k8s.CoreV1Api, tmp_path: Path
+) -> None:
+    """The install Job's init container creates the signing key Secret once, as the
+    nfsguard-certs identity, immutable; a second run reports the same keyId; the stored
+    key really signs checkpoints that verify with the stored public key."""
+    from webhook.audit.signing import load_public_key, load_signer, verify_signature
+    from webhook.cluster.audit_key import PRIVATE_KEY, PUBLIC_KEY, ensure_audit_key_secret
+
+    name = "nfsguard-audit-key"
+    delete_quietly(core_v1.delete_namespaced_secret, name, NAMESPACE)
+    created, kid = ensure_audit_key_secret(as_certs_sa, NAMESPACE, name)
+    again, kid_again = ensure_audit_key_secret(as_certs_sa, NAMESPACE, name)
+    assert (created, again) == (True, False)
+    assert kid == kid_again
+
+    stored = core_v1.read_namespaced_secret(name, NAMESPACE)
+    assert stored.immutable is True
+    assert stored.metadata.annotations["nfsguard.io/audit-key-id"] == kid
+    private = tmp_path / PRIVATE_KEY
+    public = tmp_path / PUBLIC_KEY
+    private.write_bytes(base64.b64decode(stored.data[PRIVATE_KEY]))
+    public.write_bytes(base64.b64decode(stored.data[PUBLIC_KEY]))
+
+    signer = load_signer(str(private))
+    record = {"type": "checkpoint", "seq": 7, "head": {"seq": 6, "hash": "ab" * 32}, "keyId": kid}
+    signed = {**record, "signature": signer.sign(record)}
+    assert verify_signature(load_public_key(str(public)), signed)
+
+    # The identity may read and create it, never change it (and the API refuses too).
+    stored.data[PUBLIC_KEY] = stored.data[PRIVATE_KEY]
+    with pytest.raises(k8s.ApiException) as refused:
+        k8s.CoreV1Api(as_certs_sa).replace_namespaced_secret(name, NAMESPACE, stored)
+    assert refused.value.status == 403
+    with pytest.raises(k8s.ApiException) as immutable:
+        core_v1.replace_namespaced_secret(name, NAMESPACE, stored)
+    assert immutable.value.status == 422

@@ -89,11 +89,8 @@ def verify_signature(public: Ed25519PublicKey, record: Mapping[str, Any]) -> boo
     return True
 
 
-def generate(private_path: str, public_path: str, *, force: bool = False) -> str:
-    """Write a new keypair (private key mode 0600); returns its keyId."""
-    for path in (private_path, public_path):
-        if not force and os.path.exists(path):
-            raise AuditKeyError(f"{path}: exists (use --force to overwrite)")
+def new_keypair() -> tuple[bytes, bytes, str]:
+    """A fresh Ed25519 keypair as (private PEM, public PEM, keyId); no I/O."""
     private = Ed25519PrivateKey.generate()
     private_pem = private.private_bytes(
         serialization.Encoding.PEM,
@@ -103,6 +100,15 @@ def generate(private_path: str, public_path: str, *, force: bool = False) -> str
     public_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    return private_pem, public_pem, key_id(private.public_key())
+
+
+def generate(private_path: str, public_path: str, *, force: bool = False) -> str:
+    """Write a new keypair (private key mode 0600); returns its keyId."""
+    for path in (private_path, public_path):
+        if not force and os.path.exists(path):
+            raise AuditKeyError(f"{path}: exists (use --force to overwrite)")
+    private_pem, public_pem, kid = new_keypair()
     try:
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
@@ -112,4 +118,4 @@ def generate(private_path: str, public_path: str, *, force: bool = False) -> str
             handle.write(public_pem)
     except OSError as exc:
         raise AuditKeyError(f"{exc.filename}: cannot write key: {exc.strerror}") from None
-    return key_id(private.public_key())
+    return kid

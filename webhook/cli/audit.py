@@ -241,6 +241,35 @@ def query_command(
         click.echo(q.table(selected), nl=False)
 
 
+@audit.command("key-secret")
+@click.option("--namespace", default="nfsguard", show_default=True)
+@click.option("--name", default="nfsguard-audit-key", show_default=True, help="Secret name.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, exists=True))
+@click.option("--in-cluster", is_flag=True, help="Use the pod's service account.")
+def key_secret_command(namespace: str, name: str, kubeconfig: str | None, in_cluster: bool) -> None:
+    """Create the signing key Secret (audit.key, audit.pub) once; never rotate it.
+
+    Idempotent: an existing Secret is left as it is and its keyId printed.
+    Give auditors audit.pub for `nfsguard audit verify --public-key`.
+    """
+    from pathlib import Path
+
+    from kubernetes.client.exceptions import ApiException
+
+    from webhook.cluster.audit_key import ensure_audit_key_secret
+    from webhook.cluster.certs import make_api_client
+
+    try:
+        api = make_api_client(Path(kubeconfig) if kubeconfig else None, in_cluster=in_cluster)
+        created, kid = ensure_audit_key_secret(api, namespace, name)
+    except ApiException as exc:
+        _fail(f"secret {namespace}/{name}: {exc.status} {exc.reason}")
+    except ValueError as exc:
+        _fail(str(exc))
+    state = "created" if created else "exists"
+    click.echo(f"secret {namespace}/{name} {state}: keyId {kid}")
+
+
 @audit.command("keygen")
 @click.option("--private-key", required=True, metavar="FILE", help="Where to write the key.")
 @click.option("--public-key", required=True, metavar="FILE", help="Where to write the public key.")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from webhook.cli.common import load_engine, load_inventory
+from webhook.cli.common import fail, load_engine, load_inventory
 
 
 @click.command()
@@ -32,7 +32,7 @@ from webhook.cli.common import load_engine, load_inventory
 @click.option("--audit-log", type=click.Path(dir_okay=False), help="Append decisions to this file.")
 @click.option(
     "--audit-key",
-    type=click.Path(dir_okay=False, exists=True),
+    type=click.Path(dir_okay=False),
     help="Ed25519 private key (PEM) that signs audit checkpoints.",
 )
 @click.option(
@@ -95,6 +95,13 @@ def serve(
         # one interleaved chain per worker that no one could verify.
         raise click.UsageError("--audit-stdout needs --audit-log (the chain lives in the file)")
     engine = load_engine(policies)  # refuse to start on a bad policy, with every problem
+    if audit_key:
+        from webhook.audit.signing import AuditKeyError, load_signer
+
+        try:
+            load_signer(audit_key)  # a bad key fails here, in one line, not in every worker
+        except AuditKeyError as exc:
+            fail(str(exc))
     load_inventory(nodes_file)
     from webhook.pki import ensure_dev_tls
 
