@@ -284,7 +284,7 @@ class _Reader:
     def _load(
         self, doc: Document, path: tuple[str | int, ...], rel: str, base: Path
     ) -> list[dict[str, Any]] | None:
-        file = base / rel
+        file = Path(os.path.normpath(base / rel))
         try:
             return list(load_manifests(read_text(file), str(file)))
         except SourceError as exc:
@@ -404,6 +404,8 @@ def check_suites(files: Sequence[Path]) -> tuple[int, list[str]]:
         return reader.suites_read, list(exc.lines)
     problems = list(reader.problems)
     for policies in dict.fromkeys(c.policies for c in cases):
+        if not all(Path(p).exists() for p in policies):
+            continue  # reported by the reader
         try:
             load_policies(_read_policies(policies))
         except PolicyError as exc:
@@ -423,8 +425,8 @@ def load_cases(paths: Sequence[str]) -> tuple[list[Case], dict[tuple[str, ...], 
     cases = reader.suites(suite_files(paths))
     engines: dict[tuple[str, ...], Engine] = {}
     for case in cases:
-        if case.policies in engines:
-            continue
+        if case.policies in engines or not all(Path(p).exists() for p in case.policies):
+            continue  # loaded already, or a missing policy file was reported
         try:
             sources = _read_policies(case.policies)
             engines[case.policies] = Engine(load_policies(sources), load_profile_sources(sources))
