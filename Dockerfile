@@ -40,4 +40,5 @@ EXPOSE 8443
 ENTRYPOINT ["nfsguard"]
 CMD ["serve", "--policy", "/etc/nfsguard/policies", "--tls-dir", "/etc/nfsguard/tls", \
      "--host", "0.0.0.0", "--port", "8443", \
-     "--audit-log", "/var/log/nfsguard/audit.log", "--audit-stdout", "--in-cluster"]
+     "--audit-log", "/var/log/nfsguard/audit.log", "--audit-stdout", \
+     "--audit-key", "/etc/nfsguard/audit-key/audit.key", "--in-cluster"]
