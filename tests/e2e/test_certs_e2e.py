@@ -695,6 +695,8 @@ def test_audit_key_secret_is_created_once_with_the_shipped_rbac(
 
     stored = core_v1.read_namespaced_secret(name, NAMESPACE)
     assert stored.immutable is True
+    assert stored.metadata is not None and stored.metadata.annotations is not None
+    assert stored.data is not None
     assert stored.metadata.annotations["nfsguard.io/audit-key-id"] == kid
     private = tmp_path / PRIVATE_KEY
     public = tmp_path / PUBLIC_KEY

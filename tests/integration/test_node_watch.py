@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -342,7 +343,7 @@ def zone(value: str) -> NodeScope:
     return NodeScope((SelectorTerm((SelectorRequirement(ZONE, "In", (value,)),)),))
 
 
-def kernels(inv: LiveNodeInventory, scope: NodeScope = ALL_NODES) -> frozenset[str] | None:
+def kernels(inv: LiveNodeInventory, scope: NodeScope = ALL_NODES) -> AbstractSet[str] | None:
     view = inv.kernels_in(scope)
     return view.kernels if view.known else None
 

@@ -684,7 +684,7 @@ def test_filestore_pins_only_the_version_of_its_instance(mountpoint: Path) -> No
         "gcp-filestore",
         "10.117.0.2",
         "/vol1",
-        {"4.1"},
+        frozenset({"4.1"}),
     )
     assert run(engine(policy()), filestore_pv(None)).outcome is Outcome.WARNED  # 4.0: never
     eng41 = engine(policy(pin="4.1"))

@@ -14,10 +14,9 @@ import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from audit_fixtures import decision, request
-
+from tests.unit.audit.audit_fixtures import decision, request
 from webhook.audit.signing import load_signer
 from webhook.audit.writer import AuditWriter
 from webhook.core.decision import Decision

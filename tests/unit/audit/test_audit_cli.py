@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from audit_fixtures import (
+
+from tests.unit.audit.audit_fixtures import (
     PYTHON,
     REPO,
     T0,
@@ -20,7 +21,6 @@ from audit_fixtures import (
     request,
     run_cli,
 )
-
 from webhook.audit.query import Filter, parse_when, select
 from webhook.audit.signing import load_signer
 from webhook.audit.writer import AuditWriter

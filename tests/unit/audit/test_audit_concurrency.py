@@ -13,7 +13,15 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from audit_fixtures import CHILD, PYTHON, child_env, keypair, log_files, run_cli, verify_files
+from tests.unit.audit.audit_fixtures import (
+    CHILD,
+    PYTHON,
+    child_env,
+    keypair,
+    log_files,
+    run_cli,
+    verify_files,
+)
 
 PROCESSES = 4
 THREADS = 8

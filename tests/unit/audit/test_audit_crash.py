@@ -14,8 +14,15 @@ import subprocess
 import time
 from pathlib import Path
 
-from audit_fixtures import CHILD, PYTHON, child_env, decision, request, run_cli, verify_files
-
+from tests.unit.audit.audit_fixtures import (
+    CHILD,
+    PYTHON,
+    child_env,
+    decision,
+    request,
+    run_cli,
+    verify_files,
+)
 from webhook.audit.writer import AuditWriter
 
 BIG = 32 * 1024 * 1024

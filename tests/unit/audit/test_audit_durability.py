@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from audit_fixtures import decision, keypair, request, verify_files
 
+from tests.unit.audit.audit_fixtures import decision, keypair, request, verify_files
 from webhook.audit import AuditWriteError, open_recorder
 from webhook.audit.signing import AuditKeyError
 from webhook.audit.writer import AuditWriter

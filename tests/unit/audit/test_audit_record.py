@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import jsonschema
-from audit_fixtures import T0, StepClock, decision, keypair, request
 
+from tests.unit.audit.audit_fixtures import T0, StepClock, decision, keypair, request
 from webhook.admission.wire import AdmissionRequest, UserInfo
 from webhook.audit.record import GENESIS, SCHEMA, canonical, record_hash
 from webhook.audit.signing import load_signer

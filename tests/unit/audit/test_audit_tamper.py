@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from audit_fixtures import (
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tests.unit.audit.audit_fixtures import (
     T0,
     StepClock,
     decision,
@@ -17,8 +19,6 @@ from audit_fixtures import (
     request,
     verify_files,
 )
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from webhook.audit.record import record_hash, to_line
 from webhook.audit.signing import generate, key_id, load_public_key, load_signer
 from webhook.audit.verify import Verifier, Where

@@ -6,8 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from audit_fixtures import decision, keypair, log_files, request, verify_files
-
+from tests.unit.audit.audit_fixtures import decision, keypair, log_files, request, verify_files
 from webhook.audit.signing import load_signer
 from webhook.audit.writer import AuditWriter, read_tail
 
