@@ -21,6 +21,24 @@ from webhook.sources import SourceError, load_manifests, read_policy_sources, re
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT = 0, 1, 2
 
+#: Options every command that evaluates policies shares, spelled once.
+policy_option = click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    required=True,
+    help="Policy file or directory (repeatable).",
+)
+nodes_option = click.option(
+    "--nodes",
+    "nodes_file",
+    type=click.Path(dir_okay=False),
+    help="Node inventory: kubectl get nodes -o yaml output (else each policy's unknownNodes).",
+)
+operation_option = click.option(
+    "--operation", type=click.Choice(["CREATE", "UPDATE"]), default="CREATE", show_default=True
+)
+
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     click.echo(f"nfsguard: {message}" if ":" not in message.split(" ")[0] else message, err=True)

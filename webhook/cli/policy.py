@@ -21,6 +21,9 @@ from webhook.cli.common import (
     fail,
     load_engine,
     load_inventory,
+    nodes_option,
+    operation_option,
+    policy_option,
 )
 from webhook.cli.policy_suite import (
     SuiteError,
@@ -110,22 +113,9 @@ def test_suites(paths: tuple[str, ...], keyword: str | None) -> None:
 
 
 @policy.command("explain")
-@click.option(
-    "--policy",
-    "policies",
-    multiple=True,
-    required=True,
-    help="Policy file or directory (repeatable).",
-)
-@click.option(
-    "--nodes",
-    "nodes_file",
-    type=click.Path(dir_okay=False),
-    help="kubectl get nodes -o yaml output (else the policies' unknownNodes applies).",
-)
-@click.option(
-    "--operation", type=click.Choice(["CREATE", "UPDATE"]), default="CREATE", show_default=True
-)
+@policy_option
+@nodes_option
+@operation_option
 @click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
 )

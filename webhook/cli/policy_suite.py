@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from webhook.admission.errors import BadRequest
@@ -43,6 +39,7 @@ from webhook.core.policy.engine import Engine
 from webhook.core.policy.loader import API_VERSION, Document, PolicyError, load_policies
 from webhook.core.policy.loader import scan_documents as _scan
 from webhook.core.policy.model import Position
+from webhook.core.schemas import dotted, load_schema, validator
 from webhook.sources import POLICY_SUFFIXES, SourceError, load_manifests, read_text
 from webhook.sources import read_policy_sources as _read_policies
 
@@ -135,16 +132,8 @@ def _text(path: Path) -> str:
         raise SuiteError([str(exc)]) from None
 
 
-@cache
 def suite_schema() -> dict[str, Any]:
-    text = resources.files("webhook").joinpath("data/nfspolicytest.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
-@cache
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(suite_schema())
+    return load_schema("nfspolicytest")
 
 
 def _line(doc: Document, path: tuple[str | int, ...], *, key: bool = False) -> str:
@@ -152,18 +141,11 @@ def _line(doc: Document, path: tuple[str | int, ...], *, key: bool = False) -> s
     return f"{pos.file}:{pos.line}"
 
 
-def _dotted(path: Sequence[str | int]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "document"
-
-
 def _schema_lines(doc: Document) -> list[str]:
     found: list[tuple[Position, str]] = []
-    for error in _validator().iter_errors(doc.data):
+    for error in validator("nfspolicytest").iter_errors(doc.data):
         path = tuple(error.absolute_path)
-        where = _dotted(path)
+        where = dotted(path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = set((error.schema.get("properties") or {}).keys())
             for key in error.instance:

@@ -25,6 +25,9 @@ from webhook.cli.common import (
     fail,
     load_engine,
     load_inventory,
+    nodes_option,
+    operation_option,
+    policy_option,
 )
 from webhook.core.decision import Decision
 from webhook.sources import SourceError, load_manifests, read_text
@@ -62,22 +65,9 @@ def admitted(obj: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
 
 
 @click.command()
-@click.option(
-    "--policy",
-    "policies",
-    multiple=True,
-    required=True,
-    help="Policy file or directory (repeatable).",
-)
-@click.option(
-    "--nodes",
-    "nodes_file",
-    type=click.Path(dir_okay=False),
-    help="kubectl get nodes -o yaml output.",
-)
-@click.option(
-    "--operation", type=click.Choice(["CREATE", "UPDATE"]), default="CREATE", show_default=True
-)
+@policy_option
+@nodes_option
+@operation_option
 @click.argument("files", nargs=-1, required=True)
 def review(
     policies: tuple[str, ...], nodes_file: str | None, operation: str, files: tuple[str, ...]

@@ -8,17 +8,11 @@ from pathlib import Path
 
 import click
 
-from webhook.cli.common import fail, load_engine, load_inventory
+from webhook.cli.common import fail, load_engine, load_inventory, policy_option
 
 
 @click.command()
-@click.option(
-    "--policy",
-    "policies",
-    multiple=True,
-    required=True,
-    help="Policy file or directory (repeatable).",
-)
+@policy_option
 @click.option(
     "--tls-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -20,7 +20,6 @@ the first profile whose ``match`` holds reads the object.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,8 +27,6 @@ from enum import StrEnum
 from functools import cache, cached_property
 from importlib import resources
 from typing import Any
-
-import jsonschema
 
 from webhook.core.decision import Action
 from webhook.core.options import PINNABLE_VERSIONS, pin_option, selected_version
@@ -43,6 +40,7 @@ from webhook.core.policy.loader import (
 )
 from webhook.core.policy.model import Policy, Position, Rule
 from webhook.core.policy.patterns import NamePattern
+from webhook.core.schemas import dotted, load_schema, validator
 
 LEGACY_ANNOTATION = "volume.beta.kubernetes.io/mount-options"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
@@ -415,23 +413,8 @@ class DriverProfiles:
         return DriverProfiles([*operator, *(p for p in self.profiles if p.name not in names)])
 
 
-@cache
 def profile_schema() -> dict[str, Any]:
-    text = resources.files("webhook").joinpath("data/nfsdriverprofile.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
-@cache
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(profile_schema())
-
-
-def _dotted(path: Sequence[str | int]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "document"
+    return load_schema("nfsdriverprofile")
 
 
 def _names(items: Any, where: Sequence[str | int], doc: Document, problems: list[Problem]) -> Any:
@@ -629,9 +612,9 @@ def build_profile(
     """One ``NFSDriverProfile`` document -> a profile, or None and every problem."""
     _coerce_versions(doc.data)
     problems: list[Problem] = []
-    for error in _validator().iter_errors(doc.data):
+    for error in validator("nfsdriverprofile").iter_errors(doc.data):
         path = tuple(error.absolute_path)
-        problems.append(Problem(doc.at(path), f"{_dotted(path)}: {error.message}"))
+        problems.append(Problem(doc.at(path), f"{dotted(path)}: {error.message}"))
     if problems:
         return None, problems
     builder = _Builder(doc)

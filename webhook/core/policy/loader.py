@@ -12,11 +12,8 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any
 
-import jsonschema
 import yaml
 
 from webhook.core.decision import Action
@@ -36,6 +33,7 @@ from webhook.core.policy.patterns import (
     LabelSelector,
     NamePattern,
 )
+from webhook.core.schemas import dotted, load_schema, validator
 
 API_VERSION = "nfsguard.io/v1alpha1"
 POLICY_KIND = "NFSMountPolicy"
@@ -172,16 +170,8 @@ def scan_documents(text: str, source: str) -> tuple[list[Document], list[Problem
     return documents, []
 
 
-@cache
 def policy_schema() -> dict[str, Any]:
-    text = resources.files("webhook").joinpath("data/nfsmountpolicy.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
-@cache
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(policy_schema())
+    return load_schema("nfsmountpolicy")
 
 
 def _context(data: Any, path: Path) -> str:
@@ -196,13 +186,6 @@ def _context(data: Any, path: Path) -> str:
     return ""
 
 
-def _dotted(path: Path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "document"
-
-
 _TYPE_NAMES = {
     "string": "a string",
     "object": "a mapping",
@@ -214,12 +197,12 @@ _TYPE_NAMES = {
 
 def _schema_problems(doc: Document) -> list[Problem]:
     problems: list[Problem] = []
-    for error in _validator().iter_errors(doc.data):
+    for error in validator("nfsmountpolicy").iter_errors(doc.data):
         path: Path = tuple(error.absolute_path)
         ctx = _context(doc.data, path)
-        where = _dotted(path)
-        validator = error.validator
-        if validator == "additionalProperties" and isinstance(error.instance, dict):
+        where = dotted(path)
+        kind = error.validator
+        if kind == "additionalProperties" and isinstance(error.instance, dict):
             allowed = set((error.schema.get("properties") or {}).keys())
             for key in error.instance:
                 if key not in allowed:
@@ -229,13 +212,13 @@ def _schema_problems(doc: Document) -> list[Problem]:
                         msg += f" (did you mean {hint!r}?)"
                     problems.append(Problem(doc.at((*path, key), key=True), msg))
             continue
-        if validator == "required":
+        if kind == "required":
             missing = error.message.split("'")[1] if "'" in error.message else "?"
             problems.append(
                 Problem(doc.at(path), f"{ctx}{where}: missing required key {missing!r}")
             )
             continue
-        if validator == "type":
+        if kind == "type":
             want = error.validator_value
             want_text = _TYPE_NAMES.get(want, str(want)) if isinstance(want, str) else str(want)
             msg = f"{ctx}{where} must be {want_text}"
@@ -243,7 +226,7 @@ def _schema_problems(doc: Document) -> list[Problem]:
                 msg += f" (quote it: YAML read {error.instance!r} as a number)"
             problems.append(Problem(doc.at(path), msg))
             continue
-        if validator in ("enum", "const"):
+        if kind in ("enum", "const"):
             options = error.validator_value
             choices = ", ".join(map(str, options)) if isinstance(options, list) else str(options)
             if path == ("spec", "pin"):
@@ -259,7 +242,7 @@ def _schema_problems(doc: Document) -> list[Problem]:
                 Problem(doc.at(path), f"{ctx}{where}: {error.instance!r} is not one of: {choices}")
             )
             continue
-        if validator == "pattern":
+        if kind == "pattern":
             problems.append(
                 Problem(
                     doc.at(path),
@@ -376,7 +359,7 @@ def build_policy(doc: Document) -> Policy:
 def _broken_rules(data: Any) -> set[int]:
     """Indexes of rules the schema rejects: their semantics cannot be checked."""
     broken: set[int] = set()
-    for error in _validator().iter_errors(data):
+    for error in validator("nfsmountpolicy").iter_errors(data):
         path = tuple(error.absolute_path)
         if len(path) >= 3 and path[:2] == ("spec", "rules") and isinstance(path[2], int):
             broken.add(path[2])
