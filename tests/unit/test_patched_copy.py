@@ -43,7 +43,19 @@ PATCHES: list[list[dict[str, Any]]] = [
         {"op": "add", "path": "/spec/extra", "value": {}},
         {"op": "add", "path": "/spec/extra/mountOptions", "value": ["nfsvers=4.0"]},
     ],
+    [{"op": "add", "path": "/spec/mountOptions/0", "value": "nfsvers=4.0"}],
+    [{"op": "add", "path": "/spec/mountOptions/2", "value": "nfsvers=4.0"}],  # == len: append
+    [{"op": "add", "path": "/metadata/managedFields/0/fieldsV1/f:x", "value": {"a": [1]}}],
+    [{"op": "add", "path": "/metadata/annotations/-", "value": "a dict key named -"}],
+    [{"op": "add", "path": "/spec/nfs/server", "value": "10.0.0.2"}],  # add overwrites
+    [{"op": "remove", "path": "/spec/csi/volumeAttributes"}],
+    [
+        {"op": "remove", "path": "/spec/mountOptions/0"},
+        {"op": "remove", "path": "/spec/mountOptions/0"},
+        {"op": "add", "path": "/spec/mountOptions/-", "value": "nfsvers=4.0"},
+    ],
     [{"op": "copy", "from": "/spec/nfs", "path": "/spec/nfs2"}],  # not a path-only op
+    [{"op": "test", "path": "/spec/nfs/server", "value": "10.0.0.1"}],
 ]
 
 
@@ -61,6 +73,16 @@ def test_same_result_as_a_deep_copy_and_object_untouched(ops: list[dict[str, Any
     [
         [{"op": "replace", "path": "/spec/missing/mountOptions", "value": []}],
         [{"op": "remove", "path": "/spec/mountOptions/7"}],
+        [{"op": "add", "path": "/spec/mountOptions/3", "value": "x"}],  # > len
+        [{"op": "replace", "path": "/spec/mountOptions/01", "value": "x"}],  # leading zero
+        [{"op": "replace", "path": "/spec/nfs/missing", "value": "x"}],
+        [{"op": "remove", "path": "/metadata/labels"}],
+        [{"op": "add", "path": "/spec/mountOptions/0/x", "value": "x"}],  # into a string
+        [{"op": "replace", "path": "/spec/mountOptions/0"}],  # no value
+        [
+            {"op": "add", "path": "/spec/mountOptions/-", "value": "x"},
+            {"op": "test", "path": "/spec/mountOptions/0", "value": "wrong"},
+        ],
         [
             {"op": "replace", "path": "/spec/mountOptions/0", "value": "x"},
             {"op": "remove", "path": "/spec/nfs/server/deeper"},

@@ -61,6 +61,7 @@ def glob_regex(pattern: str, *, slash_is_special: bool, ignore_case: bool) -> re
     return re.compile("".join(out) + r"\Z", flags)
 
 
+@lru_cache(maxsize=4096)  # pure; called for the server of every reviewed object
 def parse_ip(text: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(text.strip("[]"))
