@@ -390,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--doc", type=Path, help="rewrite the results block of this markdown file")
     args = ap.parse_args(argv)
 
+    subprocess.run([str(REPO / "hack" / "bench-deps.sh")], check=True)  # wrk, before any work
     info = machine()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"nfsguard bench {started}: {info}", flush=True)
@@ -415,7 +416,6 @@ def main(argv: list[str] | None = None) -> int:
         body = review_body()
         body_file = work / "review.json"
         body_file.write_bytes(body)
-        subprocess.run([str(REPO / "hack" / "bench-deps.sh")], check=True)
 
         common = ["--workers", str(args.workers), "--threads", str(args.threads)]
         specs: list[tuple[str, list[str], bool]] = [
