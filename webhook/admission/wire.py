@@ -8,10 +8,11 @@ See staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook/request/admissionr
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from webhook.admission.errors import BadRequest, PayloadTooLarge
 
@@ -73,10 +74,10 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if len(body) > MAX_BODY:
         raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds {MAX_BODY}")
     try:
-        review = json.loads(body)
-    except RecursionError:
-        raise BadRequest("request body is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+        review = orjson.loads(body)  # strict RFC 8259: no NaN, valid UTF-8, depth <= 1024
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            raise BadRequest("request body is nested too deeply") from None
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(review, dict):
         raise BadRequest("request body must be a JSON object (an AdmissionReview)")
@@ -140,7 +141,7 @@ def review_response(
     if not allowed:
         response["status"] = {"code": max(code, 400), "reason": "Forbidden", "message": message}
     elif patch:
-        encoded = json.dumps(list(patch), separators=(",", ":")).encode()
+        encoded = orjson.dumps(list(patch))
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(encoded).decode()
     if warnings:

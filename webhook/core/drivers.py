@@ -29,6 +29,7 @@ from importlib import resources
 from typing import Any
 
 from webhook.core.decision import Action
+from webhook.core.jsontypes import JSON_OBJECT
 from webhook.core.options import PINNABLE_VERSIONS, pin_option, selected_version
 from webhook.core.policy.loader import API_VERSION as API_VERSION
 from webhook.core.policy.loader import PROFILE_KIND as PROFILE_KIND
@@ -234,7 +235,7 @@ class ObjectView:
                     return k, v
             return None
         spec = self.obj.get("spec") if self.kind == "PersistentVolume" else self.obj
-        spec = spec if isinstance(spec, Mapping) else {}
+        spec = spec if isinstance(spec, JSON_OBJECT) else {}
         text = ref.text
         if text == "annotation":
             value = self.annotations.get(LEGACY_ANNOTATION)
@@ -242,10 +243,10 @@ class ObjectView:
             value = spec.get("mountOptions")
         elif text.startswith("spec.nfs."):
             nfs = spec.get("nfs")
-            value = nfs.get(text[len("spec.nfs.") :]) if isinstance(nfs, Mapping) else None
+            value = nfs.get(text[len("spec.nfs.") :]) if isinstance(nfs, JSON_OBJECT) else None
         elif text == "spec.csi.volumeHandle":
             csi = spec.get("csi")
-            value = csi.get("volumeHandle") if isinstance(csi, Mapping) else None
+            value = csi.get("volumeHandle") if isinstance(csi, JSON_OBJECT) else None
         else:
             value = None
         return None if value is None else (text, value)
@@ -254,8 +255,8 @@ class ObjectView:
         """PV: spec.csi.driver; StorageClass: provisioner."""
         if self.kind == "PersistentVolume":
             spec = self.obj.get("spec")
-            csi = spec.get("csi") if isinstance(spec, dict | Mapping) else None
-            driver = csi.get("driver") if isinstance(csi, dict | Mapping) else None
+            csi = spec.get("csi") if isinstance(spec, JSON_OBJECT) else None
+            driver = csi.get("driver") if isinstance(csi, JSON_OBJECT) else None
         else:
             driver = self.obj.get("provisioner")
         return driver if isinstance(driver, str) else None
@@ -311,7 +312,7 @@ def matches(profile: DriverProfile, view: ObjectView) -> bool:
     m = rules.match
     if view.kind == "PersistentVolume":
         spec = view.obj.get("spec")
-        spec = spec if isinstance(spec, Mapping) else {}
+        spec = spec if isinstance(spec, JSON_OBJECT) else {}
         if spec.get("nfs") is not None:
             if not m.in_tree:
                 return False
@@ -321,7 +322,7 @@ def matches(profile: DriverProfile, view: ObjectView) -> bool:
                 return False
         else:
             csi = spec.get("csi")
-            if not isinstance(csi, Mapping) or not m.csi_drivers:
+            if not isinstance(csi, JSON_OBJECT) or not m.csi_drivers:
                 return False
             driver = csi.get("driver")
             if not isinstance(driver, str) or not any(p.matches(driver) for p in m.csi_drivers):

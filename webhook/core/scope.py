@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from webhook.core.jsontypes import JSON_OBJECT
+
 __all__ = [
     "ALL_NODES",
     "OPERATORS",
@@ -203,7 +205,7 @@ def _requirements(items: Any, *, default_operator: str = "") -> tuple[SelectorRe
     if not isinstance(items, list | tuple):
         return ()
     for item in items:
-        if not isinstance(item, Mapping):
+        if not isinstance(item, JSON_OBJECT):
             # Unreadable requirement: keep the term invalid rather than widen it.
             out.append(SelectorRequirement(key="", operator=""))
             continue
@@ -226,16 +228,16 @@ def scope_of(obj: Mapping[str, Any]) -> NodeScope:
             return ALL_NODES
         terms = []
         for topo in topologies:
-            exprs = topo.get("matchLabelExpressions") if isinstance(topo, Mapping) else None
+            exprs = topo.get("matchLabelExpressions") if isinstance(topo, JSON_OBJECT) else None
             reqs = _requirements(exprs)
             # Topology requirements have no operator: it is always In.
             reqs = tuple(SelectorRequirement(r.key, "In", r.values) for r in reqs)
             terms.append(SelectorTerm(match_expressions=reqs))
         return NodeScope(tuple(terms))
     spec = obj.get("spec")
-    affinity = spec.get("nodeAffinity") if isinstance(spec, Mapping) else None
-    required = affinity.get("required") if isinstance(affinity, Mapping) else None
-    raw_terms = required.get("nodeSelectorTerms") if isinstance(required, Mapping) else None
+    affinity = spec.get("nodeAffinity") if isinstance(spec, JSON_OBJECT) else None
+    required = affinity.get("required") if isinstance(affinity, JSON_OBJECT) else None
+    raw_terms = required.get("nodeSelectorTerms") if isinstance(required, JSON_OBJECT) else None
     if not isinstance(raw_terms, list) or not raw_terms:
         return ALL_NODES
     return NodeScope(
@@ -244,7 +246,7 @@ def scope_of(obj: Mapping[str, Any]) -> NodeScope:
                 match_expressions=_requirements(t.get("matchExpressions")),
                 match_fields=_requirements(t.get("matchFields")),
             )
-            if isinstance(t, Mapping)
+            if isinstance(t, JSON_OBJECT)
             else SelectorTerm()
             for t in raw_terms
         )

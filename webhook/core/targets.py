@@ -39,6 +39,7 @@ from webhook.core.drivers import (
     builtin_profiles,
     server_versions,
 )
+from webhook.core.jsontypes import JSON_OBJECT
 from webhook.core.options import (
     EffectiveVersion,
     effective_version,
@@ -150,7 +151,7 @@ def _escape(key: str) -> str:
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    if not isinstance(value, JSON_OBJECT):
         raise InvalidObject(f"{where} must be an object")
     return value
 
@@ -247,7 +248,7 @@ GENERIC_SC = KindRules(
 
 def _lenient_map(value: Any) -> Mapping[str, str]:
     """String entries only: enough to identify a driver without judging its object."""
-    if not isinstance(value, Mapping):
+    if not isinstance(value, JSON_OBJECT):
         return {}
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
@@ -269,10 +270,10 @@ def _container(ref: FieldRef, obj: Mapping[str, Any], kind: str) -> str:
         return ""
     if kind == "PersistentVolume":
         spec = obj.get("spec")
-        csi = spec.get("csi") if isinstance(spec, Mapping) else None
-        has = isinstance(csi, Mapping) and isinstance(csi.get("volumeAttributes"), Mapping)
+        csi = spec.get("csi") if isinstance(spec, JSON_OBJECT) else None
+        has = isinstance(csi, JSON_OBJECT) and isinstance(csi.get("volumeAttributes"), JSON_OBJECT)
         return "" if has else "/spec/csi/volumeAttributes"
-    return "" if isinstance(obj.get("parameters"), Mapping) else "/parameters"
+    return "" if isinstance(obj.get("parameters"), JSON_OBJECT) else "/parameters"
 
 
 def _places(rules: KindRules, view: ObjectView, kind: str) -> tuple[list[OptionPlace], str | None]:
@@ -433,7 +434,7 @@ def read_target(
     loaded rules). A driver a profile names exactly, whose match the object fails,
     is not NFS (e.g. an Azure Files SMB share) and stays out of scope.
     """
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, JSON_OBJECT):
         raise InvalidObject("object must be a JSON object")
     kind = obj.get("kind")
     if kind not in ("PersistentVolume", "StorageClass"):

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -78,7 +79,7 @@ def create_app(handler: ReviewHandler, readiness: Readiness) -> Flask:
             decision.target.kind if decision.target else "", decision.outcome
         ).inc()
         metrics.REVIEW_SECONDS.observe(time.perf_counter() - started)
-        return jsonify(review)
+        return Response(orjson.dumps(review), mimetype="application/json")
 
     @app.get("/healthz")
     def healthz() -> Response:
