@@ -7,7 +7,6 @@ own engine, inventory and recorder after fork (``load`` runs post-fork).
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import time
@@ -103,12 +102,7 @@ def build_app(settings: ServeSettings, policy_fallback: Sequence[tuple[str, str]
                 )
         return ready, details
 
-    app = create_app(handler, readiness)
-    # Everything built so far (policies, profiles, schemas, imported modules) lives as
-    # long as the worker: move it out of the cyclic GC's generations, so collections
-    # triggered by a review's allocations only walk what reviews allocate.
-    gc.freeze()
-    return app
+    return create_app(handler, readiness)
 
 
 def _child_exit(server: Any, worker: Any) -> None:
