@@ -14,7 +14,6 @@ import contextlib
 import copy
 import ctypes
 import datetime
-import ipaddress
 import json
 import os
 import re
@@ -37,6 +36,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client as k8s
+
+from webhook import pki
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
@@ -250,33 +251,14 @@ def make_pki(d: Path) -> Pki:
     now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nfsguard-e2e-ca")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
+    # The CA and the apiserver's serving certificate come from the product's own tooling.
+    ca_pair = pki.generate_ca("nfsguard-e2e-ca", valid_days=1)
+    ca, ca_key = ca_pair.cert, ca_pair.key
+    serving_pair = pki.issue_serving_cert(
+        ca_pair,
+        dns_names=["localhost", "kubernetes.default.svc"],
+        ip_addresses=[LOOPBACK, "10.0.0.1"],  # 10.0.0.1: the first service IP
+        valid_days=1,
     )
 
     def leaf(
@@ -303,17 +285,7 @@ def make_pki(d: Path) -> Pki:
             b = b.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
         return _pem_cert(b.sign(ca_key, hashes.SHA256())), _pem_key(key)
 
-    serving = leaf(
-        "kube-apiserver",
-        [],
-        ExtendedKeyUsageOID.SERVER_AUTH,
-        [
-            x509.IPAddress(ipaddress.ip_address(LOOPBACK)),
-            x509.IPAddress(ipaddress.ip_address("10.0.0.1")),  # first service IP
-            x509.DNSName("localhost"),
-            x509.DNSName("kubernetes.default.svc"),
-        ],
-    )
+    serving = (serving_pair.cert_pem, serving_pair.key_pem)
     admin = leaf("nfsguard-e2e-admin", ["system:masters"], ExtendedKeyUsageOID.CLIENT_AUTH, [])
     sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_pub = sa.public_key().public_bytes(
@@ -321,7 +293,7 @@ def make_pki(d: Path) -> Pki:
     )
 
     files = {
-        "ca.crt": _pem_cert(ca),
+        "ca.crt": ca_pair.cert_pem,
         "apiserver.crt": serving[0],
         "apiserver.key": serving[1],
         "admin.crt": admin[0],
