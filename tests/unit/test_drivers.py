@@ -11,13 +11,8 @@ independent oracle of the option string the node will mount with.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
-import re
-import signal
 import subprocess
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +22,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.fixtures.mount_nfs import MOUNT_NFS, ask
 from webhook.admission.handler import decide
 from webhook.cli.review import offline_request
 from webhook.core.decision import Decision, Outcome
@@ -168,52 +164,12 @@ def sc(
 
 # --------------------------------------------------- mount.nfs fake-mode oracle
 
-MOUNT_NFS = next(
-    (c for c in ("/sbin/mount.nfs", "/usr/sbin/mount.nfs") if os.access(c, os.X_OK)), None
-)
-ORACLE_SERVER = "127.0.0.1:/x"  # never any other address
-_TRYING = re.compile(r"trying text-based options '([^']*)'")
-
 
 def mount_nfs(options: str, mountpoint: Path) -> tuple[str | None, str]:
     """(options mount.nfs would hand the kernel or None, its output)."""
     assert MOUNT_NFS is not None, "mount.nfs missing: `make system-deps` installs nfs-common"
-    proc = subprocess.Popen(
-        [MOUNT_NFS, ORACLE_SERVER, str(mountpoint), "-f", "-v", "-o", options],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
-        start_new_session=True,
-    )
-
-    def kill() -> None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-
-    watchdog = threading.Timer(20.0, kill)
-    watchdog.start()
-    lines: list[str] = []
-    tried = None
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            found = _TRYING.search(line)
-            if found:
-                tried = found.group(1)
-                break
-            if "portmap" in line:  # v3 path: it would retry for minutes
-                break
-    finally:
-        watchdog.cancel()
-        kill()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-    return tried, "\n".join(lines)
+    said = ask(options, mountpoint)
+    return said.tried, said.output
 
 
 def oracle_version(tried: str) -> str | None:

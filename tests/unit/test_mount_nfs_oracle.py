@@ -13,22 +13,16 @@ there. mount.nfs comes from Debian's nfs-common (``make system-deps``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import re
-import shutil
-import signal
 import subprocess
 import tempfile
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.mount_nfs import MOUNT_NFS, SERVER, TIMEOUT, TRYING, Oracle, ask
 from webhook.core.options import (
-    KNOWN_VERSIONS,
     EffectiveVersion,
     VersionKind,
     effective_version,
@@ -41,18 +35,7 @@ from webhook.core.options import (
 
 pytestmark = pytest.mark.oracle
 
-SERVER = "127.0.0.1:/x"  # never any other address
-TIMEOUT = 20.0  # seconds before a stuck mount.nfs is killed (the test then fails)
 
-
-def _find_mount_nfs() -> str | None:
-    for candidate in ("/sbin/mount.nfs", "/usr/sbin/mount.nfs"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return shutil.which("mount.nfs")
-
-
-MOUNT_NFS = _find_mount_nfs()
 if MOUNT_NFS is None:
     if os.environ.get("CI") == "true":
         pytest.fail(
@@ -63,8 +46,6 @@ if MOUNT_NFS is None:
         "mount.nfs oracle not run: mount.nfs missing; `make system-deps` installs nfs-common",
         allow_module_level=True,
     )
-
-_TRYING = re.compile(r"trying text-based options '([^']*)'")
 
 
 def _fake_mode_works(mount_nfs: str) -> str | None:
@@ -83,7 +64,7 @@ def _fake_mode_works(mount_nfs: str) -> str | None:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return str(exc)
     output = (done.stdout + done.stderr).strip()
-    return None if _TRYING.search(output) else (output or f"exit {done.returncode}")
+    return None if TRYING.search(output) else (output or f"exit {done.returncode}")
 
 
 _BROKEN = _fake_mode_works(MOUNT_NFS)
@@ -94,113 +75,9 @@ if _BROKEN is not None:
     pytest.skip(f"mount.nfs oracle not run: {_WHY}", allow_module_level=True)
 
 
-@dataclass(frozen=True)
-class Oracle:
-    """What mount.nfs said about one option string."""
-
-    output: str
-    tried: str | None  # the text options it would hand the kernel
-
-    @property
-    def refused_multiple(self) -> bool:
-        return "multiple version options not permitted" in self.output
-
-    @property
-    def v3_path(self) -> bool:
-        return "portmap" in self.output
-
-    @property
-    def tried_options(self) -> list[str]:
-        return self.tried.split(",") if self.tried is not None else []
-
-    @property
-    def version(self) -> str | None:
-        """The version the kernel would get: the last exactly spelled version option
-        (mount.nfs appends the one it chose after the user's; the kernel takes the last)."""
-        found = None
-        for opt in self.tried_options:
-            name, _, value = opt.partition("=")
-            if name in ("vers", "nfsvers") and "=" in opt:
-                found = value
-            elif re.fullmatch(r"v\d(\.\d+)?", opt):
-                found = opt[1:]
-        return found
-
-    @property
-    def kernel_accepts_versions(self) -> bool:
-        """Every version option handed over is one the kernel knows, spelled exactly."""
-        for opt in self.tried_options:
-            if not is_version_option(opt):
-                continue
-            name, sep, value = opt.partition("=")
-            if name == "minorversion" and value.isdigit():
-                continue
-            if name in ("vers", "nfsvers") and sep and value in KNOWN_VERSIONS:
-                continue
-            if opt in ("v2", "v3", "v4", "v4.0", "v4.1", "v4.2"):
-                continue
-            return False
-        return True
-
-    @property
-    def mounts_40_cleanly(self) -> bool:
-        return self.tried is not None and self.version == "4.0" and self.kernel_accepts_versions
-
-
 @pytest.fixture(scope="module")
 def mountpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mnt")
-
-
-def ask(options: str, mountpoint: Path) -> Oracle:
-    """Run mount.nfs in fake mode; stop at the first line that decides the answer."""
-    assert MOUNT_NFS is not None
-    argv = [MOUNT_NFS, SERVER, str(mountpoint), "-f", "-v"]
-    if options:
-        argv += ["-o", options]
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
-        start_new_session=True,
-    )
-    killed = threading.Event()
-
-    def kill() -> None:
-        killed.set()
-        _kill_group(proc)
-
-    watchdog = threading.Timer(TIMEOUT, kill)
-    watchdog.start()
-    lines: list[str] = []
-    tried = None
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            found = _TRYING.search(line)
-            if found:
-                tried = found.group(1)
-                break
-            if "portmap" in line:  # the v3 path; it would retry for minutes
-                break
-    finally:
-        watchdog.cancel()
-        _kill_group(proc)
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-    assert not killed.is_set(), f"mount.nfs -o {options!r} did not answer: {lines}"
-    return Oracle("\n".join(lines), tried)
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _version_option_count(options: list[str]) -> int:
