@@ -96,6 +96,7 @@ def minor_version(option: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)  # pure, and called for every option of every review
 def is_version_option(option: str) -> bool:
     """Whether ``option`` selects a version in any way (including ``minorversion=``)."""
     return selected_version(option) is not None or minor_version(option) is not None
@@ -112,6 +113,13 @@ def _exactly_spelled(option: str) -> bool:
 
 def effective_version(options: Sequence[str]) -> EffectiveVersion:
     """What mount.nfs would try first for this option list (already split on commas)."""
+    return _effective_version(tuple(options))
+
+
+# Pure, and asked twice per review (before and after a pin); a fleet has few distinct
+# option lists, so the answer for one is usually already known.
+@lru_cache(maxsize=4096)
+def _effective_version(options: tuple[str, ...]) -> EffectiveVersion:
     found = tuple(o for o in options if is_version_option(o))
     if not all(_exactly_spelled(o) for o in found):
         # A stray spelling cannot be shown safe: invalid (affected), and a pin rewrites it.

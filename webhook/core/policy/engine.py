@@ -11,7 +11,8 @@ import copy
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 import jsonpatch
 
@@ -21,6 +22,7 @@ from webhook.core.inventory import KernelView, NodeInventory, UnknownInventory
 from webhook.core.options import (
     EffectiveVersion,
     VersionKind,
+    effective_version,
     is_version_option,
     pin_entries,
     pin_option,
@@ -48,10 +50,19 @@ class CompiledRule:
     policy: Policy
     rule: Rule
     ref: RuleRef
+    #: (action precedence, load order): the lowest decides.
+    rank: tuple[int, int]
+    #: How messages name the rule: 'rule "r" (policy p version v)'.
+    who: str
 
-    @property
-    def rank(self) -> tuple[int, int]:
-        return (self.rule.action.precedence, self.order)
+    @classmethod
+    def of(cls, order: int, policy: Policy, rule: Rule) -> CompiledRule:
+        who = f'rule "{rule.name}" (policy {policy.name} version {policy.version})'
+        return cls(order, policy, rule, policy.ref(rule), (rule.action.precedence, order), who)
+
+
+def _rank(c: CompiledRule) -> tuple[int, int]:
+    return c.rank
 
 
 class _Provisioners:
@@ -203,8 +214,20 @@ def _matches(
     return True
 
 
+@lru_cache(maxsize=1024)  # EffectiveVersions repeat (options.effective_version is cached)
 def version_state(ev: EffectiveVersion) -> VersionState:
     return VersionState(ev.version, ev.kind.value, ev.affected, ev.options)
+
+
+class _Verdict(NamedTuple):
+    """What the deciding rule did; ``Engine.decide`` adds what every decision carries."""
+
+    outcome: Outcome
+    message: str
+    warnings: tuple[str, ...] = ()
+    patch: tuple[dict[str, Any], ...] = ()
+    after: VersionState | None = None  # None: unchanged
+    notes: tuple[str, ...] = ()
 
 
 def _short(text: str) -> str:
@@ -320,7 +343,7 @@ class Engine:
         compiled: list[CompiledRule] = []
         for policy in self.policies:
             for rule in policy.rules:
-                compiled.append(CompiledRule(len(compiled), policy, rule, policy.ref(rule)))
+                compiled.append(CompiledRule.of(len(compiled), policy, rule))
         self.rules = tuple(compiled)
         self._index = _Index(compiled)
         self.provisioners = _Provisioners(
@@ -362,6 +385,10 @@ class Engine:
         target = self.read(obj)
         if target is None:
             return Decision(Outcome.IGNORED)
+        ev = target.effective_version()
+        before = version_state(ev)
+        matched, nodes_note = self.matching(target, inventory)
+        refs = tuple(c.ref for c in matched)
         summary = Target(
             target.kind,
             target.name,
@@ -370,25 +397,25 @@ class Engine:
             target.path,
             target.storage_class,
         )
-        ev = target.effective_version()
-        before = version_state(ev)
-        matched, nodes_note = self.matching(target, inventory)
-        refs = tuple(c.ref for c in matched)
-        base = Decision(
-            Outcome.UNMATCHED,
+        if not ev.affected or not matched:
+            outcome = Outcome.UNMATCHED if ev.affected else Outcome.COMPLIANT
+            return Decision(
+                outcome, target=summary, matched=refs, before=before, after=before, nodes=nodes_note
+            )
+        deciding = min(matched, key=_rank)
+        verdict = self._act(deciding, obj, target, ev, operation)
+        return Decision(
+            verdict.outcome,
             target=summary,
+            deciding=deciding.ref,
             matched=refs,
             before=before,
-            after=before,
+            after=verdict.after or before,
+            patch=verdict.patch,
+            message=verdict.message,
+            warnings=verdict.warnings,
             nodes=nodes_note,
-        )
-        if not ev.affected:
-            return _replace(base, outcome=Outcome.COMPLIANT, matched=refs)
-        if not matched:
-            return base
-        deciding = min(matched, key=lambda c: c.rank)
-        return self._act(
-            deciding, obj, target, ev, _replace(base, deciding=deciding.ref), operation
+            notes=verdict.notes,
         )
 
     def _act(
@@ -397,138 +424,115 @@ class Engine:
         obj: Mapping[str, Any],
         target: NFSTarget,
         ev: EffectiveVersion,
-        base: Decision,
         operation: str,
-    ) -> Decision:
-        rule, policy = deciding.rule, deciding.policy
-        who = f'rule "{rule.name}" (policy {policy.name} version {policy.version})'
+    ) -> _Verdict:
+        rule, policy, who = deciding.rule, deciding.policy, deciding.who
+        pin = pin_option(policy.pin)
         export = summary_export(target)
         seen = ev.describe()
-        fix = f"set {pin_option(policy.pin)} in mountOptions and remove every other version option"
-        if (cannot := target.can_take(policy.pin)) is not None:
-            # Never advise a version the driver's servers cannot take.
-            fix = f"{cannot}; exempt this driver or narrow the rule"
         action = rule.action
         if action is Action.EXEMPT:
-            return _replace(base, outcome=Outcome.EXEMPT, message=f"exempt by {who}")
+            return _Verdict(Outcome.EXEMPT, f"exempt by {who}")
         if action is Action.AUDIT:
-            return _replace(
-                base, outcome=Outcome.AUDITED, message=f"NFS {seen} for {export} audited by {who}"
-            )
+            return _Verdict(Outcome.AUDITED, f"NFS {seen} for {export} audited by {who}")
         if action is Action.WARN:
             warning = _short(
-                f"nfsguard: NFS {seen} on {export} is at risk ({rule.name}); "
-                f"consider {pin_option(policy.pin)}"
+                f"nfsguard: NFS {seen} on {export} is at risk ({rule.name}); consider {pin}"
             )
-            return _replace(
-                base,
-                outcome=Outcome.WARNED,
-                message=f"NFS {seen} for {export} warned by {who}",
-                warnings=(warning,),
-            )
+            return _Verdict(Outcome.WARNED, f"NFS {seen} for {export} warned by {who}", (warning,))
+        unsupported = target.can_take(policy.pin)
         if action is Action.DENY:
-            return _replace(
-                base,
-                outcome=Outcome.DENIED,
-                message=f"{who} does not allow NFS {seen} for {export}: {fix}",
+            return _Verdict(
+                Outcome.DENIED,
+                f"{who} does not allow NFS {seen} for {export}: {_fix(pin, unsupported)}",
             )
         # pin: never one the driver cannot take (webhook.core.drivers profiles)
-        unsupported = target.can_take(policy.pin)
         if unsupported is not None:
-            return _unsupported_pin(base, rule, who, target, export, policy.pin, unsupported)
+            return _unsupported_pin(rule, who, target, export, policy.pin, unsupported)
         explicit = ev.kind in (VersionKind.EXPLICIT, VersionKind.CONFLICTING)
         if rule.on_explicit is OnExplicit.DENY and explicit:
-            return _replace(
-                base,
-                outcome=Outcome.DENIED,
-                message=f"{who} does not allow the explicit NFS {seen} for {export}: {fix}",
+            return _Verdict(
+                Outcome.DENIED,
+                f"{who} does not allow the explicit NFS {seen} for {export}: "
+                f"{_fix(pin, unsupported)}",
             )
         try:
             ops = pin_patch(obj, target, policy.pin, operation)
         except PinRefused as exc:
             warning = _short(
                 f"nfsguard: cannot pin {target.kind} {target.name} on update ({rule.name}); "
-                f"recreate it with {pin_option(policy.pin)}"
+                f"recreate it with {pin}"
             )
-            return _replace(
-                base,
-                outcome=Outcome.WARNED,
-                message=f"{who} would pin {pin_option(policy.pin)}, but {exc}",
-                warnings=(warning,),
-            )
+            return _Verdict(Outcome.WARNED, f"{who} would pin {pin}, but {exc}", (warning,))
         except PinIncomplete as exc:
             advice = target.pin_advice or (
-                f"give the complete option set with {pin_option(policy.pin)} "
-                "in the object's mount options"
+                f"give the complete option set with {pin} in the object's mount options"
             )
-            return _replace(
-                base,
-                outcome=Outcome.DENIED,
-                message=f"{who} would pin {pin_option(policy.pin)} for {export}, but {exc}: "
-                f"{advice}",
-                notes=(*base.notes, f"incomplete pin: {exc}"),
+            return _Verdict(
+                Outcome.DENIED,
+                f"{who} would pin {pin} for {export}, but {exc}: {advice}",
+                notes=(f"incomplete pin: {exc}",),
             )
         if not ops:
-            return _replace(base, outcome=Outcome.COMPLIANT, message=f"already pinned by {who}")
-        patched = _patched_copy(obj, ops)
-        after_target = self.read(patched)
+            return _Verdict(Outcome.COMPLIANT, f"already pinned by {who}")
+        # Safety net: read the patched object back as a node would (the patch is applied
+        # with jsonpatch, which also proves it applies to the object as given).
+        after_target = self.read(_patched_copy(obj, ops))
         assert after_target is not None  # pinning never takes an object out of scope
-        after_ev = after_target.effective_version()
-        mounted = [o for o in after_target.node_options() if selected_version(o) is not None]
+        mount_options = after_target.node_options()
+        after_ev = effective_version(mount_options)
+        mounted = [o for o in mount_options if selected_version(o) is not None]
         if len(mounted) != 1 or after_ev.version != policy.pin:
-            # Safety net: the node would not mount with exactly the pin (a driver that
-            # appends its own version option, a profile that misses a place).
+            # The node would not mount with exactly the pin (a driver that appends its
+            # own version option, a profile that misses a place).
             reason = (
                 f"the node would mount with {','.join(mounted) or 'no version option'} "
-                f"({after_ev.describe()}), not exactly {pin_option(policy.pin)}"
+                f"({after_ev.describe()}), not exactly {pin}"
             )
-            return _unsupported_pin(base, rule, who, target, export, policy.pin, reason)
-        after = version_state(after_ev)
+            return _unsupported_pin(rule, who, target, export, policy.pin, reason)
         old = ",".join(ev.options) or "no version"
         warning = _short(
-            f"nfsguard: {old} -> {pin_option(policy.pin)} by rule {rule.name} "
-            f"({policy.name} {policy.version})"
+            f"nfsguard: {old} -> {pin} by rule {rule.name} ({policy.name} {policy.version})"
         )
-        return _replace(
-            base,
-            outcome=Outcome.MUTATED,
-            after=after,
-            patch=tuple(ops),
-            message=f"{who} pinned {pin_option(policy.pin)} for {export} (was NFS {seen})",
-            warnings=(warning,),
+        return _Verdict(
+            Outcome.MUTATED,
+            f"{who} pinned {pin} for {export} (was NFS {seen})",
+            (warning,),
+            tuple(ops),
+            version_state(after_ev),
         )
+
+
+def _fix(pin: str, unsupported: str | None) -> str:
+    """How to comply with a denial; never a version the driver's servers cannot take."""
+    if unsupported is not None:
+        return f"{unsupported}; exempt this driver or narrow the rule"
+    return f"set {pin} in mountOptions and remove every other version option"
 
 
 def _unsupported_pin(
-    base: Decision,
     rule: Rule,
     who: str,
     target: NFSTarget,
     export: str,
     pin: str,
     reason: str,
-) -> Decision:
+) -> _Verdict:
     """A pin the driver cannot take is never written: deny or warn (onUnsupportedPin)."""
     note = f"unsupported pin: {pin_option(pin)} not applied: {reason}"
     advice = f"; {target.pin_advice}" if target.pin_advice else ""
     message = f"{who} would pin {pin_option(pin)} for {export}, but {reason}{advice}"
     if rule.on_unsupported_pin is OnUnsupportedPin.DENY:
-        return _replace(
-            base,
-            outcome=Outcome.DENIED,
-            message=f"{message} (onUnsupportedPin: deny)",
-            notes=(*base.notes, note),
-        )
+        return _Verdict(Outcome.DENIED, f"{message} (onUnsupportedPin: deny)", notes=(note,))
     warning = _short(
         f"nfsguard: {pin_option(pin)} not pinned on {target.driver} ({rule.name}): "
         f"its servers cannot take it"
     )
-    return _replace(
-        base,
-        outcome=Outcome.WARNED,
-        message=f"{message}; allowed unchanged (onUnsupportedPin: warn)",
-        warnings=(warning,),
-        notes=(*base.notes, note),
+    return _Verdict(
+        Outcome.WARNED,
+        f"{message}; allowed unchanged (onUnsupportedPin: warn)",
+        (warning,),
+        notes=(note,),
     )
 
 
@@ -536,9 +540,3 @@ def summary_export(target: NFSTarget) -> str:
     if target.server is None:
         return f"{target.kind} {target.name} (no export known)"
     return f"{target.server}:{target.path}" if target.path else target.server
-
-
-def _replace(decision: Decision, **changes: Any) -> Decision:
-    # dataclasses.replace re-inspects the fields on every call; a Decision is plain
-    # fields, so building it from its own __dict__ is the same, at a fraction of the cost.
-    return Decision(**{**vars(decision), **changes})
