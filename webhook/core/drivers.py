@@ -94,10 +94,17 @@ class FieldRef:
         return self.text.startswith((_ATTR_PREFIX, _PARAM_PREFIX, "spec.csi.", "spec.nfs."))
 
     def valid_for(self, kind: str) -> bool:
-        if kind == "PersistentVolume":
-            return self.text in _PV_FIELDS or (
-                self.text.startswith(_ATTR_PREFIX) and len(self.text) > len(_ATTR_PREFIX)
-            )
+        # Cached per kind: ObjectView.lookup asks on every read of an attribute.
+        return self._valid_pv if kind == "PersistentVolume" else self._valid_sc
+
+    @cached_property
+    def _valid_pv(self) -> bool:
+        return self.text in _PV_FIELDS or (
+            self.text.startswith(_ATTR_PREFIX) and len(self.text) > len(_ATTR_PREFIX)
+        )
+
+    @cached_property
+    def _valid_sc(self) -> bool:
         return self.text in _SC_FIELDS or (
             self.text.startswith(_PARAM_PREFIX) and len(self.text) > len(_PARAM_PREFIX)
         )
@@ -222,6 +229,11 @@ class ObjectView:
         self.obj = obj
         self.annotations = annotations
         self.attributes = attributes  # PV volumeAttributes or SC parameters
+        # Looked up once, not per field and per profile tried: the map holding the
+        # named fields (PV spec, or the StorageClass itself), and whether a PV is in-tree.
+        fields = obj.get("spec") if kind == "PersistentVolume" else obj
+        self.fields: Mapping[str, Any] = fields if isinstance(fields, JSON_OBJECT) else {}
+        self.in_tree = kind == "PersistentVolume" and self.fields.get("nfs") is not None
 
     def lookup(self, ref: FieldRef) -> tuple[str, Any] | None:
         """(actual key or field, value) when the field is present (not null)."""
@@ -234,8 +246,7 @@ class ObjectView:
                 if k.lower() == wanted:
                     return k, v
             return None
-        spec = self.obj.get("spec") if self.kind == "PersistentVolume" else self.obj
-        spec = spec if isinstance(spec, JSON_OBJECT) else {}
+        spec = self.fields
         text = ref.text
         if text == "annotation":
             value = self.annotations.get(LEGACY_ANNOTATION)
@@ -307,17 +318,25 @@ def _condition_holds(cond: ValueCondition, attributes: Mapping[str, str]) -> boo
 def matches(profile: DriverProfile, view: ObjectView) -> bool:
     """Whether ``profile`` reads this object."""
     rules = profile.rules_for(view.kind)
-    if rules is None:
-        return False
-    m = rules.match
+    return rules is not None and _object_matches(rules.match, view)
+
+
+def _any_matches(patterns: Sequence[NamePattern], name: str | None) -> bool:
+    # A loop, not any(generator): this runs for every profile tried on every object.
+    for pattern in patterns:  # noqa: SIM110
+        if pattern.matches(name):
+            return True
+    return False
+
+
+def _object_matches(m: ObjectMatch, view: ObjectView) -> bool:
     if view.kind == "PersistentVolume":
-        spec = view.obj.get("spec")
-        spec = spec if isinstance(spec, JSON_OBJECT) else {}
-        if spec.get("nfs") is not None:
+        spec = view.fields
+        if view.in_tree:
             if not m.in_tree:
                 return False
-            if m.provisioned_by and not any(
-                p.matches(view.annotations.get(PROVISIONED_BY)) for p in m.provisioned_by
+            if m.provisioned_by and not _any_matches(
+                m.provisioned_by, view.annotations.get(PROVISIONED_BY)
             ):
                 return False
         else:
@@ -325,7 +344,7 @@ def matches(profile: DriverProfile, view: ObjectView) -> bool:
             if not isinstance(csi, JSON_OBJECT) or not m.csi_drivers:
                 return False
             driver = csi.get("driver")
-            if not isinstance(driver, str) or not any(p.matches(driver) for p in m.csi_drivers):
+            if not isinstance(driver, str) or not _any_matches(m.csi_drivers, driver):
                 return False
         if m.access_modes:
             modes = spec.get("accessModes")
@@ -333,11 +352,9 @@ def matches(profile: DriverProfile, view: ObjectView) -> bool:
                 return False
     else:
         provisioner = view.obj.get("provisioner")
-        if not isinstance(provisioner, str) or not any(
-            p.matches(provisioner) for p in m.provisioners
-        ):
+        if not isinstance(provisioner, str) or not _any_matches(m.provisioners, provisioner):
             return False
-    return all(_condition_holds(c, view.attributes) for c in m.conditions)
+    return not m.conditions or all(_condition_holds(c, view.attributes) for c in m.conditions)
 
 
 def claims(profile: DriverProfile, kind: str, driver: str) -> bool:
@@ -366,6 +383,9 @@ def server_versions(profile: DriverProfile, view: ObjectView) -> frozenset[str]:
 # ------------------------------------------------------------------ profiles
 
 
+_Candidate = tuple[DriverProfile, ObjectMatch]
+
+
 class DriverProfiles:
     """Profiles in the order they are tried: operator profiles, then the built-ins."""
 
@@ -373,8 +393,8 @@ class DriverProfiles:
         self.profiles = tuple(profiles)
         # Candidates per object shape, so an object costs only the profiles that
         # could read it: (kind, exact driver name) and the glob/in-tree rest, in order.
-        self._exact: dict[tuple[str, str], list[int]] = {}
-        self._rest: dict[str, list[int]] = {"PersistentVolume": [], "StorageClass": []}
+        exact: dict[tuple[str, str], list[int]] = {}
+        rest: dict[str, list[int]] = {"PersistentVolume": [], "StorageClass": []}
         for i, profile in enumerate(self.profiles):
             for kind in ("PersistentVolume", "StorageClass"):
                 rules = profile.rules_for(kind)
@@ -383,10 +403,27 @@ class DriverProfiles:
                 m = rules.match
                 names = m.csi_drivers if kind == "PersistentVolume" else m.provisioners
                 if m.in_tree or any(n.glob is not None for n in names):
-                    self._rest[kind].append(i)
+                    rest[kind].append(i)
                 for n in names:
                     if n.glob is None:
-                        self._exact.setdefault((kind, n.text), []).append(i)
+                        exact.setdefault((kind, n.text), []).append(i)
+
+        # (profile, its match) pairs, so find does no sorting or rules_for per object.
+        def candidates(indexes: Iterable[int], kind: str) -> tuple[_Candidate, ...]:
+            out: list[_Candidate] = []
+            for i in sorted(set(indexes)):
+                rules = self.profiles[i].rules_for(kind)
+                assert rules is not None
+                out.append((self.profiles[i], rules.match))
+            return tuple(out)
+
+        self._rest = {kind: candidates(rest[kind], kind) for kind in rest}
+        self._exact = {
+            (kind, name): candidates([*found, *rest[kind]], kind)
+            for (kind, name), found in exact.items()
+        }
+        # matches: a PV with spec.nfs can be read only by an inTree profile.
+        self._in_tree = tuple(c for c in self._rest["PersistentVolume"] if c[1].in_tree)
 
     def __iter__(self) -> Iterator[DriverProfile]:
         return iter(self.profiles)
@@ -399,11 +436,15 @@ class DriverProfiles:
 
     def find(self, view: ObjectView) -> DriverProfile | None:
         """The first profile (in order) that reads the object."""
-        name = view.driver_name()
-        exact = self._exact.get((view.kind, name), []) if name is not None else []
-        for i in sorted({*exact, *self._rest[view.kind]}) if exact else self._rest[view.kind]:
-            if matches(self.profiles[i], view):
-                return self.profiles[i]
+        if view.in_tree:
+            found = self._in_tree
+        else:
+            name = view.driver_name()
+            rest = self._rest[view.kind]
+            found = self._exact.get((view.kind, name), rest) if name is not None else rest
+        for profile, match in found:
+            if _object_matches(match, view):
+                return profile
         return None
 
     def claimed(self, kind: str, driver: str) -> DriverProfile | None:

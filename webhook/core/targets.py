@@ -167,8 +167,11 @@ def _string(value: Any, where: str) -> str | None:
 def _string_list(value: Any, where: str) -> tuple[str, ...]:
     if value is None:
         return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list):
         raise InvalidObject(f"{where} must be a list of strings")
+    for item in value:  # a loop, not all(generator): cheaper for the usual few options
+        if not isinstance(item, str):
+            raise InvalidObject(f"{where} must be a list of strings")
     return tuple(value)
 
 
@@ -250,12 +253,20 @@ def _lenient_map(value: Any) -> Mapping[str, str]:
     """String entries only: enough to identify a driver without judging its object."""
     if not isinstance(value, JSON_OBJECT):
         return {}
-    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+    # Usually every entry is a string: then the map itself, no copy (and _read knows
+    # the strict check cannot fail).
+    for k, v in value.items():
+        if not (isinstance(k, str) and isinstance(v, str)):
+            return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+    return value
+
+
+_LEGACY_POINTER = "/metadata/annotations/" + _escape(LEGACY_ANNOTATION)
 
 
 def _pointer(ref: FieldRef, key: str, kind: str) -> str:
     if ref.text == "annotation":
-        return "/metadata/annotations/" + _escape(LEGACY_ANNOTATION)
+        return _LEGACY_POINTER
     if ref.text == "spec.mountOptions":
         return "/spec/mountOptions"
     if ref.text == "mountOptions":
@@ -281,21 +292,31 @@ def _places(rules: KindRules, view: ObjectView, kind: str) -> tuple[list[OptionP
     pin_place: str | None = None
     for spec in rules.places:
         found = [view.lookup(ref) for ref in spec.fields]
-        chosen = next((i for i, f in enumerate(found) if f is not None), len(found) - 1)
-        for i, ref in enumerate(spec.fields):
-            hit = found[i]
+        # The node reads the first field present (firstOf); when none is, the last.
+        chosen = len(found) - 1
+        for i, hit in enumerate(found):
+            if hit is not None:
+                chosen = i
+                break
+        for i, hit in enumerate(found):
+            ref = spec.fields[i]
             reads = spec.reads and i == chosen
             is_pin = pin_place is None and reads
-            if hit is None and not (ref.is_list or ref.text == "annotation" or is_pin):
-                continue
-            key = hit[0] if hit is not None else (ref.key or ref.text)
+            entries: tuple[str, ...]
             if hit is None:
-                entries: tuple[str, ...] = ()
-            elif ref.is_list:
-                entries = _string_list(hit[1], ref.text)
+                if not (ref.is_list or ref.text == "annotation" or is_pin):
+                    continue
+                key = ref.key or ref.text
+                entries = ()
+                container = _container(ref, view.obj, kind)
             else:
-                text = _string(hit[1], ref.text)
-                entries = (text,) if text is not None else ()
+                key = hit[0]
+                if ref.is_list:
+                    entries = _string_list(hit[1], ref.text)
+                else:
+                    text = _string(hit[1], ref.text)
+                    entries = (text,) if text is not None else ()
+                container = ""
             immutable = spec.immutable if spec.immutable is not None else ref.immutable
             places.append(
                 OptionPlace(
@@ -307,7 +328,7 @@ def _places(rules: KindRules, view: ObjectView, kind: str) -> tuple[list[OptionP
                     node_reads=reads,
                     mutable=not immutable,
                     replaces_defaults=spec.replaces_defaults,
-                    container="" if hit is not None else _container(ref, view.obj, kind),
+                    container=container,
                 )
             )
             if is_pin:
@@ -375,7 +396,8 @@ def _read(
         storage_class = name
         raw_attrs = obj.get("parameters")
         where = "parameters"
-    view = ObjectView(kind, obj, annotations, _lenient_map(raw_attrs))
+    lenient = _lenient_map(raw_attrs)
+    view = ObjectView(kind, obj, annotations, lenient)
     profile: DriverProfile | None = profiles.find(view)
     rules: KindRules | None
     if profile is not None:
@@ -393,7 +415,8 @@ def _read(
         driver = provisioner
     assert rules is not None
     # In scope: now the object must be shaped as the API sends it.
-    view = ObjectView(kind, obj, annotations, _string_map(raw_attrs, where))
+    if lenient is not raw_attrs:  # else every entry is a string already: the view stands
+        view = ObjectView(kind, obj, annotations, _string_map(raw_attrs, where))
     if kind == "StorageClass":
         _string_list(obj.get("mountOptions"), "mountOptions")
     server = view.resolve(rules.server)
