@@ -219,6 +219,13 @@ def _requirements(items: Any, *, default_operator: str = "") -> tuple[SelectorRe
     return tuple(out)
 
 
+def _child(value: Any, key: str) -> Any:
+    """``value[key]`` when ``value`` is a JSON object, else None."""
+    if value is None:  # the usual case (no nodeAffinity): skip the Mapping ABC check
+        return None
+    return value.get(key) if isinstance(value, JSON_OBJECT) else None
+
+
 def scope_of(obj: Mapping[str, Any]) -> NodeScope:
     """The node scope of a PV (``spec.nodeAffinity.required``) or StorageClass
     (``allowedTopologies``, whose ``matchLabelExpressions`` mean ``In``)."""
@@ -234,10 +241,8 @@ def scope_of(obj: Mapping[str, Any]) -> NodeScope:
             reqs = tuple(SelectorRequirement(r.key, "In", r.values) for r in reqs)
             terms.append(SelectorTerm(match_expressions=reqs))
         return NodeScope(tuple(terms))
-    spec = obj.get("spec")
-    affinity = spec.get("nodeAffinity") if isinstance(spec, JSON_OBJECT) else None
-    required = affinity.get("required") if isinstance(affinity, JSON_OBJECT) else None
-    raw_terms = required.get("nodeSelectorTerms") if isinstance(required, JSON_OBJECT) else None
+    affinity = _child(obj.get("spec"), "nodeAffinity")
+    raw_terms = _child(_child(affinity, "required"), "nodeSelectorTerms")
     if not isinstance(raw_terms, list) or not raw_terms:
         return ALL_NODES
     return NodeScope(

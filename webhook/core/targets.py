@@ -23,6 +23,7 @@ import dataclasses
 import posixpath
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from webhook.core.drivers import (
@@ -183,6 +184,7 @@ def _string_map(value: Any, where: str) -> Mapping[str, str]:
     return mapping
 
 
+@lru_cache(maxsize=4096)  # pure, and a cluster has few exports: each read asks again
 def normalise_path(path: str | None) -> str | None:
     """An export path as the server would read it: no duplicate or trailing slashes."""
     if not path:
@@ -287,54 +289,83 @@ def _container(ref: FieldRef, obj: Mapping[str, Any], kind: str) -> str:
     return "" if isinstance(obj.get("parameters"), JSON_OBJECT) else "/parameters"
 
 
+@lru_cache(maxsize=256)
+def _absent_place(
+    label: str,
+    pointer: str,
+    is_list: bool,
+    node_reads: bool,
+    mutable: bool,
+    replaces_defaults: bool,
+    container: str,
+) -> OptionPlace:
+    """A place the object does not have. It depends on the profile alone (``container``
+    is one of three pointers), so one immutable instance serves every object: building
+    a frozen dataclass costs several times this lookup."""
+    return OptionPlace(
+        label=label,
+        pointer=pointer,
+        is_list=is_list,
+        entries=(),
+        present=False,
+        node_reads=node_reads,
+        mutable=mutable,
+        replaces_defaults=replaces_defaults,
+        container=container,
+    )
+
+
 def _places(rules: KindRules, view: ObjectView, kind: str) -> tuple[list[OptionPlace], str | None]:
     places: list[OptionPlace] = []
     pin_place: str | None = None
     for spec in rules.places:
-        found = [view.lookup(ref) for ref in spec.fields]
+        found = list(map(view.lookup, spec.fields))
         # The node reads the first field present (firstOf); when none is, the last.
         chosen = len(found) - 1
         for i, hit in enumerate(found):
             if hit is not None:
                 chosen = i
                 break
-        for i, hit in enumerate(found):
-            ref = spec.fields[i]
+        for i, ref in enumerate(spec.fields):  # not zip(): this loop is hot and zip costs
+            hit = found[i]
             reads = spec.reads and i == chosen
             is_pin = pin_place is None and reads
-            entries: tuple[str, ...]
+            immutable = spec.immutable if spec.immutable is not None else ref.immutable
             if hit is None:
                 if not (ref.is_list or ref.text == "annotation" or is_pin):
                     continue
-                key = ref.key or ref.text
-                entries = ()
-                container = _container(ref, view.obj, kind)
+                place = _absent_place(
+                    ref.text,
+                    _pointer(ref, ref.key or ref.text, kind),
+                    ref.is_list,
+                    reads,
+                    not immutable,
+                    spec.replaces_defaults,
+                    _container(ref, view.obj, kind),
+                )
             else:
-                key = hit[0]
+                entries: tuple[str, ...]
                 if ref.is_list:
                     entries = _string_list(hit[1], ref.text)
                 else:
                     text = _string(hit[1], ref.text)
                     entries = (text,) if text is not None else ()
-                container = ""
-            immutable = spec.immutable if spec.immutable is not None else ref.immutable
-            places.append(
-                OptionPlace(
+                place = OptionPlace(
                     label=ref.text,
-                    pointer=_pointer(ref, key, kind),
+                    pointer=_pointer(ref, hit[0], kind),
                     is_list=ref.is_list,
                     entries=entries,
-                    present=hit is not None,
+                    present=True,
                     node_reads=reads,
                     mutable=not immutable,
                     replaces_defaults=spec.replaces_defaults,
-                    container=container,
+                    container="",
                 )
-            )
+            places.append(place)
             if is_pin:
                 pin_place = ref.text
             if hit is not None and ref.key is not None and reads:
-                places.extend(_case_variants(places[-1], ref, hit[0], view, kind))
+                places.extend(_case_variants(place, ref, hit[0], view, kind))
     return places, pin_place
 
 
