@@ -289,7 +289,7 @@ def _container(ref: FieldRef, obj: Mapping[str, Any], kind: str) -> str:
     return "" if isinstance(obj.get("parameters"), JSON_OBJECT) else "/parameters"
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=256, typed=True)  # typed: a place keeps the very values given (1 is not True)
 def _absent_place(
     label: str,
     pointer: str,
