@@ -38,7 +38,13 @@ from webhook.core.policy.model import (
     UnknownNodes,
 )
 from webhook.core.policy.patterns import IPAddress, NamePattern, parse_ip
-from webhook.core.targets import NFSTarget, OptionPlace, read_target
+from webhook.core.targets import (
+    ATTRIBUTE_POINTERS,
+    NFSTarget,
+    OptionPlace,
+    read_target,
+    reread_places,
+)
 
 _NO_INVENTORY = UnknownInventory("no node inventory")
 _MAX_WARNING = 119  # kubectl shows warnings whole under 120 characters
@@ -330,7 +336,11 @@ def _patched_copy(obj: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -> A
                 return jsonpatch.apply_patch(copy.deepcopy(dict(obj)), ops)
             node[key] = child
             node = child
-    return jsonpatch.apply_patch(root, ops, in_place=True)
+    # jsonpatch applies each operation (RFC 6902 semantics, errors included); its
+    # JsonPatch container would validate and build every operation twice more.
+    for op in ops:
+        root = jsonpatch.JsonPatch.operations[op["op"]](op).apply(root)
+    return root
 
 
 class Engine:
@@ -477,9 +487,7 @@ class Engine:
             return _Verdict(Outcome.COMPLIANT, f"already pinned by {who}")
         # Safety net: read the patched object back as a node would (the patch is applied
         # with jsonpatch, which also proves it applies to the object as given).
-        after_target = self.read(_patched_copy(obj, ops))
-        assert after_target is not None  # pinning never takes an object out of scope
-        mount_options = after_target.node_options()
+        mount_options = self._options_after(target, _patched_copy(obj, ops), ops)
         after_ev = effective_version(mount_options)
         mounted = [o for o in mount_options if selected_version(o) is not None]
         if len(mounted) != 1 or after_ev.version != policy.pin:
@@ -501,6 +509,18 @@ class Engine:
             tuple(ops),
             version_state(after_ev),
         )
+
+    def _options_after(
+        self, target: NFSTarget, patched: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """The options a node would mount ``patched`` with."""
+        written = [str(op["path"]) for op in ops]
+        if not any(p.startswith(ATTRIBUTE_POINTERS) for p in written):
+            # Only option fields were written: the driver profile stands (reread_places).
+            return target.node_options(reread_places(target, patched))
+        after = self.read(patched)
+        assert after is not None  # pinning never takes an object out of scope
+        return after.node_options()
 
 
 def _fix(pin: str, unsupported: str | None) -> str:
