@@ -137,12 +137,13 @@ class _Index:
             if server_ip is not None:
                 for c in self.by_ip.get(server_ip, ()):
                     found[c.order] = c
+                # ipaddress properties are Python code: read them once, not per table.
+                ip, ip_version, ip_bits = int(server_ip), server_ip.version, server_ip.max_prefixlen
                 for (version, prefixlen), table in self.by_net.items():
-                    if version != server_ip.version:
+                    if version != ip_version:
                         continue
-                    bits = server_ip.max_prefixlen - prefixlen
-                    network = (int(server_ip) >> bits) << bits
-                    for c in table.get(network, ()):
+                    bits = ip_bits - prefixlen
+                    for c in table.get((ip >> bits) << bits, ()):
                         found[c.order] = c
             for c in self.by_host.get(target.server.lower().rstrip("."), ()):
                 found[c.order] = c
