@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 from collections.abc import Container, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -105,8 +105,6 @@ class NFSTarget:
     default_version: str | None = None  # chosen by the mount helper when none is named
     pin_mode: PinMode = PinMode.WRITE
     pin_advice: str = ""
-    #: How the profile that read the object reads its places (``reread_places``).
-    rules: KindRules | None = field(default=None, compare=False, repr=False)
 
     def uses_defaults(self, places: Sequence[OptionPlace] | None = None) -> bool:
         """Whether the node mounts with the driver's defaults (no replacing place has any)."""
@@ -123,7 +121,7 @@ class NFSTarget:
         what the driver appends, and the mount helper's default version.
 
         ``places`` (default: the object's own) asks the same for the same object with
-        other option places, e.g. after a patch (``reread_places``)."""
+        other option places, e.g. as a patch leaves them (``engine.pin_plan``)."""
         places = self.places if places is None else places
         out: list[str] = []
         if self.defaults and self.uses_defaults(places):
@@ -482,37 +480,7 @@ def _read(
         default_version=profile.default_version if profile is not None else None,
         pin_mode=profile.pin if profile is not None else PinMode.WRITE,
         pin_advice=profile.pin_advice if profile is not None else "",
-        rules=rules,
     )
-
-
-#: Where the attributes live that driver profiles match on (``conditions``).
-ATTRIBUTE_POINTERS = ("/spec/csi/volumeAttributes", "/parameters")
-
-
-def reread_places(target: NFSTarget, patched: Mapping[str, Any]) -> tuple[OptionPlace, ...]:
-    """The option places of ``target``'s object after a patch, read as the profile read
-    them before.
-
-    The same as ``read_target(patched).places`` when the patch wrote only
-    ``spec.mountOptions``, ``mountOptions`` or the legacy annotation: driver profiles
-    are chosen by driver names, ``spec.nfs``, access modes, the provisioned-by
-    annotation and attributes, none of which such a patch touches. A patch that writes
-    under ``ATTRIBUTE_POINTERS`` may change which profile reads the object: read it
-    again in full instead.
-    """
-    assert target.rules is not None, "a target read by read_target knows its rules"
-    kind = target.kind
-    _, _, annotations = _metadata(patched)
-    if kind == "PersistentVolume":
-        spec = _mapping(patched.get("spec"), "spec")
-        csi = _mapping(spec.get("csi"), "spec.csi")
-        attributes = _string_map(csi.get("volumeAttributes"), "spec.csi.volumeAttributes")
-    else:
-        attributes = _string_map(patched.get("parameters"), "parameters")
-    view = ObjectView(kind, patched, annotations, attributes)
-    places, _ = _places(target.rules, view, kind)
-    return tuple(places)
 
 
 def read_target(

@@ -7,14 +7,11 @@ as fast as a 10-rule one for an object that only a few rules can match.
 
 from __future__ import annotations
 
-import copy
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
-
-import jsonpatch
 
 from webhook.core.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
 from webhook.core.drivers import DriverProfiles, builtin_profiles
@@ -38,13 +35,7 @@ from webhook.core.policy.model import (
     UnknownNodes,
 )
 from webhook.core.policy.patterns import IPAddress, NamePattern, parse_ip
-from webhook.core.targets import (
-    ATTRIBUTE_POINTERS,
-    NFSTarget,
-    OptionPlace,
-    read_target,
-    reread_places,
-)
+from webhook.core.targets import NFSTarget, OptionPlace, read_target
 
 _NO_INVENTORY = UnknownInventory("no node inventory")
 _MAX_WARNING = 119  # kubectl shows warnings whole under 120 characters
@@ -251,13 +242,24 @@ class PinIncomplete(Exception):
     place replaces the driver's defaults, and the profile does not know them)."""
 
 
-def pin_patch(
-    obj: Mapping[str, Any], target: NFSTarget, pin: str, operation: str
-) -> list[dict[str, Any]]:
+class PinPlan(NamedTuple):
+    """How a pin is written, and what the object's option places hold once it is."""
+
+    ops: list[dict[str, Any]]  # JSON Patch operations against the object as given
+    places: tuple[OptionPlace, ...]  # every option place, as the patch leaves it
+
+
+def pin_plan(obj: Mapping[str, Any], target: NFSTarget, pin: str, operation: str) -> PinPlan:
     """JSON Patch operations that leave exactly one ``nfsvers=<pin>`` where the node
-    reads it and no version option anywhere else. Built against ``obj`` as given:
-    ``add`` where a field is absent, ``replace``/``remove`` where it is present."""
+    reads it and no version option anywhere else, and the places they leave behind.
+
+    The operations apply to ``obj`` by construction: each place's pointer was read
+    from ``obj`` itself, so ``replace``/``remove`` name fields that are present and
+    ``add`` fields that are absent (after adding a missing parent map). The test
+    suites apply every patch with jsonpatch and read the result again to hold the
+    engine to that."""
     ops: list[dict[str, Any]] = []
+    after: list[OptionPlace] = []
     for place in target.places:
         if place.label == target.pin_place:
             base = list(place.entries)
@@ -273,8 +275,10 @@ def pin_patch(
         elif any(is_version_option(o) for o in place.options):
             new = strip_entries(list(place.entries))
         else:
+            after.append(place)
             continue
         if list(place.entries) == new and place.present:
+            after.append(place)
             continue
         if not place.mutable and operation != "CREATE":
             held = ",".join(o for o in place.options if is_version_option(o))
@@ -285,7 +289,15 @@ def pin_patch(
         if not place.present and place.container and new:
             ops.append({"op": "add", "path": place.container, "value": {}})
         ops.append(_place_op(place, new))
-    return ops
+        after.append(_written(place, new))
+    return PinPlan(ops, tuple(after))
+
+
+def pin_patch(
+    obj: Mapping[str, Any], target: NFSTarget, pin: str, operation: str
+) -> list[dict[str, Any]]:
+    """The JSON Patch of ``pin_plan``."""
+    return pin_plan(obj, target, pin, operation).ops
 
 
 def _place_op(place: OptionPlace, new: list[str]) -> dict[str, Any]:
@@ -297,51 +309,22 @@ def _place_op(place: OptionPlace, new: list[str]) -> dict[str, Any]:
     return {"op": "replace", "path": place.pointer, "value": value}
 
 
-_PATH_OPS = frozenset({"add", "replace", "remove", "test"})
-
-
-def _pointer_tokens(pointer: str) -> list[str]:
-    return [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
-
-
-def _patched_copy(obj: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -> Any:
-    """``ops`` applied to a copy of ``obj``; ``obj`` is left as it was.
-
-    Only the containers on each operation's path are copied; every other subtree
-    (managedFields, annotations, ...) is shared with ``obj`` and only read. The
-    result equals ``apply_patch(deepcopy(obj), ops)``; a deep copy of the whole
-    object used to cost more than the rest of a decision.
-    """
-    if any(op.get("op") not in _PATH_OPS for op in ops):
-        return jsonpatch.apply_patch(copy.deepcopy(dict(obj)), ops)
-    root: dict[str, Any] = dict(obj)
-    for op in ops:
-        node: Any = root
-        for token in _pointer_tokens(str(op["path"]))[:-1]:
-            key: str | int = token
-            if isinstance(node, dict):
-                if token not in node:
-                    break  # jsonpatch reports the missing member
-            elif isinstance(node, list):
-                if not token.isdigit() or int(token) >= len(node):
-                    break
-                key = int(token)
-            else:
-                return jsonpatch.apply_patch(copy.deepcopy(dict(obj)), ops)
-            child = node[key]
-            if isinstance(child, dict):
-                child = dict(child)
-            elif isinstance(child, list):
-                child = list(child)
-            else:
-                return jsonpatch.apply_patch(copy.deepcopy(dict(obj)), ops)
-            node[key] = child
-            node = child
-    # jsonpatch applies each operation (RFC 6902 semantics, errors included); its
-    # JsonPatch container would validate and build every operation twice more.
-    for op in ops:
-        root = jsonpatch.JsonPatch.operations[op["op"]](op).apply(root)
-    return root
+def _written(place: OptionPlace, new: list[str]) -> OptionPlace:
+    """``place`` holding ``new``, as ``_place_op`` writes it (removed when empty)."""
+    entries: tuple[str, ...] = ()
+    if new:
+        entries = tuple(new) if place.is_list else (",".join(new),)
+    return OptionPlace(
+        label=place.label,
+        pointer=place.pointer,
+        is_list=place.is_list,
+        entries=entries,
+        present=bool(new),
+        node_reads=place.node_reads,
+        mutable=place.mutable,
+        replaces_defaults=place.replaces_defaults,
+        container=place.container,
+    )
 
 
 class Engine:
@@ -468,7 +451,7 @@ class Engine:
                 f"{_fix(pin, unsupported)}",
             )
         try:
-            ops = pin_patch(obj, target, policy.pin, operation)
+            plan = pin_plan(obj, target, policy.pin, operation)
         except PinRefused as exc:
             warning = _short(
                 f"nfsguard: cannot pin {target.kind} {target.name} on update ({rule.name}); "
@@ -484,11 +467,11 @@ class Engine:
                 f"{who} would pin {pin} for {export}, but {exc}: {advice}",
                 notes=(f"incomplete pin: {exc}",),
             )
-        if not ops:
+        if not plan.ops:
             return _Verdict(Outcome.COMPLIANT, f"already pinned by {who}")
-        # Safety net: read the patched object back as a node would (the patch is applied
-        # with jsonpatch, which also proves it applies to the object as given).
-        mount_options = self._options_after(target, _patched_copy(obj, ops), ops)
+        # Safety net: what the node would mount once the patch is applied, read through
+        # the driver profile (defaults, what it appends, the helper's default version).
+        mount_options = target.node_options(plan.places)
         after_ev = effective_version(mount_options)
         mounted = [o for o in mount_options if selected_version(o) is not None]
         if len(mounted) != 1 or after_ev.version != policy.pin:
@@ -507,21 +490,9 @@ class Engine:
             Outcome.MUTATED,
             f"{who} pinned {pin} for {export} (was NFS {seen})",
             (warning,),
-            tuple(ops),
+            tuple(plan.ops),
             version_state(after_ev),
         )
-
-    def _options_after(
-        self, target: NFSTarget, patched: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]
-    ) -> list[str]:
-        """The options a node would mount ``patched`` with."""
-        written = [str(op["path"]) for op in ops]
-        if not any(p.startswith(ATTRIBUTE_POINTERS) for p in written):
-            # Only option fields were written: the driver profile stands (reread_places).
-            return target.node_options(reread_places(target, patched))
-        after = self.read(patched)
-        assert after is not None  # pinning never takes an object out of scope
-        return after.node_options()
 
 
 def _fix(pin: str, unsupported: str | None) -> str:
