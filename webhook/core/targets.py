@@ -22,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 from collections.abc import Container, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from webhook.core.drivers import (
@@ -80,9 +80,12 @@ class OptionPlace:
     replaces_defaults: bool = False  # options here replace the driver's defaults entirely
     container: str = ""  # pointer of a missing map to create before adding this field
 
-    @cached_property  # asked several times per review; the place is immutable
-    def options(self) -> tuple[str, ...]:
-        return tuple(split_options(self.entries))
+    #: ``entries`` split into single options: asked several times per review, so split
+    #: once (in ``__post_init__``; a cached_property would take a lock on Python 3.11).
+    options: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", tuple(split_options(self.entries)))
 
 
 @dataclass(frozen=True)
