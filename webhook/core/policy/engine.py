@@ -293,13 +293,6 @@ def pin_plan(obj: Mapping[str, Any], target: NFSTarget, pin: str, operation: str
     return PinPlan(ops, tuple(after))
 
 
-def pin_patch(
-    obj: Mapping[str, Any], target: NFSTarget, pin: str, operation: str
-) -> list[dict[str, Any]]:
-    """The JSON Patch of ``pin_plan``."""
-    return pin_plan(obj, target, pin, operation).ops
-
-
 def _place_op(place: OptionPlace, new: list[str]) -> dict[str, Any]:
     value: Any = new if place.is_list else ",".join(new)
     if not new:
