@@ -90,10 +90,10 @@ def run(eng: Engine, obj: Mapping[str, Any], operation: str = "CREATE") -> Decis
 def assert_patch_gives_the_decided_state(
     eng: Engine, obj: Mapping[str, Any], decision: Decision
 ) -> None:
-    after = target(eng, apply(obj, decision))
+    before, after = target(eng, obj), target(eng, apply(obj, decision))
     assert decision.after == version_state(after.effective_version()), (decision, after)
-    plan = pin_plan(obj, target(eng, obj), decision.after.version or "", "CREATE")
-    assert target(eng, obj).node_options(plan.places) == after.node_options()
+    plan = pin_plan(before, decision.after.version or "", "CREATE")
+    assert before.node_options(plan.places) == after.node_options()
 
 
 def apply(obj: Mapping[str, Any], decision: Decision) -> dict[str, Any]:

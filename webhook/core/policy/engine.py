@@ -249,15 +249,15 @@ class PinPlan(NamedTuple):
     places: tuple[OptionPlace, ...]  # every option place, as the patch leaves it
 
 
-def pin_plan(obj: Mapping[str, Any], target: NFSTarget, pin: str, operation: str) -> PinPlan:
+def pin_plan(target: NFSTarget, pin: str, operation: str) -> PinPlan:
     """JSON Patch operations that leave exactly one ``nfsvers=<pin>`` where the node
     reads it and no version option anywhere else, and the places they leave behind.
 
-    The operations apply to ``obj`` by construction: each place's pointer was read
-    from ``obj`` itself, so ``replace``/``remove`` name fields that are present and
-    ``add`` fields that are absent (after adding a missing parent map). The test
-    suites apply every patch with jsonpatch and read the result again to hold the
-    engine to that."""
+    The operations apply to the object ``target`` was read from, by construction: each
+    place's pointer was read from that object, so ``replace``/``remove`` name fields
+    that are present and ``add`` fields that are absent (after adding a missing parent
+    map). The test suites apply every patch with jsonpatch and read the result again
+    to hold the engine to that."""
     ops: list[dict[str, Any]] = []
     after: list[OptionPlace] = []
     for place in target.places:
@@ -288,36 +288,32 @@ def pin_plan(obj: Mapping[str, Any], target: NFSTarget, pin: str, operation: str
             )
         if not place.present and place.container and new:
             ops.append({"op": "add", "path": place.container, "value": {}})
-        ops.append(_place_op(place, new))
-        after.append(_written(place, new))
+        op, written = _write(place, new)
+        ops.append(op)
+        after.append(written)
     return PinPlan(ops, tuple(after))
 
 
-def _place_op(place: OptionPlace, new: list[str]) -> dict[str, Any]:
+def _write(place: OptionPlace, new: list[str]) -> tuple[dict[str, Any], OptionPlace]:
+    """The operation that makes ``place`` hold ``new`` (removed when empty), and the
+    place as it then reads: one function, so the patch and the check agree."""
     value: Any = new if place.is_list else ",".join(new)
-    if not new:
-        return {"op": "remove", "path": place.pointer}
-    if not place.present:
-        return {"op": "add", "path": place.pointer, "value": value}
-    return {"op": "replace", "path": place.pointer, "value": value}
-
-
-def _written(place: OptionPlace, new: list[str]) -> OptionPlace:
-    """``place`` holding ``new``, as ``_place_op`` writes it (removed when empty)."""
-    entries: tuple[str, ...] = ()
-    if new:
-        entries = tuple(new) if place.is_list else (",".join(new),)
-    return OptionPlace(
+    written = OptionPlace(
         label=place.label,
         pointer=place.pointer,
         is_list=place.is_list,
-        entries=entries,
+        entries=(tuple(new) if place.is_list else (value,)) if new else (),
         present=bool(new),
         node_reads=place.node_reads,
         mutable=place.mutable,
         replaces_defaults=place.replaces_defaults,
         container=place.container,
     )
+    if not new:
+        return {"op": "remove", "path": place.pointer}, written
+    if not place.present:
+        return {"op": "add", "path": place.pointer, "value": value}, written
+    return {"op": "replace", "path": place.pointer, "value": value}, written
 
 
 class Engine:
@@ -444,7 +440,7 @@ class Engine:
                 f"{_fix(pin, unsupported)}",
             )
         try:
-            plan = pin_plan(obj, target, policy.pin, operation)
+            plan = pin_plan(target, policy.pin, operation)
         except PinRefused as exc:
             warning = _short(
                 f"nfsguard: cannot pin {target.kind} {target.name} on update ({rule.name}); "
