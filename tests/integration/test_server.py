@@ -552,6 +552,8 @@ def test_other_methods_and_paths_answer_json(nfsguard_server: ServerHandle) -> N
     for method, path, code in (("GET", "/mutate", 405), ("POST", "/validate", 404)):
         http = nfsguard_server.session.request(method, nfsguard_server.url(path), timeout=15)
         assert_error(http, code)
+        if code == 405:
+            assert http.headers["Allow"] == "POST"
 
 
 def test_concurrent_reviews_each_get_their_own_answer(nfsguard_server: ServerHandle) -> None:

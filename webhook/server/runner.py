@@ -13,9 +13,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from webhook.admission.handler import ReviewHandler
@@ -25,10 +24,13 @@ from webhook.core.inventory import (
     UnknownInventory,
     nodes_from_objects,
 )
-from webhook.server.app import create_app
+from webhook.server.app import WebhookApp, create_app
 from webhook.server.policy_store import PolicyStore
 from webhook.server.tls_reload import gunicorn_ssl_context
 from webhook.sources import load_manifests, read_policy_sources, read_text
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,9 @@ def _inventory(settings: ServeSettings) -> NodeInventory:
     return UnknownInventory("no node inventory (serve without --nodes or --kubeconfig)")
 
 
-def build_app(settings: ServeSettings, policy_fallback: Sequence[tuple[str, str]] = ()) -> Flask:
+def build_app(
+    settings: ServeSettings, policy_fallback: Sequence[tuple[str, str]] = ()
+) -> WebhookApp:
     """Everything one worker needs, built after fork. ``policy_fallback`` (the policy
     files as the master read them at start) serves a worker that starts while the
     files on disk do not load (a worker restarted after a bad policy change)."""
@@ -144,7 +148,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
 
-    def load(self) -> Flask:
+    def load(self) -> WSGIApplication:
         return build_app(self.settings, self.policy_sources)
 
 
