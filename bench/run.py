@@ -5,9 +5,11 @@
 
 1. Engine scaling in-process (bench.engine_scaling): ``Engine.decide`` for 10 to 10,000
    rules, only a few of which can match the object.
-2. Served: the floor (bench.floor: a static "allowed" answer on nfsguard's own gunicorn
-   configuration) and ``nfsguard serve`` with an N-rule policy, both over TLS on
-   127.0.0.1, measured interleaved round after round:
+2. Served: the floor (bench.floor: a static "allowed" answer from Flask on nfsguard's
+   own gunicorn configuration), ``nfsguard serve`` with an N-rule policy, over TLS on
+   127.0.0.1, and a bare floor (``bench.floor --bare``: the same answer from a plain
+   WSGI function, no Flask; shown, not compared with), measured interleaved round
+   after round:
      - saturation: wrk, 1 thread, 8 keep-alive connections, reviews/s (bench/review.lua);
      - latency at a fixed 200 reviews/s: bench.paced (8 keep-alive connections, latency
        from the scheduled send time), p50/p99;
@@ -442,6 +444,23 @@ def main(argv: list[str] | None = None) -> int:
                     True,
                 )
             )
+        # Last, so that the targets stay measured for nfsguard-N against the floor:
+        # the bare floor is shown beside them, not compared with.
+        specs.append(
+            (
+                "floor-bare",
+                [
+                    str(BIN / "python"),
+                    "-m",
+                    "bench.floor",
+                    "--bare",
+                    "--tls-dir",
+                    str(tls),
+                    *common,
+                ],
+                False,
+            )
+        )
         with _all_served(specs, work, ctx) as servers:
             for server, (_, _, patch) in zip(servers, specs, strict=True):
                 check_answer(server, ctx, body, expect_patch=patch)
