@@ -467,6 +467,19 @@ errorlog = "-"
 
 def when_ready(server):
     watch_tls_files(Path("{tls}"), sighup(), interval=0.2)
+
+# A server that builds its SSLContext once per worker, the case sighup() is for.
+# (gunicorn's default instead loads tls.crt and tls.key again for every connection,
+# two reads that can straddle a swap of the pair: a mismatched pair, an SSL error,
+# and a plaintext error page on a TLS connection. That race is why nfsguard serves
+# through gunicorn_ssl_context, and it is not what this test is about.)
+_context = None
+
+def ssl_context(conf, default_ssl_context_factory):
+    global _context
+    if _context is None:
+        _context = default_ssl_context_factory()
+    return _context
 """
 
 PID_APP = """
@@ -482,7 +495,9 @@ def test_sighup_watcher_restarts_plain_gunicorn_workers_without_failures(
     tmp_path: Path,
 ) -> None:
     """The alternative for servers that build their SSLContext once: the watcher in the
-    gunicorn master sends it SIGHUP; new workers load the new pair, old ones finish."""
+    gunicorn master sends it SIGHUP; new workers load the new pair, old ones finish.
+    (The master re-reads this configuration on SIGHUP, so new workers start with no
+    context and build theirs from the new files.)"""
     tls = KubeletDir(tmp_path / "tls")
     bundle = pki.plan(None, dns_names=NAMES, ip_addresses=IPS)
     tls.publish(bundle.serving)
