@@ -19,10 +19,11 @@ from werkzeug.test import Client
 
 from tests.fixtures.samples import pv
 from tests.integration.conftest import admission_review
+from webhook.admission.errors import AdmissionError
 from webhook.admission.handler import ReviewHandler
 from webhook.core.policy.engine import Engine
 from webhook.core.policy.loader import load_policies
-from webhook.server.app import MUTATE_PATH, WebhookApp
+from webhook.server.app import MUTATE_PATH, WebhookApp, status_line
 
 POLICY = """\
 apiVersion: nfsguard.io/v1alpha1
@@ -123,3 +124,12 @@ def test_a_refused_body_is_a_one_line_4xx() -> None:
     not_json = app.post(MUTATE_PATH, data=b"{", headers={"Content-Type": "application/json"})
     assert not_json.status_code == 400
     one_line_error(not_json.data, 400)
+
+
+def test_every_admission_error_has_a_status_line() -> None:
+    def subclasses(cls: type[AdmissionError]) -> list[type[AdmissionError]]:
+        return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
+
+    lines = {cls.status: status_line(cls.status) for cls in subclasses(AdmissionError)}
+    assert lines[413] == "413 Request Entity Too Large"
+    assert all(line.startswith(f"{code} ") and len(line) > 4 for code, line in lines.items())

@@ -14,9 +14,11 @@ to a small Flask app. docs/performance.md has the measurements.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -45,15 +47,11 @@ MUTATE_PATH = "/mutate"
 #: anything larger is answered at once and the connection closed.
 DRAIN_LIMIT = 4 * MAX_BODY
 
-_STATUS_LINES = {
-    200: "200 OK",
-    400: "400 Bad Request",
-    405: "405 Method Not Allowed",
-    413: "413 Request Entity Too Large",
-    415: "415 Unsupported Media Type",
-    500: "500 Internal Server Error",
-    503: "503 Service Unavailable",
-}
+
+@functools.cache
+def status_line(code: int) -> str:
+    """``413 Request Entity Too Large``: any status an AdmissionError may carry."""
+    return f"{code} {HTTPStatus(code).phrase}"
 
 
 def error_body(status: int, message: str) -> bytes:
@@ -82,7 +80,7 @@ class WebhookApp:
                 ("Content-Length", str(len(body))),
                 ("Allow", "POST"),
             ]
-        start_response(_STATUS_LINES[status], headers)
+        start_response(status_line(status), headers)
         return [body]
 
     def mutate(self, environ: WSGIEnvironment) -> tuple[int, bytes]:
@@ -120,22 +118,23 @@ class WebhookApp:
 
 
 def _drain_body(environ: WSGIEnvironment) -> None:
-    """Read what is left of the request body, at most DRAIN_LIMIT bytes."""
-    try:
-        length = get_content_length(environ)
-    except Exception:  # a malformed Content-Length: nothing sensible to drain
-        return
+    """Read what is left of the request body, at most DRAIN_LIMIT bytes. Best effort:
+    a client that breaks off or garbles its body still gets the error it caused."""
+    length = get_content_length(environ)  # None when absent or not a number
     if length is not None and length > DRAIN_LIMIT:
         return
     stream = environ.get("wsgi.input")
     if stream is None:
         return
     left = DRAIN_LIMIT
-    while left > 0:
-        chunk = stream.read(min(256 * 1024, left))
-        if not chunk:
-            return
-        left -= len(chunk)
+    try:
+        while left > 0:
+            chunk = stream.read(min(256 * 1024, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except Exception:  # gunicorn's body parse errors and socket errors alike
+        log.debug("request body not drained", exc_info=True)
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:
