@@ -391,6 +391,42 @@ def test_half_written_pair_never_breaks_a_handshake(
     assert "keeping the previous pair" in server.log_text()
 
 
+def test_a_worker_first_reached_while_the_pair_is_half_written_serves_the_loaded_pair(
+    tmp_path: Path, start_server: Callable[[Path, Path], Server]
+) -> None:
+    """Each worker holds the pair the server loaded at start (the gunicorn master loads
+    it before forking), so a worker whose first connection comes while the files are
+    mid-update serves that pair, rather than finding nothing to keep and failing the
+    handshake. Here no review reaches the workers before the update starts: only the
+    readiness probe, which reaches at most one of the two."""
+    tls_dir = tmp_path / "tls"
+    pki.ensure_dev_tls(tls_dir)
+    ca = pki.KeyPair((tls_dir / "ca.crt").read_bytes(), (tls_dir / "ca.key").read_bytes())
+    trust = tls_dir / "ca.crt"
+    server = start_server(tls_dir, trust)
+    old = fingerprint((tls_dir / "tls.crt").read_bytes())
+    new = pki.issue_serving_cert(ca, dns_names=NAMES, ip_addresses=IPS)
+    pki.write_atomic(tls_dir / "tls.key", new.key_pem, mode=0o600)  # the cert is not there yet
+    seen = [served_fingerprint(server.port, trust) for _ in range(40)]  # fresh handshakes
+    assert set(seen) == {old}
+    pki.write_atomic(tls_dir / "tls.crt", new.cert_pem)
+    wait_served(server.port, trust, fingerprint(new.cert_pem))
+
+
+def test_serve_refuses_a_pair_that_does_not_load_in_one_line(tmp_path: Path) -> None:
+    tls_dir = tmp_path / "tls"
+    pki.ensure_dev_tls(tls_dir)
+    other = pki.plan(None, dns_names=NAMES, ip_addresses=IPS)
+    pki.write_atomic(tls_dir / "tls.key", other.serving.key_pem, mode=0o600)  # not its key
+    argv = [str(NFSGUARD), "serve", "--policy", str(POLICY), "--tls-dir", str(tls_dir)]
+    argv += ["--host", HOST, "--port", str(free_port())]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if "tls.crt and tls.key" in line]
+    assert len(lines) == 1 and "do not load as a TLS pair" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # ------------------------------------------------------------------ the watcher (SIGHUP path)
 
 

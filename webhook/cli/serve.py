@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import tempfile
 from pathlib import Path
 
@@ -100,6 +101,12 @@ def serve(
     from webhook.pki import ensure_dev_tls
 
     ensure_dev_tls(tls_dir)
+    from webhook.server.tls_reload import CachedServerContext
+
+    try:
+        CachedServerContext(tls_dir).get()  # a bad pair fails here, in one line
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        fail(f"{tls_dir}: tls.crt and tls.key do not load as a TLS pair: {exc}")
     # prometheus-client picks multiprocess mode at import: set it before importing the server.
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="nfsguard-metrics-"))
     from webhook.server.runner import ServeSettings, run

@@ -203,8 +203,16 @@ def gunicorn_ssl_context(tls_dir: Path) -> Callable[[Any, Callable[[], ssl.SSLCo
     Set ``certfile``/``keyfile`` to the same files too (gunicorn only turns TLS on
     when ``certfile`` is set). The cache is per process: each worker keeps its own
     context and notices renewed files on its next connection.
+
+    The pair is loaded here, at once (raising if it does not load): called from
+    gunicorn's ``load_config`` in the master, that gives every worker, forked later
+    or restarted much later, a context to keep. A worker that had to load its first
+    context itself would have nothing to fall back on if its first connection came
+    while the files were mid-update: the handshake would fail (gunicorn then writes
+    a plaintext error page on the TLS connection).
     """
     cache = CachedServerContext(tls_dir)
+    cache.get()
 
     def ssl_context(conf: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]) -> Any:
         return cache.get()
