@@ -18,26 +18,14 @@ import pytest
 from werkzeug.test import Client
 
 from tests.fixtures.samples import pv
-from tests.integration.conftest import admission_review
+from tests.integration.conftest import POLICIES, admission_review
 from webhook.admission.errors import AdmissionError
 from webhook.admission.handler import ReviewHandler
+from webhook.cli.common import load_engine
 from webhook.core.policy.engine import Engine
-from webhook.core.policy.loader import load_policies
 from webhook.server.app import MUTATE_PATH, WebhookApp, status_line
 
-POLICY = """\
-apiVersion: nfsguard.io/v1alpha1
-kind: NFSMountPolicy
-metadata: {name: site-rules}
-spec:
-  version: "2026.11.27-1"
-  rules:
-  - name: incident-node003-hang
-    match:
-      exports: [{server: 192.168.100.7, path: /data1/k8sdev/**}]
-    action: pin
-"""
-ENGINE = Engine(load_policies([("site.yaml", POLICY)]))
+ENGINE = load_engine((str(POLICIES),))  # the incident's site policy and the other actions
 
 
 def ready() -> tuple[bool, dict[str, Any]]:
