@@ -6,10 +6,11 @@ What a review means lives in webhook.admission; this module only moves bytes.
 the apiserver may call it twice per write. Flask's per-request machinery (application
 and request contexts, URL map, signals, a ``Response`` object) cost about 85 us per
 review in a loop on the bench machine (the whole request went from 159 to 76 us),
-more than the policy decision itself, and a review needs none of it: one path, one method, a body in, a body out. So :class:`WebhookApp` serves
-that one route with Werkzeug's WSGI helpers (input stream, size limit, content type)
-and hands every other request (``/healthz``, ``/readyz``, ``/metrics``, unknown paths)
-to a small Flask app. docs/performance.md has the measurements.
+more than the policy decision itself, and a review needs none of it: one path, one
+method, a body in, a body out. So :class:`WebhookApp` serves that one route with
+Werkzeug's WSGI helpers (input stream, size limit, content type) and hands every other
+request (``/healthz``, ``/readyz``, ``/metrics``, unknown paths) to a small Flask app.
+docs/performance.md has the measurements.
 """
 
 from __future__ import annotations
@@ -69,17 +70,14 @@ class WebhookApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != MUTATE_PATH:
             return self.routes(environ, start_response)
-        if environ.get("REQUEST_METHOD") == "POST":
+        method = environ.get("REQUEST_METHOD")
+        if method == "POST":
             status, body = self.mutate(environ)
-            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         else:
-            status = 405
-            body = error_body(405, f"{environ.get('REQUEST_METHOD')} {MUTATE_PATH}: use POST")
-            headers = [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("Allow", "POST"),
-            ]
+            status, body = 405, error_body(405, f"{method} {MUTATE_PATH}: use POST")
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        if status == 405:
+            headers.append(("Allow", "POST"))
         start_response(status_line(status), headers)
         return [body]
 
@@ -173,7 +171,3 @@ def routes_app(readiness: Readiness) -> Flask:
         return _error(500, f"internal error: {type(exc).__name__}")
 
     return app
-
-
-def create_app(handler: ReviewHandler, readiness: Readiness) -> WebhookApp:
-    return WebhookApp(handler, readiness)

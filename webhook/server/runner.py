@@ -24,7 +24,7 @@ from webhook.core.inventory import (
     UnknownInventory,
     nodes_from_objects,
 )
-from webhook.server.app import WebhookApp, create_app
+from webhook.server.app import WebhookApp
 from webhook.server.policy_store import PolicyStore
 from webhook.server.tls_reload import gunicorn_ssl_context
 from webhook.sources import load_manifests, read_policy_sources, read_text
@@ -106,7 +106,7 @@ def build_app(
                 )
         return ready, details
 
-    return create_app(handler, readiness)
+    return WebhookApp(handler, readiness)
 
 
 def _child_exit(server: Any, worker: Any) -> None:
