@@ -29,10 +29,9 @@ from tests.integration.conftest import (
     post_review,
     start_server,
 )
-from webhook.core.drivers import load_profile_sources
+from webhook.core.drivers import load_policy_set
 from webhook.core.options import is_version_option, selected_version
 from webhook.core.policy.engine import Engine
-from webhook.core.policy.loader import load_policies
 from webhook.sources import read_policy_sources
 
 LEGACY = "volume.beta.kubernetes.io/mount-options"
@@ -384,7 +383,7 @@ def server(policy_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture(scope="module")
 def engine(policy_dir: Path) -> Engine:
     sources = read_policy_sources([str(policy_dir)])
-    return Engine(load_policies(sources), load_profile_sources(sources))
+    return Engine(*load_policy_set(sources))
 
 
 def served(server: ServerHandle, obj: dict[str, Any], operation: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from webhook.core.drivers import (
     DriverProfiles,
     builtin_profiles,
     builtin_text,
-    load_profile_sources,
+    load_policy_set,
     load_profiles,
     profile_schema,
     unsafe_pin_warnings,
@@ -73,7 +73,7 @@ def policy(pin: str = "4.0", extra: str = "", match: str | None = None) -> str:
 
 def engine(text: str, *more: tuple[str, str]) -> Engine:
     sources = [("policy.yaml", text), *more]
-    return Engine(load_policies(sources), load_profile_sources(sources))
+    return Engine(*load_policy_set(sources))
 
 
 def run(eng: Engine, obj: Mapping[str, Any], operation: str = "CREATE") -> Decision:
@@ -258,7 +258,7 @@ def test_every_shipped_profile_is_valid_against_the_published_schema() -> None:
 
 def test_make_run_policy_dir_still_loads_and_profiles_load_from_it() -> None:
     sources = [(str(p), p.read_text()) for p in sorted((REPO / "policies").glob("*.yaml"))]
-    eng = Engine(load_policies(sources), load_profile_sources(sources))
+    eng = Engine(*load_policy_set(sources))
     assert len(eng.profiles) == len(EVERY_DRIVER)
 
 

@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import click
 
-from webhook.core.drivers import load_profile_sources
+from webhook.core.drivers import load_policy_set
 from webhook.core.inventory import (
     NodeInventory,
     StaticInventory,
@@ -16,7 +16,7 @@ from webhook.core.inventory import (
     nodes_from_objects,
 )
 from webhook.core.policy.engine import Engine
-from webhook.core.policy.loader import PolicyError, load_policies
+from webhook.core.policy.loader import PolicyError
 from webhook.sources import SourceError, load_manifests, read_policy_sources, read_text
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT = 0, 1, 2
@@ -49,7 +49,7 @@ def load_engine(paths: Sequence[str]) -> Engine:
     """An engine for the policies at ``paths``, or exit 2 with every problem on its own line."""
     try:
         sources = read_policy_sources(paths)
-        return Engine(load_policies(sources), load_profile_sources(sources))
+        return Engine(*load_policy_set(sources))
     except PolicyError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

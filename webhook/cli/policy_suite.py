@@ -26,7 +26,7 @@ from webhook.admission.errors import BadRequest
 from webhook.admission.handler import decide
 from webhook.cli.review import admitted, object_label, offline_request
 from webhook.core.decision import Decision, Outcome
-from webhook.core.drivers import load_profile_sources
+from webhook.core.drivers import load_policy_set
 from webhook.core.inventory import (
     Node,
     NodeInventory,
@@ -411,7 +411,7 @@ def load_cases(paths: Sequence[str]) -> tuple[list[Case], dict[tuple[str, ...], 
             continue  # loaded already, or a missing policy file was reported
         try:
             sources = _read_policies(case.policies)
-            engines[case.policies] = Engine(load_policies(sources), load_profile_sources(sources))
+            engines[case.policies] = Engine(*load_policy_set(sources))
         except PolicyError as exc:
             reader.problems += [str(p) for p in exc.problems]
         except SourceError as exc:

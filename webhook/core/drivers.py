@@ -12,8 +12,9 @@ Profiles come from two places:
 - built-in: webhook/data/drivers.yaml (the same documents as policies/drivers/),
   always loaded;
 - operator: ``NFSDriverProfile`` documents in any policy file given with
-  ``--policy`` (the policy loader skips them; ``load_profile_sources`` reads
-  them). An operator profile with the name of a built-in replaces it.
+  ``--policy`` (the policy loader reads them in the same pass;
+  ``load_policy_set`` returns them with the policies). An operator profile with
+  the name of a built-in replaces it.
 Operator profiles are tried first (load order), then the built-ins (file order);
 the first profile whose ``match`` holds reads the object.
 """
@@ -37,6 +38,7 @@ from webhook.core.policy.loader import (
     Document,
     PolicyError,
     Problem,
+    check_sources,
     parse_documents,
 )
 from webhook.core.policy.model import Policy, Position, Rule
@@ -696,21 +698,15 @@ def load_profiles(
     return profiles, problems
 
 
-def load_profile_sources(sources: Iterable[tuple[str, str]]) -> DriverProfiles:
-    """Built-ins plus the operator profiles among policy ``sources`` (name, text).
-    Raises PolicyError with every problem."""
-    documents: list[Document] = []
-    problems: list[Problem] = []
-    for source, text in sources:
-        try:
-            documents.extend(parse_documents(text, source))
-        except PolicyError as exc:
-            problems.extend(exc.problems)
-    profiles, found = load_profiles(documents)
-    problems.extend(found)
-    if problems:
-        raise PolicyError(problems)
-    return builtin_profiles().with_operator(profiles)
+def load_policy_set(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], DriverProfiles]:
+    """The policies of ``sources`` (name, text) and the driver profiles in force with
+    them (built-ins plus the operator's), each file parsed once: what ``Engine`` takes.
+    Raises PolicyError with every error; warnings do not stop loading."""
+    policies, operator, problems = check_sources(sources)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise PolicyError(errors)
+    return policies, builtin_profiles().with_operator(operator)
 
 
 BUILTIN_SOURCE = "webhook/data/drivers.yaml"

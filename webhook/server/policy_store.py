@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.core.drivers import load_profile_sources
+from webhook.core.drivers import load_policy_set
 from webhook.core.policy.engine import Engine
 from webhook.core.policy.lint import lint_sources
-from webhook.core.policy.loader import PolicyError, load_policies
+from webhook.core.policy.loader import PolicyError
 from webhook.server import metrics
 from webhook.sources import SourceError, read_policy_sources
 
@@ -85,7 +85,7 @@ class PolicyStore:
         try:
             sources = read_policy_sources(self.paths)
             fp = fingerprint(sources)
-            self._engine = Engine(load_policies(sources), load_profile_sources(sources))
+            self._engine = Engine(*load_policy_set(sources))
             self._fingerprint = fp
             self._status = ReloadStatus("initial", _now(), fp, 0)
         except (PolicyError, SourceError) as exc:
@@ -98,7 +98,7 @@ class PolicyStore:
         self, exc: PolicyError | SourceError, fp: str, fallback: Sequence[tuple[str, str]]
     ) -> None:
         problems = [str(p) for p in exc.problems] if isinstance(exc, PolicyError) else [str(exc)]
-        self._engine = Engine(load_policies(fallback), load_profile_sources(fallback))
+        self._engine = Engine(*load_policy_set(fallback))
         # The broken files' fingerprint: polls stay quiet until they change.
         self._fingerprint = fp
         self._status = ReloadStatus(
@@ -136,10 +136,10 @@ class PolicyStore:
             fp = fingerprint(sources)
             if fp == self._fingerprint:
                 return "unchanged"
-            result = lint_sources(sources)
-            if result.errors:
+            result = lint_sources(sources)  # parses each file once, for both kinds
+            if result.errors or result.profiles is None:
                 return self._reject(fp, [str(p) for p in result.errors])
-            engine = Engine(result.policies, load_profile_sources(sources))
+            engine = Engine(result.policies, result.profiles)
             self._engine = engine  # the swap: one reference assignment
             self._fingerprint = fp
             self._status = ReloadStatus("accepted", _now(), fp, self._status.generation + 1)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from webhook.core.drivers import load_profile_sources, unsafe_pin_warnings
-from webhook.core.policy.loader import PolicyError, Problem, check_policies
+from webhook.core.drivers import DriverProfiles, builtin_profiles, unsafe_pin_warnings
+from webhook.core.policy.loader import Problem, check_sources
 from webhook.core.policy.model import Policy, Position, Rule
 
 
@@ -22,6 +22,9 @@ from webhook.core.policy.model import Policy, Position, Rule
 class LintResult:
     policies: tuple[Policy, ...]
     problems: tuple[Problem, ...]
+    #: The driver profiles in force with these policies (built-ins plus the files'
+    #: own); None when the files have errors.
+    profiles: DriverProfiles | None = None
 
     @property
     def errors(self) -> tuple[Problem, ...]:
@@ -51,21 +54,19 @@ def _count(n: int, one: str, many: str | None = None) -> str:
 
 def lint_sources(sources: Iterable[tuple[str, str]]) -> LintResult:
     """Lint every (file name, text) of ``sources`` together, as they would be loaded."""
-    sources = list(sources)
-    policies, problems = check_policies(sources)
+    policies, operator, problems = check_sources(sources)
     problems = problems + _whole_set_problems(policies)
+    profiles = None
     if not any(p.severity == "error" for p in problems):
+        profiles = builtin_profiles().with_operator(operator)
         # Pin rules that can reach drivers whose servers cannot take the pin.
-        try:
-            problems += unsafe_pin_warnings(policies, load_profile_sources(sources))
-        except PolicyError as exc:  # lint reports, never raises
-            problems += exc.problems
+        problems += unsafe_pin_warnings(policies, profiles)
     order = {id(p): i for i, p in enumerate(problems)}
     ordered = sorted(
         problems,
         key=lambda p: (p.position.file, p.position.line, p.position.column, order[id(p)]),
     )
-    return LintResult(tuple(policies), tuple(ordered))
+    return LintResult(tuple(policies), tuple(ordered), profiles)
 
 
 def _whole_set_problems(policies: Iterable[Policy]) -> list[Problem]:

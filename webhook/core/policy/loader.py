@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -34,6 +34,9 @@ from webhook.core.policy.patterns import (
     NamePattern,
 )
 from webhook.core.schemas import dotted, load_schema, validator
+
+if TYPE_CHECKING:
+    from webhook.core.drivers import DriverProfile
 
 API_VERSION = "nfsguard.io/v1alpha1"
 POLICY_KIND = "NFSMountPolicy"
@@ -483,6 +486,16 @@ def load_policies(sources: Iterable[tuple[str, str]]) -> list[Policy]:
 def check_policies(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], list[Problem]]:
     """The policies of ``sources`` that load, and every problem (errors and warnings)
     of every source, in file order. The policies are usable only without errors."""
+    policies, _profiles, problems = check_sources(sources)
+    return policies, problems
+
+
+def check_sources(
+    sources: Iterable[tuple[str, str]],
+) -> tuple[list[Policy], list[DriverProfile], list[Problem]]:
+    """``check_policies``, with the operator's ``NFSDriverProfile`` documents of the same
+    files too: every file is parsed once, for both kinds (YAML with positions is most of
+    the cost of loading a large policy)."""
     policies: list[Policy] = []
     problems: list[Problem] = []
     names: dict[str, Position] = {}
@@ -523,8 +536,10 @@ def check_policies(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], li
                 names[name] = doc.at(("metadata", "name"))
             if policy is not None:
                 policies.append(policy)
+    profiles: list[DriverProfile] = []
     if profile_docs:
         from webhook.core.drivers import load_profiles  # drivers imports this module
 
-        problems.extend(load_profiles(profile_docs)[1])
-    return policies, sorted(problems, key=_problem_order)
+        profiles, found = load_profiles(profile_docs)
+        problems.extend(found)
+    return policies, profiles, sorted(problems, key=_problem_order)
