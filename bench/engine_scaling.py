@@ -27,8 +27,8 @@ import timeit
 from typing import Any
 
 from bench.workload import policy_yaml, pv_object
+from webhook.core.drivers import load_policy_set
 from webhook.core.policy.engine import Engine
-from webhook.core.policy.loader import load_policies
 from webhook.core.policy.patterns import parse_ip
 
 
@@ -63,7 +63,7 @@ def measure(counts: list[int], *, rounds: int = 9, echo: bool = False) -> list[d
     for n in counts:
         text = policy_yaml(n)
         started = time.perf_counter()
-        engines[n] = Engine(load_policies([(f"bench-{n}.yaml", text)]))
+        engines[n] = Engine(*load_policy_set([(f"bench-{n}.yaml", text)]))
         rows[n] = {"rules": n, "load_s": time.perf_counter() - started}
         for label, obj in objects.items():
             decision = engines[n].decide(obj)
