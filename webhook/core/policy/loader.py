@@ -493,9 +493,9 @@ def check_policies(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], li
 def check_sources(
     sources: Iterable[tuple[str, str]],
 ) -> tuple[list[Policy], list[DriverProfile], list[Problem]]:
-    """``check_policies``, with the operator's ``NFSDriverProfile`` documents of the same
-    files too: every file is parsed once, for both kinds (YAML with positions is most of
-    the cost of loading a large policy)."""
+    """``check_policies``, and the operator's driver profiles (``NFSDriverProfile``
+    documents) of the same files: every file is parsed once, for both kinds (YAML with
+    positions is most of the cost of loading a large policy)."""
     policies: list[Policy] = []
     problems: list[Problem] = []
     names: dict[str, Position] = {}
