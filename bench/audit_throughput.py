@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webhook.admission.wire import AdmissionRequest, UserInfo
+from webhook.admission.review import AdmissionRequest, UserInfo
+from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
 from webhook.audit.signing import generate, key_id, load_public_key, load_signer
 from webhook.audit.verify import Verifier, Where, iter_lines
 from webhook.audit.writer import AuditWriter, rotated_files
-from webhook.core.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
 
 BEGIN = "<!-- bench:audit_throughput -->"
 END = "<!-- /bench:audit_throughput -->"

@@ -27,9 +27,9 @@ import timeit
 from typing import Any
 
 from bench.workload import policy_yaml, pv_object
-from webhook.core.drivers import load_policy_set
-from webhook.core.policy.engine import Engine
-from webhook.core.policy.patterns import parse_ip
+from webhook.config.profiles import load_policy_set
+from webhook.engine.engine import Engine
+from webhook.nfs.patterns import parse_ip
 
 
 def unmatched_object() -> dict[str, Any]:

@@ -31,9 +31,9 @@ from collections.abc import Callable
 from typing import Any
 
 from webhook.cluster.nodes import _interned
-from webhook.core.inventory import ALL_NODES, NodeIndex, StaticInventory, node_from_object
-from webhook.core.kernels import KernelRange, _contains
-from webhook.core.scope import Node, NodeScope, SelectorRequirement, SelectorTerm
+from webhook.nfs.inventory import ALL_NODES, NodeIndex, StaticInventory, node_from_object
+from webhook.nfs.kernels import KernelRange, _contains
+from webhook.nfs.scope import Node, NodeScope, SelectorRequirement, SelectorTerm
 
 KERNELS = [
     "3.10.0-1160.108.1.el7.x86_64",
@@ -386,8 +386,8 @@ def pv(i: int, host: str | None) -> dict[str, Any]:
 
 def bench_review(nodes: list[Node], n_rules: int, seed: int) -> dict[str, Any]:
     try:
-        from webhook.core.policy.engine import Engine
-        from webhook.core.policy.loader import load_policies
+        from webhook.config.policies import load_policies
+        from webhook.engine.engine import Engine
     except ImportError as err:  # the engine is someone else's, and may not exist yet
         return {"skipped": f"policy engine not importable: {err}"}
     rnd = random.Random(seed)

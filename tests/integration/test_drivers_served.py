@@ -29,10 +29,10 @@ from tests.integration.conftest import (
     post_review,
     start_server,
 )
-from webhook.core.drivers import load_policy_set
-from webhook.core.options import is_version_option, selected_version
-from webhook.core.policy.engine import Engine
-from webhook.sources import read_policy_sources
+from webhook.config.profiles import load_policy_set
+from webhook.engine.engine import Engine
+from webhook.files.sources import read_policy_sources
+from webhook.nfs.options import is_version_option, selected_version
 
 LEGACY = "volume.beta.kubernetes.io/mount-options"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"

@@ -25,8 +25,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from webhook.cluster.nodes import LiveNodeInventory, start_node_inventory
-from webhook.core.inventory import ALL_NODES, KernelView
-from webhook.core.scope import NodeScope, SelectorRequirement, SelectorTerm
+from webhook.nfs.inventory import ALL_NODES, KernelView
+from webhook.nfs.scope import NodeScope, SelectorRequirement, SelectorTerm
 
 EL7 = "3.10.0-862.14.4.el7.x86_64"
 EL7_NEW = "3.10.0-1160.el7.x86_64"

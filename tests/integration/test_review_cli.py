@@ -73,7 +73,7 @@ def stdout_objects(result: subprocess.CompletedProcess[str]) -> list[dict[str, A
 
 
 def node_versions(obj: Mapping[str, Any]) -> list[str]:
-    from webhook.core.options import is_version_option, split_options
+    from webhook.nfs.options import is_version_option, split_options
 
     if obj["kind"] == "StorageClass":
         entries = list(obj.get("mountOptions") or [])

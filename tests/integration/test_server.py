@@ -38,9 +38,9 @@ from tests.integration.conftest import (
     apiserver_session,
     post_review,
 )
-from webhook.core.options import is_version_option, split_options
-from webhook.core.policy.loader import load_policies
-from webhook.sources import read_policy_sources
+from webhook.config.policies import load_policies
+from webhook.files.sources import read_policy_sources
+from webhook.nfs.options import is_version_option, split_options
 
 QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from webhook.admission.errors import BadRequest, Unavailable
 from webhook.admission.recorder import DecisionRecorder, NullRecorder
-from webhook.admission.wire import AdmissionRequest, parse_review, review_response
-from webhook.core.decision import Decision, Outcome
-from webhook.core.inventory import NodeInventory, UnknownInventory
-from webhook.core.policy.engine import Engine
-from webhook.core.targets import InvalidObject
+from webhook.admission.review import AdmissionRequest, parse_review, review_response
+from webhook.api.decision import Decision, Outcome
+from webhook.engine.engine import Engine
+from webhook.engine.reading import InvalidObject
+from webhook.nfs.inventory import NodeInventory, UnknownInventory
 
 #: Kinds and operations nfsguard reviews; everything else is allowed untouched.
 REVIEWED_KINDS = frozenset({"PersistentVolume", "StorageClass"})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from webhook.admission.wire import AdmissionRequest
-from webhook.core.decision import Decision
+from webhook.admission.review import AdmissionRequest
+from webhook.api.decision import Decision
 
 
 class DecisionRecorder(Protocol):

@@ -39,7 +39,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from webhook.admission.recorder import NullRecorder
-from webhook.admission.wire import AdmissionRequest
+from webhook.admission.review import AdmissionRequest
+from webhook.api.decision import Decision
 from webhook.audit.record import (
     CHECKPOINT,
     GENESIS,
@@ -54,7 +55,6 @@ from webhook.audit.record import (
     to_line,
 )
 from webhook.audit.signing import Signer, load_signer
-from webhook.core.decision import Decision
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_KEEP_FILES = 8  # with the live file at most 9 x 64 MiB: fits the manifests' 1 GiB emptyDir

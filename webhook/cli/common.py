@@ -8,16 +8,16 @@ from typing import NoReturn
 
 import click
 
-from webhook.core.drivers import load_policy_set
-from webhook.core.inventory import (
+from webhook.config.policies import PolicyError
+from webhook.config.profiles import load_policy_set
+from webhook.engine.engine import Engine
+from webhook.files.sources import SourceError, load_manifests, read_policy_sources, read_text
+from webhook.nfs.inventory import (
     NodeInventory,
     StaticInventory,
     UnknownInventory,
     nodes_from_objects,
 )
-from webhook.core.policy.engine import Engine
-from webhook.core.policy.loader import PolicyError
-from webhook.sources import SourceError, load_manifests, read_policy_sources, read_text
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT = 0, 1, 2
 

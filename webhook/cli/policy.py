@@ -33,10 +33,10 @@ from webhook.cli.policy_suite import (
     run_cases,
 )
 from webhook.cli.review import object_label, offline_request
-from webhook.core.policy.explain import explain as explain_object
-from webhook.core.policy.explain import to_json, to_text
-from webhook.core.policy.lint import lint_sources
-from webhook.sources import SourceError, load_manifests, read_policy_sources, read_text
+from webhook.config.lint import lint_sources
+from webhook.engine.explain import explain as explain_object
+from webhook.engine.explain import to_json, to_text
+from webhook.files.sources import SourceError, load_manifests, read_policy_sources, read_text
 
 
 @click.group()

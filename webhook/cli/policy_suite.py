@@ -24,10 +24,17 @@ import yaml
 
 from webhook.admission.errors import BadRequest
 from webhook.admission.handler import decide
+from webhook.api.decision import Decision, Outcome
+from webhook.api.policy import Position
 from webhook.cli.review import admitted, object_label, offline_request
-from webhook.core.decision import Decision, Outcome
-from webhook.core.drivers import load_policy_set
-from webhook.core.inventory import (
+from webhook.config.policies import API_VERSION, Document, PolicyError, load_policies
+from webhook.config.policies import scan_documents as _scan
+from webhook.config.profiles import load_policy_set
+from webhook.config.schema import dotted, load_schema, validator
+from webhook.engine.engine import Engine
+from webhook.files.sources import POLICY_SUFFIXES, SourceError, load_manifests, read_text
+from webhook.files.sources import read_policy_sources as _read_policies
+from webhook.nfs.inventory import (
     Node,
     NodeInventory,
     StaticInventory,
@@ -35,13 +42,6 @@ from webhook.core.inventory import (
     node_from_object,
     nodes_from_objects,
 )
-from webhook.core.policy.engine import Engine
-from webhook.core.policy.loader import API_VERSION, Document, PolicyError, load_policies
-from webhook.core.policy.loader import scan_documents as _scan
-from webhook.core.policy.model import Position
-from webhook.core.schemas import dotted, load_schema, validator
-from webhook.sources import POLICY_SUFFIXES, SourceError, load_manifests, read_text
-from webhook.sources import read_policy_sources as _read_policies
 
 SUITE_KIND = "NFSPolicyTest"
 _SUITE_MARK = re.compile(rf"^kind:\s*['\"]?{SUITE_KIND}['\"]?\s*(#.*)?$", re.MULTILINE)

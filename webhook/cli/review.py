@@ -17,7 +17,8 @@ import yaml
 
 from webhook.admission.errors import BadRequest
 from webhook.admission.handler import decide
-from webhook.admission.wire import AdmissionRequest, UserInfo
+from webhook.admission.review import AdmissionRequest, UserInfo
+from webhook.api.decision import Decision
 from webhook.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FINDING,
@@ -29,8 +30,7 @@ from webhook.cli.common import (
     operation_option,
     policy_option,
 )
-from webhook.core.decision import Decision
-from webhook.sources import SourceError, load_manifests, read_text
+from webhook.files.sources import SourceError, load_manifests, read_text
 
 
 def object_label(obj: Mapping[str, Any]) -> str:

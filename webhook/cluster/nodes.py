@@ -52,8 +52,8 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from urllib3.exceptions import ReadTimeoutError
 
-from webhook.core.inventory import KernelView, NodeIndex, node_from_object
-from webhook.core.scope import Node, NodeScope
+from webhook.nfs.inventory import KernelView, NodeIndex, node_from_object
+from webhook.nfs.scope import Node, NodeScope
 
 __all__ = ["LiveNodeInventory", "start_node_inventory"]
 

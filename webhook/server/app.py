@@ -30,7 +30,7 @@ from werkzeug.wsgi import get_content_length, get_input_stream
 
 from webhook.admission.errors import AdmissionError, PayloadTooLarge, UnsupportedMediaType
 from webhook.admission.handler import ReviewHandler
-from webhook.admission.wire import MAX_BODY
+from webhook.admission.review import MAX_BODY
 from webhook.server import metrics
 
 if TYPE_CHECKING:

@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.core.drivers import load_policy_set
-from webhook.core.policy.engine import Engine
-from webhook.core.policy.lint import lint_sources
-from webhook.core.policy.loader import PolicyError
+from webhook.config.lint import lint_sources
+from webhook.config.policies import PolicyError
+from webhook.config.profiles import load_policy_set
+from webhook.engine.engine import Engine
+from webhook.files.sources import SourceError, read_policy_sources
 from webhook.server import metrics
-from webhook.sources import SourceError, read_policy_sources
 
 log = logging.getLogger("nfsguard.policy")
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from gunicorn.app.base import BaseApplication
 
 from webhook.admission.handler import ReviewHandler
-from webhook.core.inventory import (
+from webhook.files.sources import load_manifests, read_policy_sources, read_text
+from webhook.nfs.inventory import (
     NodeInventory,
     StaticInventory,
     UnknownInventory,
@@ -27,7 +28,6 @@ from webhook.core.inventory import (
 from webhook.server.app import WebhookApp
 from webhook.server.policy_store import PolicyStore
 from webhook.server.tls_reload import gunicorn_ssl_context
-from webhook.sources import load_manifests, read_policy_sources, read_text
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication

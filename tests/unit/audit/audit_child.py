@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from tests.unit.audit.audit_fixtures import decision, request
+from webhook.api.decision import Decision
 from webhook.audit.signing import load_signer
 from webhook.audit.writer import AuditWriter
-from webhook.core.decision import Decision
 
 
 def main() -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from webhook.admission.wire import AdmissionRequest, UserInfo
+from webhook.admission.review import AdmissionRequest, UserInfo
+from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
 from webhook.audit.signing import generate, key_id, load_public_key
 from webhook.audit.verify import Report, Verifier, Where, iter_lines
 from webhook.audit.writer import rotated_files
-from webhook.core.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
 
 REPO = Path(__file__).resolve().parents[3]
 PYTHON = sys.executable

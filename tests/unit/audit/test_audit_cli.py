@@ -21,10 +21,10 @@ from tests.unit.audit.audit_fixtures import (
     request,
     run_cli,
 )
+from webhook.api.decision import Action, Outcome
 from webhook.audit.query import Filter, parse_when, select
 from webhook.audit.signing import load_signer
 from webhook.audit.writer import AuditWriter
-from webhook.core.decision import Action, Outcome
 
 
 @pytest.fixture

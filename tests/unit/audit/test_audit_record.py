@@ -8,11 +8,11 @@ from pathlib import Path
 import jsonschema
 
 from tests.unit.audit.audit_fixtures import T0, StepClock, decision, keypair, request
-from webhook.admission.wire import AdmissionRequest, UserInfo
+from webhook.admission.review import AdmissionRequest, UserInfo
+from webhook.api.decision import Decision, Outcome
 from webhook.audit.record import GENESIS, SCHEMA, canonical, record_hash
 from webhook.audit.signing import load_signer
 from webhook.audit.writer import AuditWriter
-from webhook.core.decision import Decision, Outcome
 
 SCHEMA_FILE = Path(__file__).resolve().parents[3] / "webhook" / "data" / "audit-record.schema.json"
 

@@ -1,0 +1,214 @@
+"""AdmissionReview v1 parsing and responses (webhook/admission/review.py) and the review
+handler (webhook/admission/handler.py), without HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jsonpatch
+import pytest
+
+from webhook.admission.errors import AdmissionError, BadRequest, PayloadTooLarge
+from webhook.admission.handler import ReviewHandler, audit_annotations
+from webhook.admission.review import MAX_BODY, parse_review, review_response
+from webhook.config.policies import load_policies
+from webhook.engine.engine import Engine
+
+POLICY = """\
+apiVersion: nfsguard.io/v1alpha1
+kind: NFSMountPolicy
+metadata: {name: site-rules}
+spec:
+  version: "2026.11.27-1"
+  rules:
+  - name: incident-node003-hang
+    match:
+      exports: [{server: 192.168.100.7, path: /data1/k8sdev/**}]
+    action: pin
+  - name: legacy
+    match:
+      exports: [{server: "*.legacy.corp"}]
+    action: deny
+"""
+ENGINE = Engine(load_policies([("site.yaml", POLICY)]))
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+
+
+def pv(server: str = "192.168.100.7", **spec: Any) -> dict[str, Any]:
+    return {
+        "kind": "PersistentVolume",
+        "apiVersion": "v1",
+        "metadata": {"name": "pv-nfs"},
+        "spec": {"nfs": {"server": server, "path": "/data1/k8sdev/hl"}, **spec},
+    }
+
+
+def review(obj: Any = None, **request: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "uid": "0df28fbd-5f5f-11e8-bc74-36e6bb280816",
+        "kind": {"group": "", "version": "v1", "kind": "PersistentVolume"},
+        "resource": {"group": "", "version": "v1", "resource": "persistentvolumes"},
+        "name": "pv-nfs",
+        "operation": "CREATE",
+        "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters"]},
+        "object": pv() if obj is None else obj,
+        "oldObject": None,
+        "dryRun": False,
+    }
+    body.update(request)
+    return {"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": body}
+
+
+def encode(data: Any) -> bytes:
+    return json.dumps(data).encode()
+
+
+def test_parse_a_review() -> None:
+    request = parse_review(encode(review(dryRun=True, namespace="")))
+    assert request.uid == "0df28fbd-5f5f-11e8-bc74-36e6bb280816"
+    assert request.kind == "PersistentVolume"
+    assert request.resource == "persistentvolumes"
+    assert request.operation == "CREATE"
+    assert request.name == "pv-nfs"
+    assert request.dry_run is True
+    assert request.user.username == "kubernetes-admin"
+    assert request.user.groups == ("system:masters",)
+    assert request.object == pv()
+
+
+def test_display_name_with_generate_name() -> None:
+    obj = pv()
+    obj["metadata"] = {"generateName": "pv-"}
+    assert parse_review(encode(review(obj, name=""))).display_name == "pv-*"
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"{", "not valid JSON"),
+        (b"\xff", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
+        (encode({**review(), "apiVersion": "v1"}), "apiVersion"),
+        (encode({"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1"}), "request"),
+        (encode(review(uid="")), "uid"),
+        (encode(review(uid=None)), "request.uid must be a string"),
+        (encode(review(kind="PersistentVolume")), "request.kind must be an object"),
+        (encode(review(operation=1)), "request.operation"),
+        (encode(review(object="x")), "request.object"),
+        (encode(review(oldObject=[1])), "request.oldObject"),
+        (encode(review(dryRun="false")), "request.dryRun"),
+        (encode(review(userInfo={"groups": "a"})), "request.userInfo.groups"),
+    ],
+)
+def test_bad_reviews(body: bytes, needle: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_review(body)
+    assert info.value.status == 400
+    assert needle in info.value.message
+    assert "\n" not in info.value.message
+
+
+def test_missing_object_on_create_and_update() -> None:
+    body = review()
+    body["request"]["object"] = None
+    with pytest.raises(BadRequest, match=r"request\.object is required for CREATE"):
+        parse_review(encode(body))
+    # DELETE carries no object
+    body["request"]["operation"] = "DELETE"
+    body["request"]["oldObject"] = pv()
+    assert parse_review(encode(body)).object is None
+
+
+def test_body_size_limit() -> None:
+    assert MAX_BODY == 6 * 1024 * 1024 + 64 * 1024
+    with pytest.raises(PayloadTooLarge) as info:
+        parse_review(b" " * (MAX_BODY + 1))
+    assert info.value.status == 413
+    assert isinstance(info.value, AdmissionError)
+
+
+def test_review_response_shapes() -> None:
+    ops: list[Mapping[str, Any]] = [
+        {"op": "add", "path": "/spec/mountOptions", "value": ["nfsvers=4.0"]}
+    ]
+    allowed = review_response("u1", patch=ops, warnings=("w",), audit_annotations={"a": "b"})
+    assert allowed["apiVersion"] == "admission.k8s.io/v1"
+    assert allowed["kind"] == "AdmissionReview"
+    response = allowed["response"]
+    assert response["uid"] == "u1" and response["allowed"] is True
+    assert response["patchType"] == "JSONPatch"
+    assert json.loads(base64.b64decode(response["patch"])) == ops
+    assert response["warnings"] == ["w"] and response["auditAnnotations"] == {"a": "b"}
+    plain = review_response("u2")["response"]
+    assert plain == {"uid": "u2", "allowed": True}
+    denied = review_response("u3", allowed=False, message="no", code=200, patch=ops)["response"]
+    assert denied["allowed"] is False
+    assert denied["status"]["code"] >= 400 and denied["status"]["message"] == "no"
+    assert "patch" not in denied and "patchType" not in denied
+
+
+def test_handler_pins_denies_and_ignores() -> None:
+    handler = ReviewHandler(lambda: ENGINE)
+    body, decision = handler.handle(encode(review()))
+    response = body["response"]
+    assert response["uid"] == "0df28fbd-5f5f-11e8-bc74-36e6bb280816"
+    ops = json.loads(base64.b64decode(response["patch"]))
+    patched = jsonpatch.apply_patch(pv(), ops)
+    assert patched["spec"]["mountOptions"] == ["nfsvers=4.0"]
+    assert decision.outcome.value == "mutated"
+    for key in response["auditAnnotations"]:
+        assert "/" not in key and len(key) <= 63 and QUALIFIED_NAME.match(key)
+
+    body, decision = handler.handle(encode(review(pv("filer.legacy.corp"))))
+    assert body["response"]["allowed"] is False
+    assert "legacy" in body["response"]["status"]["message"]
+
+    other = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "x"}}
+    config_map = review(other, kind={"group": "", "version": "v1", "kind": "ConfigMap"})
+    body, decision = handler.handle(encode(config_map))
+    assert body["response"] == {"uid": "0df28fbd-5f5f-11e8-bc74-36e6bb280816", "allowed": True}
+    assert decision.outcome.value == "ignored"
+
+
+def test_handler_tolerates_objects_without_type_meta() -> None:
+    obj = pv()
+    del obj["kind"]
+    del obj["apiVersion"]
+    body, decision = ReviewHandler(lambda: ENGINE).handle(encode(review(obj)))
+    assert decision.outcome.value == "mutated"
+    assert "patch" in body["response"]
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {**pv(), "kind": "StorageClass"},
+        pv(mountOptions="nfsvers=4.1"),
+        {**pv(), "spec": ["nfs"]},
+    ],
+    ids=["kind-mismatch", "mount-options-string", "spec-list"],
+)
+def test_handler_turns_impossible_objects_into_400(obj: dict[str, Any]) -> None:
+    with pytest.raises(BadRequest) as info:
+        ReviewHandler(lambda: ENGINE).handle(encode(review(obj)))
+    assert info.value.status == 400 and "\n" not in info.value.message
+
+
+def test_audit_annotations_only_for_deciding_rules() -> None:
+    decision = ENGINE.decide(pv(mountOptions=["nfsvers=4.0"]))
+    assert audit_annotations(decision) == {}
+    decision = ENGINE.decide(pv(mountOptions=["vers=4.2"]))
+    annotations = audit_annotations(decision)
+    assert annotations == {
+        "outcome": "mutated",
+        "policy": "site-rules",
+        "policy-version": "2026.11.27-1",
+        "rule": "incident-node003-hang",
+        "version-before": "4.2",
+        "version-after": "4.0",
+    }

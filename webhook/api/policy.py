@@ -1,0 +1,89 @@
+"""The policy model: frozen dataclasses, built only by the loader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from webhook.api.decision import Action, RuleRef
+from webhook.nfs.kernels import KernelRange
+from webhook.nfs.patterns import ExportPattern, LabelSelector, NamePattern
+
+
+class UnknownNodes(StrEnum):
+    ASSUME_AFFECTED = "assumeAffected"
+    ASSUME_UNAFFECTED = "assumeUnaffected"
+
+
+class OnExplicit(StrEnum):
+    REWRITE = "rewrite"
+    DENY = "deny"
+
+
+class OnUnsupportedPin(StrEnum):
+    """What a pin rule does to an object whose driver cannot take its pin (the
+    server does not speak that version, or the driver sets the version itself):
+    never write the pin; allow with a warning (default) or deny."""
+
+    WARN = "warn"
+    DENY = "deny"
+
+
+@dataclass(frozen=True)
+class Position:
+    file: str
+    line: int
+    column: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Match:
+    """Every key given must match (AND); items of a list are alternatives (OR).
+    ``None`` means the key was not given."""
+
+    exports: tuple[ExportPattern, ...] | None = None
+    provisioners: tuple[NamePattern, ...] | None = None
+    storage_class_names: tuple[str, ...] | None = None
+    node_kernels: tuple[KernelRange, ...] | None = None
+    object_selector: LabelSelector | None = None
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.exports is None
+            and self.provisioners is None
+            and self.storage_class_names is None
+            and self.node_kernels is None
+            and self.object_selector is None
+        )
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    action: Action
+    match: Match
+    exclude: Match | None = None
+    on_explicit: OnExplicit = OnExplicit.REWRITE
+    on_unsupported_pin: OnUnsupportedPin = OnUnsupportedPin.WARN
+    description: str = ""
+    references: tuple[str, ...] = ()
+    position: Position | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    version: str
+    digest: str  # "sha256:<hex>" of the document's canonical JSON
+    pin: str = "4.0"
+    unknown_nodes: UnknownNodes = UnknownNodes.ASSUME_AFFECTED
+    rules: tuple[Rule, ...] = ()
+    source: str = ""
+    position: Position | None = None
+
+    def ref(self, rule: Rule) -> RuleRef:
+        return RuleRef(self.name, self.version, self.digest, rule.name, rule.action)

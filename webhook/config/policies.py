@@ -1,0 +1,545 @@
+"""Policy text -> ``Policy`` objects, or every problem with its FILE:LINE:COL.
+
+Loading is pure: it takes text and a source name. Structure is checked by the
+published JSON Schema (webhook/data/nfsmountpolicy.schema.json, also shipped
+as policies/schema/ for editors); what a schema cannot say (valid CIDRs and
+globs, non-empty kernel ranges, unique names) is checked here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from webhook.api.decision import Action
+from webhook.api.policy import (
+    Match,
+    OnExplicit,
+    OnUnsupportedPin,
+    Policy,
+    Position,
+    Rule,
+    UnknownNodes,
+)
+from webhook.config.schema import dotted, load_schema, validator
+from webhook.nfs.kernels import KernelRange
+from webhook.nfs.patterns import (
+    ExportPattern,
+    LabelRequirement,
+    LabelSelector,
+    NamePattern,
+)
+
+if TYPE_CHECKING:
+    from webhook.api.profile import DriverProfile
+
+API_VERSION = "nfsguard.io/v1alpha1"
+POLICY_KIND = "NFSMountPolicy"
+#: Driver profiles may share policy files; webhook.config.profiles builds them.
+PROFILE_KIND = "NFSDriverProfile"
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a policy file, printed as ``FILE:LINE:COL: message``."""
+
+    position: Position
+    message: str
+    severity: str = "error"  # or "warning"
+
+    def __str__(self) -> str:
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{self.position}: {prefix}{self.message}"
+
+
+class PolicyError(ValueError):
+    """The policy cannot be loaded; ``problems`` says every reason, in file order."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(sorted(problems, key=_problem_order))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def _problem_order(p: Problem) -> tuple[str, int, int]:
+    return (p.position.file, p.position.line, p.position.column)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML document with the position of every key and value."""
+
+    data: Any
+    source: str
+    start: Position
+    values: Mapping[Path, Position]
+    keys: Mapping[Path, Position]
+    problems: tuple[Problem, ...] = ()  # e.g. duplicate keys (the last one wins)
+
+    def at(self, path: Path, *, key: bool = False) -> Position:
+        """The position of ``path`` (its key when ``key``), or of its nearest parent."""
+        table = self.keys if key else self.values
+        for n in range(len(path), -1, -1):
+            pos = table.get(path[:n]) or self.values.get(path[:n])
+            if pos is not None:
+                return pos
+        return self.start
+
+    def kind(self) -> str | None:
+        if isinstance(self.data, dict):
+            kind = self.data.get("kind")
+            return kind if isinstance(kind, str) else None
+        return None
+
+
+def _pos(source: str, mark: yaml.Mark) -> Position:
+    return Position(source, mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Turns a composed YAML node into plain data while recording positions."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.values: dict[Path, Position] = {}
+        self.keys: dict[Path, Position] = {}
+        self.problems: list[Problem] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.values[path] = _pos(self.source, node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._constructor.construct_object(key_node, deep=True)
+                if not isinstance(key, str | int | float | bool) or key is None:
+                    key = str(key)
+                if key in out:
+                    self.problems.append(
+                        Problem(_pos(self.source, key_node.start_mark), f"duplicate key {key!r}")
+                    )
+                child = (*path, str(key))
+                self.keys[child] = _pos(self.source, key_node.start_mark)
+                out[str(key)] = self.build(value_node, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._constructor.construct_object(node, deep=True)
+
+
+def parse_documents(text: str, source: str) -> list[Document]:
+    """Every non-empty YAML document of ``text``. Raises PolicyError on a syntax error
+    or a duplicate key."""
+    documents, problems = scan_documents(text, source)
+    problems += [p for doc in documents for p in doc.problems]
+    if problems:
+        raise PolicyError(problems)
+    return documents
+
+
+def scan_documents(text: str, source: str) -> tuple[list[Document], list[Problem]]:
+    """Like ``parse_documents``, but never raises: the documents read before a YAML
+    syntax error, and the error. Duplicate keys stay in ``Document.problems``."""
+    documents: list[Document] = []
+    try:
+        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+            if node is None:
+                continue
+            builder = _Builder(source)
+            data = builder.build(node, ())
+            documents.append(
+                Document(
+                    data,
+                    source,
+                    _pos(source, node.start_mark),
+                    builder.values,
+                    builder.keys,
+                    tuple(builder.problems),
+                )
+            )
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        position = _pos(source, mark) if mark is not None else Position(source, 1, 1)
+        reason = exc.problem or exc.context or "invalid YAML"
+        return documents, [Problem(position, f"YAML syntax error: {reason}")]
+    except yaml.YAMLError as exc:
+        return documents, [Problem(Position(source, 1, 1), f"YAML error: {exc}")]
+    return documents, []
+
+
+def policy_schema() -> dict[str, Any]:
+    return load_schema("nfsmountpolicy")
+
+
+def _context(data: Any, path: Path) -> str:
+    """'rule "name": ' when ``path`` is inside a rule, so every message names it."""
+    if len(path) >= 3 and path[0] == "spec" and path[1] == "rules" and isinstance(path[2], int):
+        try:
+            name = data["spec"]["rules"][path[2]].get("name")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            name = None
+        label = f'rule "{name}"' if isinstance(name, str) else f"rule #{path[2] + 1}"
+        return label + ": "
+    return ""
+
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "object": "a mapping",
+    "array": "a list",
+    "integer": "an integer",
+    "number": "a number",
+}
+
+
+def _schema_problems(doc: Document) -> list[Problem]:
+    problems: list[Problem] = []
+    for error in validator("nfsmountpolicy").iter_errors(doc.data):
+        path: Path = tuple(error.absolute_path)
+        ctx = _context(doc.data, path)
+        where = dotted(path)
+        kind = error.validator
+        if kind == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = set((error.schema.get("properties") or {}).keys())
+            for key in error.instance:
+                if key not in allowed:
+                    hint = _closest(key, allowed)
+                    msg = f"{ctx}unknown key {key!r} in {where}"
+                    if hint:
+                        msg += f" (did you mean {hint!r}?)"
+                    problems.append(Problem(doc.at((*path, key), key=True), msg))
+            continue
+        if kind == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else "?"
+            problems.append(
+                Problem(doc.at(path), f"{ctx}{where}: missing required key {missing!r}")
+            )
+            continue
+        if kind == "type":
+            want = error.validator_value
+            want_text = _TYPE_NAMES.get(want, str(want)) if isinstance(want, str) else str(want)
+            msg = f"{ctx}{where} must be {want_text}"
+            if want == "string" and isinstance(error.instance, int | float):
+                msg += f" (quote it: YAML read {error.instance!r} as a number)"
+            problems.append(Problem(doc.at(path), msg))
+            continue
+        if kind in ("enum", "const"):
+            options = error.validator_value
+            choices = ", ".join(map(str, options)) if isinstance(options, list) else str(options)
+            if path == ("spec", "pin"):
+                problems.append(
+                    Problem(
+                        doc.at(path),
+                        f"spec.pin: {error.instance!r} is not a version nfsguard can pin "
+                        f"(supported: {choices})",
+                    )
+                )
+                continue
+            problems.append(
+                Problem(doc.at(path), f"{ctx}{where}: {error.instance!r} is not one of: {choices}")
+            )
+            continue
+        if kind == "pattern":
+            problems.append(
+                Problem(
+                    doc.at(path),
+                    f"{ctx}{where}: {error.instance!r} is not a valid DNS-1123 name "
+                    "(lower case letters, digits and '-')",
+                )
+            )
+            continue
+        problems.append(Problem(doc.at(path), f"{ctx}{where}: {error.message}"))
+    return problems
+
+
+def _closest(key: str, allowed: Iterable[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _coerce_pin(data: Any) -> None:
+    # `pin: 4.0` unquoted is YAML's float 4.0; accept what can only mean one version.
+    spec = data.get("spec") if isinstance(data, dict) else None
+    if isinstance(spec, dict) and isinstance(spec.get("pin"), int | float):
+        value = spec["pin"]
+        if not isinstance(value, bool):
+            # str(4.0) is "4.0"; a bare `pin: 4` stays "4", which the schema rejects.
+            spec["pin"] = str(value)
+
+
+def digest_of(data: Any) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _build_match(
+    doc: Document, raw: Mapping[str, Any], path: Path, problems: list[Problem]
+) -> Match:
+    ctx = _context(doc.data, path)
+
+    def attempt(sub: Path, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ValueError as exc:
+            problems.append(Problem(doc.at(sub), f"{ctx}{exc}"))
+            return None
+
+    exports = None
+    if "exports" in raw:
+        built = [
+            attempt((*path, "exports", i), ExportPattern.parse, e["server"], e.get("path"))
+            for i, e in enumerate(raw["exports"])
+        ]
+        exports = tuple(e for e in built if e is not None)
+    provisioners = None
+    if "provisioners" in raw:
+        names = [
+            attempt((*path, "provisioners", i), NamePattern.parse, p)
+            for i, p in enumerate(raw["provisioners"])
+        ]
+        provisioners = tuple(n for n in names if n is not None)
+    storage_classes = tuple(raw["storageClassNames"]) if "storageClassNames" in raw else None
+    kernels = None
+    if "nodeKernels" in raw:
+        ranges = []
+        for i, item in enumerate(raw["nodeKernels"]):
+            rng = KernelRange(
+                family=item.get("family"), min=item.get("min"), below=item.get("below")
+            )
+            try:
+                rng.validate()
+            except ValueError as exc:
+                problems.append(Problem(doc.at((*path, "nodeKernels", i)), f"{ctx}{exc}"))
+                continue
+            ranges.append(rng)
+        kernels = tuple(ranges)
+    selector = None
+    if "objectSelector" in raw:
+        sel = raw["objectSelector"]
+        exprs = []
+        for i, e in enumerate(sel.get("matchExpressions") or []):
+            values = frozenset(e.get("values") or [])
+            op = e["operator"]
+            if op in ("In", "NotIn") and not values:
+                problems.append(
+                    Problem(
+                        doc.at((*path, "objectSelector", "matchExpressions", i)),
+                        f"{ctx}operator {op} needs at least one value",
+                    )
+                )
+            if op in ("Exists", "DoesNotExist") and values:
+                problems.append(
+                    Problem(
+                        doc.at((*path, "objectSelector", "matchExpressions", i)),
+                        f"{ctx}operator {op} takes no values",
+                    )
+                )
+            exprs.append(LabelRequirement(e["key"], op, values))
+        selector = LabelSelector(
+            tuple(sorted((sel.get("matchLabels") or {}).items())), tuple(exprs)
+        )
+    return Match(exports, provisioners, storage_classes, kernels, selector)
+
+
+def build_policy(doc: Document) -> Policy:
+    """One schema-checked policy document -> ``Policy``. Raises PolicyError (warnings,
+    which do not stop loading, are dropped: ``check_policy`` returns them)."""
+    problems: list[Problem] = []
+    policy = check_policy(doc, problems)
+    if policy is None:
+        raise PolicyError([p for p in problems if p.severity == "error"])
+    return policy
+
+
+def _broken_rules(data: Any) -> set[int]:
+    """Indexes of rules the schema rejects: their semantics cannot be checked."""
+    broken: set[int] = set()
+    for error in validator("nfsmountpolicy").iter_errors(data):
+        path = tuple(error.absolute_path)
+        if len(path) >= 3 and path[:2] == ("spec", "rules") and isinstance(path[2], int):
+            broken.add(path[2])
+    return broken
+
+
+def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
+    """Append every problem of one policy document to ``problems`` (schema errors, then
+    semantic errors and warnings of every rule the schema accepts); the ``Policy``, or
+    None when any error was found."""
+    _coerce_pin(doc.data)
+    errors_before = sum(1 for p in problems if p.severity == "error")
+    schema = _schema_problems(doc)
+    problems.extend(schema)
+    data = doc.data
+    spec = data.get("spec") if isinstance(data, dict) else None
+    raw_rules = spec.get("rules") if isinstance(spec, dict) else None
+    if not isinstance(raw_rules, list):
+        return None
+    broken = _broken_rules(data) if schema else set()
+    rules: list[Rule] = []
+    seen: dict[str, Position] = {}
+    for i, raw in enumerate(raw_rules):
+        if i in broken:
+            continue
+        path: Path = ("spec", "rules", i)
+        name = raw["name"]
+        if name in seen:
+            problems.append(
+                Problem(
+                    doc.at((*path, "name")),
+                    f'rule "{name}": duplicate rule name (first defined at {seen[name]})',
+                )
+            )
+        seen.setdefault(name, doc.at((*path, "name")))
+        match = _build_match(doc, raw.get("match") or {}, (*path, "match"), problems)
+        exclude = (
+            _build_match(doc, raw["exclude"], (*path, "exclude"), problems)
+            if "exclude" in raw
+            else None
+        )
+        action = Action(raw["action"])
+        if match.empty:
+            where = doc.at((*path, "match"), key=True) if "match" in raw else doc.at(path)
+            problems.append(
+                Problem(
+                    where,
+                    f'rule "{name}": match is empty, so this {action.value} rule applies to '
+                    "every NFS object in scope",
+                    "warning",
+                )
+            )
+        if exclude is not None and exclude.empty:
+            problems.append(
+                Problem(
+                    doc.at((*path, "exclude"), key=True),
+                    f'rule "{name}": exclude is empty and excludes nothing',
+                    "warning",
+                )
+            )
+        if "onExplicit" in raw and action is not Action.PIN:
+            problems.append(
+                Problem(
+                    doc.at((*path, "onExplicit"), key=True),
+                    f'rule "{name}": onExplicit applies only to action pin '
+                    f"(ignored for {action.value})",
+                    "warning",
+                )
+            )
+        if "onUnsupportedPin" in raw and action is not Action.PIN:
+            problems.append(
+                Problem(
+                    doc.at((*path, "onUnsupportedPin"), key=True),
+                    f'rule "{name}": onUnsupportedPin applies only to action pin '
+                    f"(ignored for {action.value})",
+                    "warning",
+                )
+            )
+        rules.append(
+            Rule(
+                name=name,
+                action=action,
+                match=match,
+                exclude=exclude,
+                on_explicit=OnExplicit(raw.get("onExplicit", "rewrite"))
+                if action is Action.PIN
+                else OnExplicit.REWRITE,
+                on_unsupported_pin=OnUnsupportedPin(raw.get("onUnsupportedPin", "warn")),
+                description=raw.get("description", ""),
+                references=tuple(raw.get("references") or ()),
+                position=doc.at(path),
+            )
+        )
+    if sum(1 for p in problems if p.severity == "error") > errors_before or not isinstance(
+        spec, dict
+    ):
+        return None
+    return Policy(
+        name=data["metadata"]["name"],
+        version=spec["version"],
+        digest=digest_of(data),
+        pin=spec.get("pin", "4.0"),
+        unknown_nodes=UnknownNodes(spec.get("unknownNodes", "assumeAffected")),
+        rules=tuple(rules),
+        source=doc.source,
+        position=doc.start,
+    )
+
+
+def load_policies(sources: Iterable[tuple[str, str]]) -> list[Policy]:
+    """Every policy of ``sources`` (name, text), in load order. Raises PolicyError
+    with every problem of every source (not only the first); warnings do not stop
+    loading (``check_policies`` returns them)."""
+    policies, problems = check_policies(sources)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise PolicyError(errors)
+    return policies
+
+
+def check_policies(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], list[Problem]]:
+    """The policies of ``sources`` that load, and every problem (errors and warnings)
+    of every source, in file order. The policies are usable only without errors."""
+    policies, _profiles, problems = check_sources(sources)
+    return policies, problems
+
+
+def check_sources(
+    sources: Iterable[tuple[str, str]],
+) -> tuple[list[Policy], list[DriverProfile], list[Problem]]:
+    """``check_policies``, and the operator's driver profiles (``NFSDriverProfile``
+    documents) of the same files: every file is parsed once, for both kinds (YAML with
+    positions is most of the cost of loading a large policy)."""
+    policies: list[Policy] = []
+    problems: list[Problem] = []
+    names: dict[str, Position] = {}
+    profile_docs: list[Document] = []
+    for source, text in sources:
+        documents, syntax = scan_documents(text, source)
+        problems.extend(syntax)
+        for doc in documents:
+            problems.extend(doc.problems)
+            if not isinstance(doc.data, dict):
+                problems.append(Problem(doc.start, "a policy document must be a mapping"))
+                continue
+            kind = doc.kind()
+            if kind == PROFILE_KIND:
+                profile_docs.append(doc)
+                continue
+            if kind != POLICY_KIND:
+                problems.append(
+                    Problem(
+                        doc.at(("kind",)),
+                        f"unknown kind {kind!r} (expected {POLICY_KIND} or {PROFILE_KIND}, "
+                        f"apiVersion {API_VERSION})",
+                    )
+                )
+                continue
+            policy = check_policy(doc, problems)
+            meta = doc.data.get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
+            if isinstance(name, str):
+                if name in names:
+                    problems.append(
+                        Problem(
+                            doc.at(("metadata", "name")),
+                            f'duplicate policy name "{name}" (first defined at {names[name]})',
+                        )
+                    )
+                    continue
+                names[name] = doc.at(("metadata", "name"))
+            if policy is not None:
+                policies.append(policy)
+    profiles: list[DriverProfile] = []
+    if profile_docs:
+        from webhook.config.profiles import load_profiles  # profiles imports this module
+
+        profiles, found = load_profiles(profile_docs)
+        problems.extend(found)
+    return policies, profiles, sorted(problems, key=_problem_order)

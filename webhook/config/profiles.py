@@ -1,0 +1,315 @@
+"""``NFSDriverProfile`` documents -> ``DriverProfile`` objects, or every problem.
+
+Profiles come from two places:
+- built-in: webhook/data/drivers.yaml (the same documents as policies/drivers/),
+  always loaded;
+- operator: ``NFSDriverProfile`` documents in any policy file given with
+  ``--policy`` (read in the same pass as the policies). An operator profile with
+  the name of a built-in replaces it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from webhook.api.policy import Policy, Position
+from webhook.api.profile import (
+    ALL_VERSIONS,
+    DriverProfile,
+    FieldRef,
+    KindRules,
+    ObjectMatch,
+    PinMode,
+    PlaceSpec,
+    ValueCondition,
+    ValueSource,
+    VersionsBy,
+)
+from webhook.config.policies import (
+    PROFILE_KIND,
+    Document,
+    PolicyError,
+    Problem,
+    check_sources,
+    parse_documents,
+)
+from webhook.config.schema import dotted, load_schema, validator
+from webhook.engine.profiles import DriverProfiles
+from webhook.nfs.options import selected_version
+from webhook.nfs.patterns import NamePattern
+
+_TEMPLATE = re.compile(r"\{([^{}]+)\}")
+
+
+def profile_schema() -> dict[str, Any]:
+    return load_schema("nfsdriverprofile")
+
+
+def _names(items: Any, where: Sequence[str | int], doc: Document, problems: list[Problem]) -> Any:
+    out: list[NamePattern] = []
+    for i, text in enumerate(items or ()):
+        try:
+            out.append(NamePattern.parse(text))
+        except ValueError as exc:
+            problems.append(Problem(doc.at((*where, i)), str(exc)))
+    return tuple(out)
+
+
+class _Builder:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.problems: list[Problem] = []
+        self.name = doc.data.get("metadata", {}).get("name", "?")
+
+    def error(self, path: Sequence[str | int], message: str) -> None:
+        self.problems.append(Problem(self.doc.at(tuple(path)), f'profile "{self.name}": {message}'))
+
+    def ref(self, text: str, kind: str, path: Sequence[str | int]) -> FieldRef:
+        ref = FieldRef(text)
+        if not ref.valid_for(kind):
+            self.error(path, f"{text!r} is not a field of a {kind}")
+        return ref
+
+    def sources(self, raw: Any, kind: str, path: Sequence[str | int]) -> tuple[ValueSource, ...]:
+        out: list[ValueSource] = []
+        for i, item in enumerate(raw or ()):
+            where = (*path, i)
+            if isinstance(item, str):
+                if "{" in item:
+                    for ref in _TEMPLATE.findall(item):
+                        self.ref(ref, kind, where)
+                    out.append(ValueSource(template=item))
+                else:
+                    out.append(ValueSource(ref=self.ref(item, kind, where)))
+                continue
+            regex = None
+            if "regex" in item:
+                try:
+                    regex = re.compile(item["regex"])
+                except re.error as exc:
+                    self.error((*where, "regex"), f"invalid regex: {exc}")
+            out.append(ValueSource(ref=self.ref(item["from"], kind, (*where, "from")), regex=regex))
+        return tuple(out)
+
+    def places(self, raw: Any, kind: str, path: Sequence[str | int]) -> tuple[PlaceSpec, ...]:
+        out: list[PlaceSpec] = []
+        for i, item in enumerate(raw or ()):
+            where = (*path, i)
+            if isinstance(item, str):
+                item = {"field": item}
+            if "firstOf" in item:
+                fields = tuple(
+                    self.ref(t, kind, (*where, "firstOf", j)) for j, t in enumerate(item["firstOf"])
+                )
+            else:
+                fields = (self.ref(item["field"], kind, (*where, "field")),)
+            for f in fields:
+                if f.text in ("spec.nfs.server", "spec.nfs.path", "spec.csi.volumeHandle"):
+                    self.error(where, f"{f.text} cannot hold mount options")
+            out.append(
+                PlaceSpec(
+                    fields,
+                    reads=item.get("nodeReads", True),
+                    replaces_defaults=item.get("replacesDefaults", False),
+                    immutable=item.get("immutable"),
+                )
+            )
+        return tuple(out)
+
+    def kind_rules(self, raw: Any, kind: str, path: tuple[str, ...]) -> KindRules | None:
+        if raw is None:
+            return None
+        m = raw.get("match") or {}
+        mp = (*path, "match")
+        conds_key = "volumeAttributes" if kind == "PersistentVolume" else "parameters"
+        conditions = []
+        for key, values in (m.get(conds_key) or {}).items():
+            vals = [values] if isinstance(values, str) else list(values or [])
+            conditions.append(
+                ValueCondition(
+                    key.lower(), _names(vals, (*mp, conds_key, key), self.doc, self.problems)
+                )
+            )
+        match = ObjectMatch(
+            csi_drivers=_names(m.get("csiDrivers"), (*mp, "csiDrivers"), self.doc, self.problems),
+            in_tree=bool(m.get("inTree", False)),
+            provisioned_by=_names(
+                m.get("provisionedBy"), (*mp, "provisionedBy"), self.doc, self.problems
+            ),
+            provisioners=_names(
+                m.get("provisioners"), (*mp, "provisioners"), self.doc, self.problems
+            ),
+            conditions=tuple(conditions),
+            access_modes=tuple(m.get("accessModes") or ()),
+        )
+        if kind == "PersistentVolume" and not (match.in_tree or match.csi_drivers):
+            self.error(mp, "match needs csiDrivers or inTree: true")
+        if kind == "StorageClass" and not match.provisioners:
+            self.error(mp, "match needs provisioners")
+        export = raw.get("export") or {}
+        ep = (*path, "export")
+        return KindRules(
+            match=match,
+            server=self.sources(export.get("server"), kind, (*ep, "server")),
+            path=self.sources(export.get("path"), kind, (*ep, "path")),
+            subdir=self.sources(export.get("subdir"), kind, (*ep, "subdir")),
+            places=self.places(raw.get("mountOptions"), kind, (*path, "mountOptions")),
+        )
+
+    def build(self, builtin: bool) -> DriverProfile:
+        spec = self.doc.data["spec"]
+        pv = self.kind_rules(
+            spec.get("persistentVolume"), "PersistentVolume", ("spec", "persistentVolume")
+        )
+        sc = self.kind_rules(spec.get("storageClass"), "StorageClass", ("spec", "storageClass"))
+        if pv is None and sc is None:
+            self.error(("spec",), "needs persistentVolume or storageClass")
+        versions_by = []
+        for i, raw in enumerate(spec.get("versionsBy") or ()):
+            where = ("spec", "versionsBy", i)
+            kinds = [
+                k
+                for k in ("PersistentVolume", "StorageClass")
+                if FieldRef(raw["field"]).valid_for(k)
+            ]
+            if not kinds:
+                self.error(
+                    (*where, "field"), f"{raw['field']!r} is not a field of a PV or StorageClass"
+                )
+            values = []
+            for k, vs in (raw.get("values") or {}).items():
+                try:
+                    values.append((NamePattern.parse(k), frozenset(str(v) for v in vs)))
+                except ValueError as exc:
+                    self.error((*where, "values", k), str(exc))
+            versions_by.append(VersionsBy(FieldRef(raw["field"]), tuple(values)))
+        defaults = spec.get("defaults")
+        default_version = spec.get("defaultVersion")
+        for opt in spec.get("appends") or ():
+            if selected_version(opt) is not None and spec.get("pin", "write") == "write":
+                self.error(
+                    ("spec", "appends"),
+                    f"the driver appends the version option {opt!r}: a pin would conflict "
+                    "with it; set pin: never",
+                )
+        return DriverProfile(
+            name=self.name,
+            persistent_volume=pv,
+            storage_class=sc,
+            versions=frozenset(str(v) for v in spec.get("versions") or ALL_VERSIONS),
+            versions_by=tuple(versions_by),
+            defaults=tuple(defaults) if defaults is not None else None,
+            appends=tuple(spec.get("appends") or ()),
+            default_version=str(default_version) if default_version is not None else None,
+            pin=PinMode(spec.get("pin", "write")),
+            pin_advice=spec.get("pinAdvice", ""),
+            description=spec.get("description", ""),
+            references=tuple(spec.get("references") or ()),
+            builtin=builtin,
+            source=self.doc.source,
+            position=self.doc.start,
+        )
+
+
+def _coerce_versions(data: Any) -> None:
+    # `versions: [4.1]` unquoted is YAML's float; accept what can only mean one version.
+    spec = data.get("spec") if isinstance(data, dict) else None
+    if not isinstance(spec, dict):
+        return
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return {2: "2", 3: "3", 4.0: "4.0", 4.1: "4.1", 4.2: "4.2"}.get(v, v)
+        return v
+
+    if isinstance(spec.get("versions"), list):
+        spec["versions"] = [fix(v) for v in spec["versions"]]
+    if "defaultVersion" in spec:
+        spec["defaultVersion"] = fix(spec["defaultVersion"])
+    for by in spec.get("versionsBy") or ():
+        if isinstance(by, dict) and isinstance(by.get("values"), dict):
+            by["values"] = {
+                k: [fix(v) for v in vs] if isinstance(vs, list) else vs
+                for k, vs in by["values"].items()
+            }
+
+
+def build_profile(
+    doc: Document, *, builtin: bool = False
+) -> tuple[DriverProfile | None, list[Problem]]:
+    """One ``NFSDriverProfile`` document -> a profile, or None and every problem."""
+    _coerce_versions(doc.data)
+    problems: list[Problem] = []
+    for error in validator("nfsdriverprofile").iter_errors(doc.data):
+        path = tuple(error.absolute_path)
+        problems.append(Problem(doc.at(path), f"{dotted(path)}: {error.message}"))
+    if problems:
+        return None, problems
+    builder = _Builder(doc)
+    profile = builder.build(builtin)
+    if builder.problems:
+        return None, builder.problems
+    return profile, []
+
+
+def load_profiles(
+    documents: Iterable[Document], *, builtin: bool = False
+) -> tuple[list[DriverProfile], list[Problem]]:
+    """Every ``NFSDriverProfile`` among ``documents`` (others are skipped), and every
+    problem (schema, fields, duplicate names). For ``policy lint`` and the loaders."""
+    profiles: list[DriverProfile] = []
+    problems: list[Problem] = []
+    seen: dict[str, Position] = {}
+    for doc in documents:
+        if doc.kind() != PROFILE_KIND:
+            continue
+        profile, found = build_profile(doc, builtin=builtin)
+        problems.extend(found)
+        if profile is None:
+            continue
+        where = doc.at(("metadata", "name"))
+        if profile.name in seen:
+            problems.append(
+                Problem(
+                    where,
+                    f'duplicate driver profile name "{profile.name}" (first defined at '
+                    f"{seen[profile.name]})",
+                )
+            )
+            continue
+        seen[profile.name] = where
+        profiles.append(profile)
+    return profiles, problems
+
+
+def load_policy_set(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], DriverProfiles]:
+    """The policies of ``sources`` (name, text) and the driver profiles in force with
+    them (built-ins plus the operator's), each file parsed once: what ``Engine`` takes.
+    Raises PolicyError with every error; warnings do not stop loading."""
+    policies, operator, problems = check_sources(sources)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise PolicyError(errors)
+    return policies, builtin_profiles().with_operator(operator)
+
+
+BUILTIN_SOURCE = "webhook/data/drivers.yaml"
+
+
+def builtin_text() -> str:
+    return resources.files("webhook").joinpath("data/drivers.yaml").read_text(encoding="utf-8")
+
+
+@cache
+def builtin_profiles() -> DriverProfiles:
+    """The profiles shipped with nfsguard (webhook/data/drivers.yaml)."""
+    profiles, problems = load_profiles(
+        parse_documents(builtin_text(), BUILTIN_SOURCE), builtin=True
+    )
+    if problems:  # a packaging bug: fail loudly at start-up, never silently
+        raise PolicyError(problems)
+    return DriverProfiles(profiles)

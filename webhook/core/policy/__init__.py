@@ -1,1 +1,0 @@
-"""The policy language (docs/policy-language.md): model, loading, engine."""
