@@ -22,6 +22,7 @@ from webhook.api.policy import (
     Rule,
     UnknownNodes,
 )
+from webhook.api.profile import DriverProfile
 from webhook.config.profiles import builtin_profiles
 from webhook.engine.profiles import DriverProfiles
 from webhook.engine.reading import NFSTarget, OptionPlace, read_target
@@ -320,10 +321,18 @@ def _write(place: OptionPlace, new: list[str]) -> tuple[dict[str, Any], OptionPl
 class Engine:
     """All loaded policies, compiled and indexed. Immutable: hot reload swaps engines."""
 
-    def __init__(self, policies: Sequence[Policy], profiles: DriverProfiles | None = None) -> None:
+    def __init__(
+        self,
+        policies: Sequence[Policy],
+        profiles: DriverProfiles | Iterable[DriverProfile] | None = None,
+    ) -> None:
         self.policies = tuple(policies)
-        #: NFS driver profiles (webhook.config.profiles): the built-ins unless given.
-        self.profiles = profiles if profiles is not None else builtin_profiles()
+        #: NFS driver profiles in the order they are tried: the built-ins unless given.
+        if profiles is None:
+            profiles = builtin_profiles()
+        if not isinstance(profiles, DriverProfiles):
+            profiles = DriverProfiles(profiles)
+        self.profiles = profiles
         compiled: list[CompiledRule] = []
         for policy in self.policies:
             for rule in policy.rules:
