@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webhook.admission.review import AdmissionRequest, UserInfo
 from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
+from webhook.api.review import AdmissionRequest, UserInfo
 from webhook.audit.signing import generate, key_id, load_public_key, load_signer
 from webhook.audit.verify import Verifier, Where, iter_lines
 from webhook.audit.writer import AuditWriter, rotated_files

@@ -11,8 +11,9 @@ from typing import Any
 
 from webhook.admission.errors import BadRequest, Unavailable
 from webhook.admission.recorder import DecisionRecorder, NullRecorder
-from webhook.admission.review import AdmissionRequest, parse_review, review_response
+from webhook.admission.review import parse_review, review_response
 from webhook.api.decision import Decision, Outcome
+from webhook.api.review import AdmissionRequest
 from webhook.engine.engine import Engine
 from webhook.engine.reading import InvalidObject
 from webhook.nfs.inventory import NodeInventory, UnknownInventory

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from webhook.admission.review import AdmissionRequest
 from webhook.api.decision import Decision
+from webhook.api.review import AdmissionRequest
 
 
 class DecisionRecorder(Protocol):

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook.admission.review import AdmissionRequest
 from webhook.api.decision import Decision, RuleRef, Target
+from webhook.api.review import AdmissionRequest
 
 SCHEMA = "nfsguard.io/audit/v1"
 SCHEMA_PREFIX = "nfsguard.io/audit/"

@@ -39,8 +39,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from webhook.admission.recorder import NullRecorder
-from webhook.admission.review import AdmissionRequest
 from webhook.api.decision import Decision
+from webhook.api.review import AdmissionRequest
 from webhook.audit.record import (
     CHECKPOINT,
     GENESIS,

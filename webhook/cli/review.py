@@ -17,8 +17,8 @@ import yaml
 
 from webhook.admission.errors import BadRequest
 from webhook.admission.handler import decide
-from webhook.admission.review import AdmissionRequest, UserInfo
 from webhook.api.decision import Decision
+from webhook.api.review import AdmissionRequest, UserInfo
 from webhook.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FINDING,

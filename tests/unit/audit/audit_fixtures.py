@@ -11,8 +11,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from webhook.admission.review import AdmissionRequest, UserInfo
 from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
+from webhook.api.review import AdmissionRequest, UserInfo
 from webhook.audit.signing import generate, key_id, load_public_key
 from webhook.audit.verify import Report, Verifier, Where, iter_lines
 from webhook.audit.writer import rotated_files

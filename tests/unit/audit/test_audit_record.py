@@ -8,8 +8,8 @@ from pathlib import Path
 import jsonschema
 
 from tests.unit.audit.audit_fixtures import T0, StepClock, decision, keypair, request
-from webhook.admission.review import AdmissionRequest, UserInfo
 from webhook.api.decision import Decision, Outcome
+from webhook.api.review import AdmissionRequest, UserInfo
 from webhook.audit.record import GENESIS, SCHEMA, canonical, record_hash
 from webhook.audit.signing import load_signer
 from webhook.audit.writer import AuditWriter
