@@ -30,9 +30,10 @@ from typing import Any
 
 from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
 from webhook.api.review import AdmissionRequest, UserInfo
+from webhook.audit.chain_file import rotated_files
 from webhook.audit.signing import generate, key_id, load_public_key, load_signer
 from webhook.audit.verify import Verifier, Where, iter_lines
-from webhook.audit.writer import AuditWriter, rotated_files
+from webhook.audit.writer import AuditWriter
 
 BEGIN = "<!-- bench:audit_throughput -->"
 END = "<!-- /bench:audit_throughput -->"

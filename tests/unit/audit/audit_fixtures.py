@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
 from webhook.api.review import AdmissionRequest, UserInfo
+from webhook.audit.chain_file import rotated_files
 from webhook.audit.signing import generate, key_id, load_public_key
 from webhook.audit.verify import Report, Verifier, Where, iter_lines
-from webhook.audit.writer import rotated_files
 
 REPO = Path(__file__).resolve().parents[3]
 PYTHON = sys.executable

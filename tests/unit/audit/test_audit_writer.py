@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 from tests.unit.audit.audit_fixtures import decision, keypair, log_files, request, verify_files
+from webhook.audit.chain_file import read_tail
 from webhook.audit.signing import load_signer
-from webhook.audit.writer import AuditWriter, read_tail
+from webhook.audit.writer import AuditWriter
 
 
 def test_two_writers_learn_the_head_from_the_file(tmp_path: Path) -> None:
