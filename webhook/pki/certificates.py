@@ -1,31 +1,20 @@
-"""Certificates for the webhook's TLS: a private CA and a serving certificate it signs.
-
-Pure functions over ``cryptography``: nothing here talks to a cluster. The lifecycle
-(:func:`plan`) is a pure decision too: given what is stored and the clock, it says what
-to store next. ``webhook.cluster.certs`` applies it to a Secret and the
-MutatingWebhookConfiguration; ``nfsguard certs generate`` applies it to a directory.
+"""What the webhook's TLS certificates are: a private CA, a serving certificate it signs,
+and the checks that tell whether a stored one is still right. Pure: no files, no cluster.
 
 Conventions (see docs/operations.md, "Certificates"):
 
 - keys are ECDSA P-256 (fast, accepted by kube-apiserver and every TLS client here);
-- the CA lives 10 years and is replaced 1 year before it expires; the serving
-  certificate lives 1 year and is replaced 60 days before it expires;
-- names are SANs only (kube-apiserver ignores the Common Name since 1.19);
-- while a CA is being replaced the trust bundle holds the new CA *and* the old one,
-  so a server still presenting a certificate from the old CA stays trusted until
-  it has picked up the new one; an old CA leaves the bundle once it has expired.
+- the CA lives 10 years, the serving certificate 1 year (replaced early, see
+  :mod:`webhook.pki.renewal`);
+- names are SANs only (kube-apiserver ignores the Common Name since 1.19).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import ipaddress
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -33,33 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = [
-    "CA_RENEW_BEFORE",
-    "CA_VALID_DAYS",
-    "CLOCK_SKEW",
-    "SERVING_RENEW_BEFORE",
-    "SERVING_VALID_DAYS",
-    "CertBundle",
-    "KeyPair",
-    "RenewalPolicy",
-    "ca_bundle_pem",
-    "ensure_dev_tls",
-    "generate_ca",
-    "issue_serving_cert",
-    "load_pem_certificates",
-    "needs_renewal",
-    "plan",
-    "read_tls_dir",
-    "service_dns_names",
-    "serving_cert_matches",
-    "write_atomic",
-    "write_tls_dir",
-]
-
 CA_VALID_DAYS = 3650
 SERVING_VALID_DAYS = 365
-CA_RENEW_BEFORE = dt.timedelta(days=365)
-SERVING_RENEW_BEFORE = dt.timedelta(days=60)
 #: certificates are back-dated by this much so a peer whose clock is a little behind
 #: does not see a certificate "not yet valid".
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -233,9 +197,6 @@ def service_dns_names(service: str, namespace: str) -> list[str]:
     ]
 
 
-# --------------------------------------------------------------------------- lifecycle
-
-
 def needs_renewal(cert: x509.Certificate, now: dt.datetime, renew_before: dt.timedelta) -> bool:
     """True once ``now`` is within ``renew_before`` of the certificate's end (or past it),
     or before its start (a certificate from the future is as useless as an expired one)."""
@@ -290,174 +251,3 @@ def serving_cert_matches(
     have_ip = {str(a) for a in san.get_values_for_type(x509.IPAddress)}
     want_ip = {str(ipaddress.ip_address(a)) for a in ip_addresses}
     return have_dns == set(dns_names) and have_ip == want_ip and serving.key_matches()
-
-
-@dataclass(frozen=True)
-class RenewalPolicy:
-    ca_valid_days: int = CA_VALID_DAYS
-    ca_renew_before: dt.timedelta = CA_RENEW_BEFORE
-    serving_valid_days: int = SERVING_VALID_DAYS
-    serving_renew_before: dt.timedelta = SERVING_RENEW_BEFORE
-
-    def __post_init__(self) -> None:
-        if self.ca_renew_before >= dt.timedelta(days=self.ca_valid_days):
-            raise ValueError("ca_renew_before must be shorter than the CA's validity")
-        if self.serving_renew_before >= dt.timedelta(days=self.serving_valid_days):
-            raise ValueError("serving_renew_before must be shorter than the serving validity")
-
-
-@dataclass(frozen=True)
-class CertBundle:
-    """Everything the webhook's TLS needs, as stored (Secret or directory).
-
-    ``ca_bundle`` is what clients trust (the caBundle of the webhook configuration):
-    the current CA first, then any previous CA still within its validity.
-    """
-
-    ca: KeyPair
-    serving: KeyPair
-    ca_bundle: bytes
-    changes: tuple[str, ...] = field(default=(), compare=False)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.changes)
-
-
-def plan(
-    current: CertBundle | None,
-    *,
-    dns_names: Sequence[str],
-    ip_addresses: Sequence[str] = (),
-    now: dt.datetime | None = None,
-    policy: RenewalPolicy = RenewalPolicy(),
-    ca_common_name: str = "nfsguard-webhook-ca",
-) -> CertBundle:
-    """What to store next. Returns ``current`` (with ``changes == ()``) when
-    nothing needs doing, so a caller can write only if ``result.changed``.
-
-    - nothing stored, or the stored CA unusable -> new CA and serving cert;
-    - CA within ``ca_renew_before`` of its end -> new CA; the old CA stays in the
-      bundle (until it expires) so the switch never leaves a served chain untrusted;
-    - serving cert within ``serving_renew_before`` of its end, issued by another CA,
-      with other SANs, or not matching its key -> new serving cert from the current CA;
-    - expired CAs leave the bundle; the current CA is always in it.
-    """
-    now = now or _utcnow()
-    changes: list[str] = []
-    ca: KeyPair
-    previous: list[x509.Certificate] = []
-    if current is None:
-        ca = generate_ca(ca_common_name, valid_days=policy.ca_valid_days, now=now)
-        changes.append("created CA")
-    else:
-        ca = current.ca
-        previous = load_pem_certificates(current.ca_bundle)
-        if not ca.key_matches() or now >= ca.not_after:
-            ca = generate_ca(ca_common_name, valid_days=policy.ca_valid_days, now=now)
-            changes.append("replaced unusable or expired CA")
-        elif needs_renewal(ca.cert, now, policy.ca_renew_before):
-            previous.insert(0, ca.cert)
-            ca = generate_ca(ca_common_name, valid_days=policy.ca_valid_days, now=now)
-            changes.append(f"rotated CA (old one expires {current.ca.not_after:%Y-%m-%d})")
-
-    serving: KeyPair | None = current.serving if current is not None else None
-    if serving is None:
-        reason = "issued serving certificate"
-    elif not serving_cert_matches(serving, ca, dns_names=dns_names, ip_addresses=ip_addresses):
-        reason = "reissued serving certificate (issuer, names or key changed)"
-    elif needs_renewal(serving.cert, now, policy.serving_renew_before):
-        reason = f"renewed serving certificate (expires {serving.not_after:%Y-%m-%d})"
-    else:
-        reason = ""
-    if reason:
-        serving = issue_serving_cert(
-            ca,
-            dns_names=dns_names,
-            ip_addresses=ip_addresses,
-            valid_days=policy.serving_valid_days,
-            now=now,
-        )
-        changes.append(reason)
-    assert serving is not None
-
-    ca_der = ca.cert.public_bytes(serialization.Encoding.DER)
-    still_valid = [
-        c
-        for c in previous
-        if c.not_valid_after_utc > now and c.public_bytes(serialization.Encoding.DER) != ca_der
-    ]
-    bundle = ca_bundle_pem([ca.cert, *still_valid])
-    if current is not None and bundle != current.ca_bundle and not changes:
-        changes.append("pruned expired CAs from the trust bundle")
-
-    if not changes and current is not None:
-        return current if not current.changes else dataclasses.replace(current, changes=())
-    return CertBundle(ca=ca, serving=serving, ca_bundle=bundle, changes=tuple(changes))
-
-
-# --------------------------------------------------------------------------- files
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-DEV_DNS_NAMES = ("localhost",)
-DEV_IP_ADDRESSES = ("127.0.0.1",)
-
-
-def read_tls_dir(tls_dir: Path) -> CertBundle | None:
-    """The bundle stored in a directory (ca.crt, ca.key, tls.crt, tls.key and optionally
-    ca-bundle.crt), or None if any required file is missing or unreadable."""
-    try:
-        ca = KeyPair((tls_dir / "ca.crt").read_bytes(), (tls_dir / "ca.key").read_bytes())
-        serving = KeyPair((tls_dir / "tls.crt").read_bytes(), (tls_dir / "tls.key").read_bytes())
-        bundle_path = tls_dir / "ca-bundle.crt"
-        bundle = bundle_path.read_bytes() if bundle_path.exists() else ca.cert_pem
-        ca.cert, serving.cert  # noqa: B018  (parse now: a corrupt file means "none")
-    except (OSError, ValueError):
-        return None
-    return CertBundle(ca=ca, serving=serving, ca_bundle=bundle)
-
-
-def write_tls_dir(tls_dir: Path, bundle: CertBundle) -> None:
-    """Store a bundle in a directory; keys 0600. tls.key is written before tls.crt so
-    a watcher keyed on tls.crt sees a consistent pair."""
-    tls_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(tls_dir / "ca.key", bundle.ca.key_pem, mode=0o600)
-    write_atomic(tls_dir / "ca.crt", bundle.ca.cert_pem)
-    write_atomic(tls_dir / "ca-bundle.crt", bundle.ca_bundle)
-    write_atomic(tls_dir / "tls.key", bundle.serving.key_pem, mode=0o600)
-    write_atomic(tls_dir / "tls.crt", bundle.serving.cert_pem)
-
-
-def ensure_dev_tls(tls_dir: Path) -> None:
-    """Make sure ``tls_dir`` holds a usable development certificate.
-
-    If tls.crt or tls.key is missing, create the directory and write ca.crt, ca.key,
-    tls.crt and tls.key (SANs localhost and 127.0.0.1; keys mode 0600). Existing
-    files are left alone: an operator's own certificate is never overwritten.
-    """
-    tls_dir = Path(tls_dir)
-    if (tls_dir / "tls.crt").is_file() and (tls_dir / "tls.key").is_file():
-        return
-    bundle = plan(None, dns_names=DEV_DNS_NAMES, ip_addresses=DEV_IP_ADDRESSES)
-    write_tls_dir(tls_dir, bundle)
