@@ -252,15 +252,13 @@ def key_secret_command(namespace: str, name: str, kubeconfig: str | None, in_clu
     Idempotent: an existing Secret is left as it is and its keyId printed.
     Give auditors audit.pub for `nfsguard audit verify --public-key`.
     """
-    from pathlib import Path
-
     from kubernetes.client.exceptions import ApiException
 
     from webhook.cluster.audit_key import ensure_audit_key_secret
-    from webhook.cluster.certs import make_api_client
+    from webhook.cluster.client import make_api_client
 
     try:
-        api = make_api_client(Path(kubeconfig) if kubeconfig else None, in_cluster=in_cluster)
+        api = make_api_client(kubeconfig, in_cluster=in_cluster)
         created, kid = ensure_audit_key_secret(api, namespace, name)
     except ApiException as exc:
         _fail(f"secret {namespace}/{name}: {exc.status} {exc.reason}")

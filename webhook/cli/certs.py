@@ -133,7 +133,8 @@ def sync(
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
 
-    from webhook.cluster.certs import make_api_client, sync_certificates
+    from webhook.cluster.certs import sync_certificates
+    from webhook.cluster.client import make_api_client
 
     policy = _policy(serving_days, renew_before_days)
     try:

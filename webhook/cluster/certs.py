@@ -1,7 +1,7 @@
 """Keep the webhook's certificates in a Secret and its CA in the webhook configuration.
 
 One idempotent operation, :func:`sync_certificates`: read the Secret, let
-:func:`webhook.pki.plan` decide (create, renew, rotate the CA, nothing), write back,
+:func:`webhook.plan` decide (create, renew, rotate the CA, nothing), write back,
 and make every webhook of the MutatingWebhookConfiguration trust the bundle.
 
 Order matters for an uninterrupted switch: the trust bundle (old CA + new CA while a
@@ -22,26 +22,21 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from kubernetes import config as _config
 from kubernetes.client.exceptions import ApiException
 
-from webhook import pki
-
-config: Any = _config  # the kubernetes config loaders are untyped
+from webhook.pki.certificates import KeyPair, load_pem_certificates, service_dns_names
+from webhook.pki.renewal import CertBundle, RenewalPolicy, plan
 
 __all__ = [
     "SECRET_KEYS",
     "SyncResult",
     "bundle_from_secret_data",
     "inject_ca_bundle",
-    "make_api_client",
     "read_stored_bundle",
     "secret_body",
     "sync_certificates",
@@ -74,41 +69,29 @@ class SyncResult:
         return bool(self.secret_changes or self.webhooks_patched)
 
 
-def make_api_client(kubeconfig: Path | None = None, *, in_cluster: bool = False) -> Any:
-    """An ``ApiClient``: from ``kubeconfig`` if given, in-cluster config if asked (or
-    if no kubeconfig is given and we run in a pod), else the default kubeconfig."""
-    if kubeconfig is not None:
-        return config.new_client_from_config(config_file=str(kubeconfig))
-    if in_cluster or os.environ.get("KUBERNETES_SERVICE_HOST"):
-        cfg = client.Configuration()
-        config.load_incluster_config(client_configuration=cfg)
-        return client.ApiClient(cfg)
-    return config.new_client_from_config()
-
-
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def bundle_from_secret_data(data: Mapping[str, Any] | None) -> pki.CertBundle | None:
+def bundle_from_secret_data(data: Mapping[str, Any] | None) -> CertBundle | None:
     """Parse a Secret's ``data`` (base64 values) into a bundle; None if incomplete or
     corrupt (then the next plan starts afresh)."""
     if not data:
         return None
     try:
         raw = {k: base64.b64decode(v) for k, v in data.items() if k in SECRET_KEYS}
-        ca = pki.KeyPair(raw["ca.crt"], raw["ca.key"])
-        serving = pki.KeyPair(raw["tls.crt"], raw["tls.key"])
+        ca = KeyPair(raw["ca.crt"], raw["ca.key"])
+        serving = KeyPair(raw["tls.crt"], raw["tls.key"])
         ca_bundle = raw.get("ca-bundle.crt") or raw["ca.crt"]
         ca.cert, serving.cert  # noqa: B018  (parse now: corrupt means "none")
-        pki.load_pem_certificates(ca_bundle)
+        load_pem_certificates(ca_bundle)
     except (KeyError, ValueError):
         return None
-    return pki.CertBundle(ca=ca, serving=serving, ca_bundle=ca_bundle)
+    return CertBundle(ca=ca, serving=serving, ca_bundle=ca_bundle)
 
 
 def secret_body(
-    name: str, namespace: str, bundle: pki.CertBundle, *, resource_version: str | None = None
+    name: str, namespace: str, bundle: CertBundle, *, resource_version: str | None = None
 ) -> dict[str, Any]:
     """The Secret manifest storing ``bundle``."""
     metadata: dict[str, Any] = {
@@ -143,7 +126,7 @@ def secret_body(
 
 def read_stored_bundle(
     core: Any, namespace: str, name: str
-) -> tuple[pki.CertBundle | None, str | None, bool]:
+) -> tuple[CertBundle | None, str | None, bool]:
     """(bundle or None, resourceVersion or None, secret exists)."""
     try:
         secret = core.read_namespaced_secret(name, namespace)
@@ -209,7 +192,7 @@ def sync_certificates(
     extra_dns_names: Sequence[str] = (),
     ip_addresses: Sequence[str] = (),
     now: dt.datetime | None = None,
-    policy: pki.RenewalPolicy | None = None,
+    policy: RenewalPolicy | None = None,
 ) -> SyncResult:
     """Create or renew the certificates in the Secret and inject the trust bundle into
     the webhook configuration. Idempotent: a run with nothing due writes nothing.
@@ -219,19 +202,19 @@ def sync_certificates(
     registered by ``url``); a change of names re-issues it."""
     core: Any = client.CoreV1Api(api_client)
     admreg: Any = client.AdmissionregistrationV1Api(api_client)
-    dns_names = [*pki.service_dns_names(service, namespace), *extra_dns_names]
+    dns_names = [*service_dns_names(service, namespace), *extra_dns_names]
     notes: list[str] = []
 
     for _attempt in range(MAX_ATTEMPTS):
         current, rv, exists = read_stored_bundle(core, namespace, secret_name)
         if exists and current is None:
             notes.append(f"secret {namespace}/{secret_name} unreadable as a bundle; replacing")
-        desired = pki.plan(
+        desired = plan(
             current,
             dns_names=dns_names,
             ip_addresses=ip_addresses,
             now=now,
-            policy=policy or pki.RenewalPolicy(),
+            policy=policy or RenewalPolicy(),
         )
         created = False
         if desired.changed:
@@ -260,7 +243,7 @@ def sync_certificates(
             webhooks_patched=patched or (),
             ca_not_after=desired.ca.not_after,
             serving_not_after=desired.serving.not_after,
-            trusted_cas=len(pki.load_pem_certificates(desired.ca_bundle)),
+            trusted_cas=len(load_pem_certificates(desired.ca_bundle)),
             notes=tuple(notes),
             webhook_missing=patched is None,
         )

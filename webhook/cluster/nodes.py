@@ -47,11 +47,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from urllib3.exceptions import ReadTimeoutError
 
+from webhook.cluster.client import make_api_client
 from webhook.nfs.inventory import KernelView, NodeIndex, node_from_object
 from webhook.nfs.scope import Node, NodeScope
 
@@ -573,22 +573,6 @@ def _metrics_for(registry: CollectorRegistry | None) -> _Metrics:
         return _default_metrics
 
 
-def api_client_for(kubeconfig: str | None, *, context: str | None = None) -> k8s_client.ApiClient:
-    """An ApiClient from a kubeconfig file, or from the pod's service account when None."""
-    cfg = k8s_client.Configuration()
-    if kubeconfig:
-        loader: Any = k8s_config.load_kube_config
-        loader(
-            config_file=kubeconfig, context=context, client_configuration=cfg, persist_config=False
-        )
-    else:
-        incluster: Any = k8s_config.load_incluster_config
-        incluster(client_configuration=cfg)
-    cfg.retries = False  # our own backoff decides; urllib3 must not retry silently
-    cfg.keep_alive = True  # TCP keepalive, as client-go: finds dead peers on quiet watches
-    return k8s_client.ApiClient(cfg)
-
-
 def start_node_inventory(
     kubeconfig: str | None,
     *,
@@ -607,7 +591,7 @@ def start_node_inventory(
     backoff_max, connect_timeout).
     """
     inventory = LiveNodeInventory(
-        api_client_for(kubeconfig, context=context),
+        make_api_client(kubeconfig, context=context, in_cluster=not kubeconfig, watch=True),
         stale_after=stale_after,
         metrics=_metrics_for(registry),
         **tuning,
