@@ -1,5 +1,8 @@
 """A live ``NodeInventory``: list then watch the cluster's Nodes in a daemon thread.
 
+(About 500 lines: one job, client-go's reflector loop and the snapshot it keeps;
+its metrics are in node_metrics.py, its ApiClient comes from client.py.)
+
 One ``LiveNodeInventory`` per gunicorn worker (started after fork, see
 docs/node-inventory.md for why per worker and not shared). The review path
 (``kernels_in``) never performs I/O: it reads the in-memory snapshot kept by the
@@ -44,14 +47,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry
 from urllib3.exceptions import ReadTimeoutError
 
 from webhook.cluster.client import make_api_client
+from webhook.cluster.node_metrics import EVENT_TYPES, NodeInventoryMetrics, metrics_for
 from webhook.nfs.inventory import KernelView, NodeIndex, node_from_object
 from webhook.nfs.scope import Node, NodeScope
 
@@ -59,7 +63,6 @@ __all__ = ["LiveNodeInventory", "start_node_inventory"]
 
 log = logging.getLogger("nfsguard.nodes")
 
-_EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
 _RELIST_GRACE = 10.0  # a 410 sooner than this after a list backs off before re-listing
 
 
@@ -116,7 +119,7 @@ class LiveNodeInventory:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         metrics_interval: float = 1.0,
-        metrics: _Metrics | None = None,
+        metrics: NodeInventoryMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if stale_after <= 0:
@@ -145,7 +148,7 @@ class LiveNodeInventory:
         self._relists = 0
         self._watches = 0
         self._errors = 0
-        self._events: dict[str, int] = dict.fromkeys(_EVENT_TYPES, 0)
+        self._events: dict[str, int] = dict.fromkeys(EVENT_TYPES, 0)
 
         self._metrics = metrics
         self._metrics_interval = metrics_interval
@@ -474,105 +477,6 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"[:300]
 
 
-_Mode = Literal["livemax", "livemin"]
-
-
-class _Metrics:
-    """This inventory's metrics. Plain prometheus-client metrics, so they also work in
-    multiprocess mode (PROMETHEUS_MULTIPROC_DIR, one file per gunicorn worker): gauges
-    aggregate over live workers (``mark_process_dead`` in gunicorn's ``child_exit``
-    keeps "live" honest), counters are summed."""
-
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        self.collectors: list[Any] = []
-
-        def gauge(name: str, doc: str, mode: _Mode, labels: tuple[str, ...] = ()) -> Gauge:
-            metric = Gauge(name, doc, labels, registry=registry, multiprocess_mode=mode)
-            self.collectors.append(metric)
-            return metric
-
-        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
-            metric = Counter(name, doc, labels, registry=registry)
-            self.collectors.append(metric)
-            return metric
-
-        self.nodes = gauge(
-            "nfsguard_node_inventory_nodes", "Nodes in the live node inventory.", "livemax"
-        )
-        self.kernels = gauge(
-            "nfsguard_node_inventory_kernels",
-            "Distinct kernelVersion values in the live node inventory.",
-            "livemax",
-        )
-        self.kernel_nodes = gauge(
-            "nfsguard_node_inventory_kernel_nodes",
-            "Nodes per kernelVersion.",
-            "livemax",
-            ("kernel",),
-        )
-        self.synced = gauge(
-            "nfsguard_node_inventory_synced",
-            "1 once the first node list completed (min over workers).",
-            "livemin",
-        )
-        self.stale = gauge(
-            "nfsguard_node_inventory_stale",
-            "1 while the node watch is broken for longer than the staleness bound.",
-            "livemax",
-        )
-        self.broken = gauge(
-            "nfsguard_node_watch_broken_seconds",
-            "Seconds the node watch has been broken (0 while healthy).",
-            "livemax",
-        )
-        self.relists = counter(
-            "nfsguard_node_inventory_relists", "Full node lists (initial and re-lists)."
-        )
-        self.errors = counter("nfsguard_node_watch_errors", "Failed node list/watch attempts.")
-        self.events = counter("nfsguard_node_watch_events", "Node watch events by type.", ("type",))
-        for kind in _EVENT_TYPES:
-            self.events.labels(kind)
-        self._kernels_shown: set[str] = set()
-        self._lock = threading.Lock()
-
-    def publish(self, inventory: LiveNodeInventory) -> None:
-        index = inventory.index()
-        counts = index.nodes_by_kernel()
-        with self._lock:
-            self.nodes.set(len(index))
-            self.kernels.set(len(index.kernels))
-            for kernel, count in counts.items():
-                self.kernel_nodes.labels(kernel).set(count)
-            for gone in self._kernels_shown - counts.keys():
-                self.kernel_nodes.labels(gone).set(0)
-                self.kernel_nodes.remove(gone)
-            self._kernels_shown = set(counts)
-            self.synced.set(1 if inventory.synced else 0)
-            self.stale.set(1 if inventory.stale else 0)
-            self.broken.set(inventory.broken_for())
-
-    def unregister(self, registry: CollectorRegistry) -> None:
-        for metric in self.collectors:
-            with contextlib.suppress(KeyError):
-                registry.unregister(metric)
-
-
-_default_metrics: _Metrics | None = None
-_default_lock = threading.Lock()
-
-
-def _metrics_for(registry: CollectorRegistry | None) -> _Metrics:
-    global _default_metrics
-    if registry is not REGISTRY:
-        return _Metrics(registry)
-    # One inventory per process exports to the default registry; a newer one replaces it.
-    with _default_lock:
-        if _default_metrics is not None:
-            _default_metrics.unregister(REGISTRY)
-        _default_metrics = _Metrics(REGISTRY)
-        return _default_metrics
-
-
 def start_node_inventory(
     kubeconfig: str | None,
     *,
@@ -593,7 +497,7 @@ def start_node_inventory(
     inventory = LiveNodeInventory(
         make_api_client(kubeconfig, context=context, in_cluster=not kubeconfig, watch=True),
         stale_after=stale_after,
-        metrics=_metrics_for(registry),
+        metrics=metrics_for(registry),
         **tuning,
     )
     return inventory.start()
