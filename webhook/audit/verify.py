@@ -17,7 +17,7 @@ line is reported as a torn final line.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -364,18 +364,3 @@ def iter_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
             yield number, chunk[:-1], True
         else:
             yield number, chunk, False
-
-
-def verify_lines(
-    lines: Iterable[tuple[Where, bytes, bool]],
-    public_keys: Mapping[str, Ed25519PublicKey] | None = None,
-    *,
-    lenient: bool = False,
-    anchors: Mapping[int, str] | None = None,
-) -> Report:
-    verifier = Verifier(public_keys, lenient=lenient, anchors=anchors)
-    for where, raw, terminated in lines:
-        verifier.feed(where, raw, terminated)
-        if verifier.broken:
-            break
-    return verifier.finish()
