@@ -1,6 +1,6 @@
 # nfsguard: two commands do all the set-up on a fresh machine.
 #   make run   - serve the shipped policy with a dev certificate on https://127.0.0.1:8443
-#   make test  - install dev deps and run every check (ruff, mypy, pytest incl. e2e)
+#   make test  - install dev deps and run every check (ruff, import-linter, mypy, pytest incl. e2e)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -31,6 +31,7 @@ kube-assets:
 lint: $(STAMP)
 	$(BIN)/ruff check webhook tests hack bench
 	$(BIN)/ruff format --check webhook tests hack bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
