@@ -1,0 +1,235 @@
+"""The pure rooms (webhook.api, .nfs, .config, .engine) open no file.
+
+import-linter (pyproject.toml, ``make lint``) keeps them from importing what does
+I/O; this test checks what an import rule cannot see: a function of a pure room
+that reaches for a file itself. The inputs are loaded first, as a composition root
+loads them (policy text is given as strings, package data is read before the guard);
+then every way to open a file refuses, and policies are loaded through the config
+room and objects decided and explained through the engine. Any open fails the test.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.resources
+import io
+import os
+import pathlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from tests.fixtures.samples import pv, storage_class
+from webhook.api.decision import Outcome
+from webhook.config.lint import lint_sources
+from webhook.config.profiles import builtin_profiles, load_policy_set
+from webhook.config.schema import load_schema, validator
+from webhook.engine.engine import Engine
+from webhook.engine.explain import explain
+from webhook.engine.profiles import DriverProfiles
+from webhook.nfs.inventory import StaticInventory
+from webhook.nfs.scope import Node
+
+POLICY = """\
+apiVersion: nfsguard.io/v1alpha1
+kind: NFSMountPolicy
+metadata:
+  name: house-rules
+spec:
+  version: "2026.11.27-1"
+  pin: "4.0"
+  rules:
+  - name: incident-pin
+    match:
+      exports:
+      - server: 192.168.100.7
+        path: /data1/k8sdev/**
+    action: pin
+  - name: legacy-deny
+    match:
+      exports:
+      - server: "*.legacy.corp"
+    action: deny
+  - name: ssd-warn
+    match:
+      storageClassNames: [nfs-ssd]
+    action: warn
+"""
+
+# An operator profile in a policy file: the config room builds it in the same pass.
+OPERATOR_PROFILE = """\
+apiVersion: nfsguard.io/v1alpha1
+kind: NFSDriverProfile
+metadata: {name: vsphere-file}
+spec:
+  persistentVolume:
+    match:
+      csiDrivers: [csi.vsphere.vmware.com]
+    mountOptions:
+    - firstOf: [annotation, spec.mountOptions]
+  versions: ["4.1"]
+"""
+
+SOURCES = [("10-house.yaml", POLICY), ("20-vsphere.yaml", OPERATOR_PROFILE)]
+
+OBJECTS = {
+    "pin": pv("pv-incident"),
+    "deny": pv("pv-legacy", server="filer9.legacy.corp", path="/vol"),
+    "warn": storage_class("nfs-ssd", server="10.99.0.2", share="/ssd"),
+}
+
+# What each object gets: a pin, a refusal, a warning (the three actions that act).
+EXPECTED = {"pin": Outcome.MUTATED, "deny": Outcome.DENIED, "warn": Outcome.WARNED}
+
+
+class FileOpened(BaseException):
+    """Raised by every file-opening call while guarded. A BaseException, so that an
+    ``except Exception`` in the code under test cannot swallow it; every call is also
+    recorded, so a swallowed one fails the test all the same."""
+
+
+# Every call that opens a file by name, as (owner, attribute name).
+OPENERS: list[tuple[Any, str]] = [
+    (builtins, "open"),
+    (io, "open"),
+    (os, "open"),
+    (pathlib.Path, "open"),
+    (pathlib.Path, "read_text"),
+    (pathlib.Path, "read_bytes"),
+    (pathlib.Path, "write_text"),
+    (pathlib.Path, "write_bytes"),
+    (importlib.resources, "files"),
+    (importlib.resources, "as_file"),
+    (importlib.resources, "path"),
+    (importlib.resources, "read_text"),
+    (importlib.resources, "read_binary"),
+    (importlib.resources, "open_text"),
+    (importlib.resources, "open_binary"),
+]
+
+
+@contextmanager
+def watching_opens(
+    monkeypatch: pytest.MonkeyPatch, *, refuse: bool = True
+) -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
+    """Within the block every opener of ``OPENERS`` is recorded (name, arguments) and
+    refuses, or with ``refuse=False`` goes on to open; yields the record."""
+    opened: list[tuple[str, tuple[Any, ...]]] = []
+
+    def guarded(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def opener(*args: Any, **kwargs: Any) -> Any:
+            opened.append((name, args))
+            if refuse:
+                raise FileOpened(f"{name}{args!r}")
+            return real(*args, **kwargs)
+
+        return opener
+
+    with monkeypatch.context() as patch:
+        for owner, attribute in OPENERS:
+            name = f"{getattr(owner, '__name__', owner)}.{attribute}"
+            patch.setattr(owner, attribute, guarded(name, getattr(owner, attribute)))
+        yield opened
+
+
+def package_data_read_first() -> DriverProfiles:
+    """What a composition root reads before it calls the pure rooms, read here.
+
+    Today the config room reads its package data itself, behind caches: the JSON
+    Schemas (config/schema.py ``load_schema``/``validator``) and the built-in
+    profiles (config/profiles.py ``builtin_profiles``, webhook/data/drivers.yaml).
+    The caches are emptied first, so this test never passes on a cache another test
+    happened to warm: the reads below are the only ones allowed. Removed when the
+    config branch lands: webhook/files reads these and the roots pass them in.
+    """
+    builtin_profiles.cache_clear()
+    validator.cache_clear()
+    load_schema.cache_clear()
+    for schema in ("nfsmountpolicy", "nfsdriverprofile"):
+        validator(schema)
+    return builtin_profiles()
+
+
+def test_the_pure_rooms_load_decide_and_explain_without_opening_a_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    builtins_loaded = package_data_read_first()
+    inventory = StaticInventory([Node("node-1", "5.15.0-91-generic", {})])
+    with watching_opens(monkeypatch) as opened:
+        policies, profiles = load_policy_set(SOURCES)
+        lint = lint_sources(SOURCES)
+        engine = Engine(policies, profiles)
+        decisions = {
+            label: engine.decide(obj, inventory=inventory) for label, obj in OBJECTS.items()
+        }
+        explained = {
+            label: explain(engine, OBJECTS[label], decision, inventory=inventory)
+            for label, decision in decisions.items()
+        }
+    assert opened == []
+    assert not lint.errors
+    assert "vsphere-file" in {p.name for p in profiles}
+    assert {p.name for p in builtins_loaded} < {p.name for p in profiles}
+    assert {label: d.outcome for label, d in decisions.items()} == EXPECTED
+    assert decisions["pin"].patch
+    assert {label: e.deciding.ref.rule for label, e in explained.items() if e.deciding} == {
+        "pin": "incident-pin",
+        "deny": "legacy-deny",
+        "warn": "ssd-warn",
+    }
+
+
+def test_the_guard_catches_every_opener(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    """Each opener of ``OPENERS`` refuses and is recorded while guarded, so the test
+    above cannot pass on a guard that is silently off."""
+    here = pathlib.Path(__file__)
+    calls: list[Callable[[], object]] = [
+        lambda: open(here),  # noqa: SIM115
+        lambda: io.open(here),  # noqa: SIM115, UP020
+        lambda: os.open(here, os.O_RDONLY),
+        lambda: here.open(),
+        here.read_text,
+        here.read_bytes,
+        lambda: (tmp_path / "x").write_text("x"),
+        lambda: (tmp_path / "x").write_bytes(b"x"),
+        lambda: importlib.resources.files("webhook"),
+        lambda: importlib.resources.as_file(here),
+        lambda: importlib.resources.path("webhook", "py.typed"),
+        lambda: importlib.resources.read_text("webhook", "py.typed"),
+        lambda: importlib.resources.read_binary("webhook", "py.typed"),
+        lambda: importlib.resources.open_text("webhook", "py.typed"),
+        lambda: importlib.resources.open_binary("webhook", "py.typed"),
+    ]
+    assert len(calls) == len(OPENERS)
+    with watching_opens(monkeypatch) as opened:
+        for call in calls:
+            with pytest.raises(FileOpened):
+                call()
+    assert len(opened) == len(OPENERS)
+
+
+def test_today_the_config_room_reads_its_package_data_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reads ``package_data_read_first`` does for the config room, and why it must.
+
+    With cold caches, loading policies opens two schemas (config/schema.py
+    ``load_schema``, from config/policies.py ``_schema_problems`` and
+    config/profiles.py ``build_profile``) and drivers.yaml (config/profiles.py
+    ``builtin_text``, from ``builtin_profiles`` in ``load_policy_set``). Removed with
+    ``package_data_read_first`` when the config branch lands: then this fails, as the
+    reads are gone."""
+    builtin_profiles.cache_clear()
+    validator.cache_clear()
+    load_schema.cache_clear()
+    with watching_opens(monkeypatch, refuse=False) as opened:
+        load_policy_set(SOURCES)
+    assert [pathlib.Path(args[0]).name for name, args in opened if name == "Path.read_text"] == [
+        "nfsmountpolicy.schema.json",
+        "nfsdriverprofile.schema.json",
+        "drivers.yaml",
+    ]
