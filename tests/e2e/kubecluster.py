@@ -364,7 +364,6 @@ class ControlPlane:
         self.port = 0
         self.kubeconfig = workdir / "kubeconfig"
         self.audit_log = workdir / "apiserver-audit.log"
-        self.startup_seconds = 0.0
 
     @property
     def url(self) -> str:
@@ -377,7 +376,6 @@ class ControlPlane:
         return ctx
 
     def start(self) -> ControlPlane:
-        t0 = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.pki = make_pki(self.workdir / "pki")
         audit_policy = self.workdir / "audit-policy.yaml"
@@ -395,7 +393,6 @@ class ControlPlane:
         except BaseException:
             self.stop()
             raise
-        self.startup_seconds = time.monotonic() - t0
         return self
 
     def _start_etcd(self) -> None:
