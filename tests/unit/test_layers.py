@@ -57,26 +57,28 @@ spec:
     action: warn
 """
 
-# An operator profile in a policy file: the config room builds it in the same pass.
+# An operator's own driver, in a policy file: the config room builds its profile in
+# the same pass, and the engine reads the StorageClass below through it.
 OPERATOR_PROFILE = """\
 apiVersion: nfsguard.io/v1alpha1
 kind: NFSDriverProfile
-metadata: {name: vsphere-file}
+metadata: {name: example-filer}
 spec:
-  persistentVolume:
+  storageClass:
     match:
-      csiDrivers: [csi.vsphere.vmware.com]
-    mountOptions:
-    - firstOf: [annotation, spec.mountOptions]
-  versions: ["4.1"]
+      provisioners: [filer.example.com]
+    export:
+      server: [parameters.server]
+    mountOptions: [mountOptions]
+  versions: ["4.0", "4.1"]
 """
 
-SOURCES = [("10-house.yaml", POLICY), ("20-vsphere.yaml", OPERATOR_PROFILE)]
+SOURCES = [("10-house.yaml", POLICY), ("20-filer.yaml", OPERATOR_PROFILE)]
 
 OBJECTS = {
     "pin": pv("pv-incident"),
     "deny": pv("pv-legacy", server="filer9.legacy.corp", path="/vol"),
-    "warn": storage_class("nfs-ssd", server="10.99.0.2", share="/ssd"),
+    "warn": storage_class("nfs-ssd", provisioner="filer.example.com", server="10.99.0.2"),
 }
 
 # What each object gets: a pin, a refusal, a warning (the three actions that act).
@@ -165,7 +167,8 @@ def test_the_pure_rooms_load_lint_and_decide_without_opening_a_file(
         }
     assert opened == []
     assert not lint.errors
-    assert "vsphere-file" in {p.name for p in profiles}
+    assert decisions["warn"].target is not None
+    assert decisions["warn"].target.driver == "example-filer"
     assert {p.name for p in builtins_loaded} < {p.name for p in profiles}
     assert {label: d.outcome for label, d in decisions.items()} == EXPECTED
     assert decisions["pin"].patch
