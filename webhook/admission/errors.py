@@ -1,7 +1,8 @@
-"""The small exception hierarchy of the wire layer; each maps to one HTTP status.
+"""The small exception hierarchy of a review; each maps to one HTTP status.
 
 Like kopf's admission errors: raising one anywhere in a review turns into a
 one-line JSON error with that status, never a traceback and never a 500.
+Transport errors (405, 413, 415) are the server's (webhook.server.http).
 """
 
 from __future__ import annotations
@@ -19,14 +20,6 @@ class AdmissionError(Exception):
 
 class BadRequest(AdmissionError):
     status = 400
-
-
-class PayloadTooLarge(AdmissionError):
-    status = 413
-
-
-class UnsupportedMediaType(AdmissionError):
-    status = 415
 
 
 class Unavailable(AdmissionError):

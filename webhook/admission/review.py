@@ -3,6 +3,7 @@
 Only the fields nfsguard reads are typed; the raw object is kept as given so
 that patches are built against exactly what the apiserver will apply them to.
 See staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook/request/admissionreview.go.
+The body's size is the transport's (webhook.server.http), checked before it gets here.
 """
 
 from __future__ import annotations
@@ -13,15 +14,11 @@ from typing import Any
 
 import orjson
 
-from webhook.admission.errors import BadRequest, PayloadTooLarge
+from webhook.admission.errors import BadRequest
 from webhook.api.review import AdmissionRequest, UserInfo
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
-
-
-#: Twice the apiserver's 3 MiB object limit: a review carries object and oldObject.
-MAX_BODY = 2 * 3 * 1024 * 1024 + 64 * 1024
 
 
 def _need(mapping: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
@@ -40,8 +37,6 @@ def _optional(mapping: Mapping[str, Any], key: str, kind: type, where: str, defa
 
 def parse_review(body: bytes) -> AdmissionRequest:
     """The request of an AdmissionReview v1 body. Raises BadRequest with a one-line reason."""
-    if len(body) > MAX_BODY:
-        raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds {MAX_BODY}")
     try:
         review = orjson.loads(body)  # strict RFC 8259: no NaN, valid UTF-8, depth <= 1024
     except orjson.JSONDecodeError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonpatch
 import pytest
@@ -23,8 +23,10 @@ from webhook.admission.errors import AdmissionError
 from webhook.admission.handler import ReviewHandler
 from webhook.cli.common import load_engine
 from webhook.engine.engine import Engine
-from webhook.server.app import MUTATE_PATH, WebhookApp, status_line
+from webhook.server.app import MUTATE_PATH, WebhookApp
+from webhook.server.http import TransportError, status_line
 
+E = TypeVar("E", bound=Exception)
 ENGINE = load_engine((str(POLICIES),))  # the incident's site policy and the other actions
 
 
@@ -114,10 +116,14 @@ def test_a_refused_body_is_a_one_line_4xx() -> None:
     one_line_error(not_json.data, 400)
 
 
-def test_every_admission_error_has_a_status_line() -> None:
-    def subclasses(cls: type[AdmissionError]) -> list[type[AdmissionError]]:
+def test_every_error_has_a_status_line() -> None:
+    """Admission's (400, 503) and the transport's (405, 413, 415) alike."""
+
+    def subclasses(cls: type[E]) -> list[type[E]]:
         return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
 
-    lines = {cls.status: status_line(cls.status) for cls in subclasses(AdmissionError)}
+    codes = [cls.status for cls in subclasses(AdmissionError)]
+    codes += [cls.status for cls in subclasses(TransportError)]
+    lines = {code: status_line(code) for code in codes}
     assert lines[413] == "413 Request Entity Too Large"
     assert all(line.startswith(f"{code} ") and len(line) > 4 for code, line in lines.items())
