@@ -286,26 +286,6 @@ BAD_BODIES: list[tuple[str, bytes]] = [
     ("object-not-object", _with(lambda r: r["request"].__setitem__("object", "pv"))),
     ("dry-run-not-bool", _with(lambda r: r["request"].__setitem__("dryRun", "yes"))),
     ("groups-not-list", _with(lambda r: r["request"]["userInfo"].__setitem__("groups", "x"))),
-    (
-        "mount-options-string",
-        _with(lambda r: r["request"]["object"]["spec"].__setitem__("mountOptions", "vers=4.1")),
-    ),
-    (
-        "mount-options-numbers",
-        _with(lambda r: r["request"]["object"]["spec"].__setitem__("mountOptions", [4.1])),
-    ),
-    ("spec-list", _with(lambda r: r["request"]["object"].__setitem__("spec", ["nfs"]))),
-    ("nfs-list", _with(lambda r: r["request"]["object"]["spec"].__setitem__("nfs", [1]))),
-    ("metadata-string", _with(lambda r: r["request"]["object"].__setitem__("metadata", "x"))),
-    (
-        "annotations-list",
-        _with(lambda r: r["request"]["object"]["metadata"].__setitem__("annotations", ["a"])),
-    ),
-    (
-        "labels-not-strings",
-        _with(lambda r: r["request"]["object"]["metadata"].__setitem__("labels", {"a": 1})),
-    ),
-    ("kind-mismatch", _with(lambda r: r["request"]["object"].__setitem__("kind", "StorageClass"))),
     ("deep-arrays", b"[" * 100_000 + b"]" * 100_000),
     (
         "deep-object",
@@ -324,6 +304,49 @@ def test_bad_input_is_a_4xx_never_a_500(
     nfsguard_server: ServerHandle, label: str, body: bytes
 ) -> None:
     assert_error(post_review(nfsguard_server, None, raw=body), 400)
+    assert_still_serving(nfsguard_server)
+
+
+#: AdmissionReviews whose object no apiserver sends: answered in band, not with an HTTP error.
+UNREVIEWABLE: list[tuple[str, Any]] = [
+    (
+        "mount-options-string",
+        lambda r: r["request"]["object"]["spec"].__setitem__("mountOptions", "vers=4.1"),
+    ),
+    (
+        "mount-options-numbers",
+        lambda r: r["request"]["object"]["spec"].__setitem__("mountOptions", [4.1]),
+    ),
+    ("spec-list", lambda r: r["request"]["object"].__setitem__("spec", ["nfs"])),
+    ("nfs-list", lambda r: r["request"]["object"]["spec"].__setitem__("nfs", [1])),
+    ("metadata-string", lambda r: r["request"]["object"].__setitem__("metadata", "x")),
+    (
+        "annotations-list",
+        lambda r: r["request"]["object"]["metadata"].__setitem__("annotations", ["a"]),
+    ),
+    (
+        "labels-not-strings",
+        lambda r: r["request"]["object"]["metadata"].__setitem__("labels", {"a": 1}),
+    ),
+    ("kind-mismatch", lambda r: r["request"]["object"].__setitem__("kind", "StorageClass")),
+]
+
+
+@pytest.mark.parametrize(("label", "change"), UNREVIEWABLE, ids=[u[0] for u in UNREVIEWABLE])
+def test_an_object_that_cannot_be_reviewed_is_refused_in_band(
+    nfsguard_server: ServerHandle, label: str, change: Any
+) -> None:
+    """HTTP 200, ``allowed: false``, code 400: a refusal failurePolicy does not apply to, so
+    even ``failurePolicy: Ignore`` cannot admit the object unreviewed."""
+    review = admission_review(pv())
+    change(review)
+    response = verified_response(
+        post_review(nfsguard_server, None, raw=_body(review)), review["request"]["uid"]
+    )
+    assert response["allowed"] is False
+    assert "patch" not in response and "patchType" not in response
+    assert response["status"]["code"] == 400
+    assert "\n" not in response["status"]["message"]
     assert_still_serving(nfsguard_server)
 
 

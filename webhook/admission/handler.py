@@ -1,17 +1,24 @@
-"""How one AdmissionReview is answered: parse, decide, record, respond.
+"""How one AdmissionReview is answered: parse, scope, decide, record, respond.
 
-The same ``decide`` serves ``nfsguard review`` and ``policy explain``, so files
-and the served webhook always give the same answers.
+Each step is one function below, in that order. The same ``decide`` serves
+``nfsguard review``, ``policy explain`` and ``policy test``, so files and the
+served webhook always give the same answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from webhook.admission.errors import BadRequest, Unavailable
+from webhook.admission.errors import Unavailable, UnreviewableObject
 from webhook.admission.recorder import DecisionRecorder, NullRecorder
-from webhook.admission.review import parse_review, review_response
+from webhook.admission.review import (
+    AdmissionReviewResponse,
+    denied,
+    errored,
+    parse_review,
+    patched,
+)
 from webhook.api.decision import Decision, Outcome
 from webhook.api.review import AdmissionRequest
 from webhook.engine.engine import Engine
@@ -22,27 +29,50 @@ from webhook.nfs.inventory import NodeInventory, UnknownInventory
 REVIEWED_KINDS = frozenset({"PersistentVolume", "StorageClass"})
 REVIEWED_OPERATIONS = frozenset({"CREATE", "UPDATE"})
 
+_IGNORED = Decision(Outcome.IGNORED)
 
-def decide(engine: Engine, request: AdmissionRequest, inventory: NodeInventory) -> Decision:
-    """The decision for one request. Raises BadRequest for an object no apiserver sends."""
+
+def reviewed_object(request: AdmissionRequest) -> Mapping[str, Any] | None:
+    """Scope: the object to review, or None for a request let through untouched (another
+    kind or operation, a subresource). Raises UnreviewableObject when the object's kind
+    is not the request's (the apiserver always sends the kind it names)."""
     if (
         request.operation not in REVIEWED_OPERATIONS
         or request.kind not in REVIEWED_KINDS
         or request.sub_resource
         or request.object is None
     ):
-        return Decision(Outcome.IGNORED)
-    obj: Mapping[str, Any] = request.object
-    if obj.get("kind") is None:  # tolerate objects sent without TypeMeta
-        obj = {**obj, "kind": request.kind}
-    elif obj.get("kind") != request.kind:
-        raise BadRequest(
-            f"request.kind {request.kind} does not match object kind {obj.get('kind')}"
-        )
+        return None
+    obj = request.object
+    kind = obj.get("kind")
+    if kind is None:  # tolerate objects sent without TypeMeta
+        return {**obj, "kind": request.kind}
+    if kind != request.kind:
+        raise UnreviewableObject(f"request.kind {request.kind} does not match object kind {kind}")
+    return obj
+
+
+def decide(engine: Engine, request: AdmissionRequest, inventory: NodeInventory) -> Decision:
+    """The decision for one request. Raises UnreviewableObject (a BadRequest) for an
+    object no apiserver sends."""
+    obj = reviewed_object(request)
+    if obj is None:
+        return _IGNORED
     try:
         return engine.decide(obj, operation=request.operation, inventory=inventory)
     except InvalidObject as exc:
-        raise BadRequest(f"{request.kind} {request.display_name or '?'}: {exc}") from None
+        raise UnreviewableObject(f"{request.kind} {request.display_name or '?'}: {exc}") from None
+
+
+def record(recorder: DecisionRecorder, request: AdmissionRequest, decision: Decision) -> None:
+    """Record a decision the audit trail keeps before it is answered. Raises Unavailable
+    (503: the apiserver applies failurePolicy) when it cannot be recorded."""
+    if not decision.recorded:
+        return
+    try:
+        recorder.record(request, decision)
+    except Exception as exc:  # any failure: never answer as if recorded
+        raise Unavailable(f"decision could not be recorded: {exc}") from exc
 
 
 def audit_annotations(decision: Decision) -> dict[str, str]:
@@ -64,6 +94,26 @@ def audit_annotations(decision: Decision) -> dict[str, str]:
     return out
 
 
+def respond(uid: str, decision: Decision) -> AdmissionReviewResponse:
+    """The AdmissionReview answering a decision: denied, or allowed with its patch."""
+    annotations = audit_annotations(decision)
+    if not decision.allowed:
+        return denied(
+            uid, decision.message, warnings=decision.warnings, audit_annotations=annotations
+        )
+    return patched(uid, decision.patch, warnings=decision.warnings, audit_annotations=annotations)
+
+
+class Answer(NamedTuple):
+    """What one AdmissionReview is answered with (HTTP 200), and why."""
+
+    review: AdmissionReviewResponse
+    #: The engine's decision; None when the object could not be reviewed.
+    decision: Decision | None
+    #: Why it could not (the in-band ``status.message``, code 400); "" when decided.
+    refusal: str = ""
+
+
 class ReviewHandler:
     """Answers AdmissionReview bodies. Thread-safe: engines are immutable and
     ``engine()`` returns the one in force (hot reload swaps it)."""
@@ -79,20 +129,14 @@ class ReviewHandler:
         self.inventory: NodeInventory = inventory or UnknownInventory("no node inventory")
         self.recorder: DecisionRecorder = recorder or NullRecorder()
 
-    def handle(self, body: bytes) -> tuple[dict[str, Any], Decision]:
+    def handle(self, body: bytes) -> Answer:
+        """Raises BadRequest (HTTP 400) for a body that is not an AdmissionReview,
+        Unavailable (503) for a decision that cannot be recorded; an object that
+        cannot be reviewed is refused in band."""
         request = parse_review(body)
-        decision = decide(self._engine(), request, self.inventory)
-        if decision.recorded:
-            try:
-                self.recorder.record(request, decision)
-            except Exception as exc:  # any failure: never answer as if recorded
-                raise Unavailable(f"decision could not be recorded: {exc}") from exc
-        response = review_response(
-            request.uid,
-            allowed=decision.allowed,
-            patch=decision.patch,
-            message=decision.message,
-            warnings=decision.warnings,
-            audit_annotations=audit_annotations(decision),
-        )
-        return response, decision
+        try:
+            decision = decide(self._engine(), request, self.inventory)
+        except UnreviewableObject as exc:
+            return Answer(errored(request.uid, exc.status, exc.message), None, exc.message)
+        record(self.recorder, request, decision)
+        return Answer(respond(request.uid, decision), decision)

@@ -1,24 +1,29 @@
-"""AdmissionReview v1, as kube-apiserver sends and verifies it.
+"""AdmissionReview v1, as kube-apiserver sends it and verifies the answer.
 
-Only the fields nfsguard reads are typed; the raw object is kept as given so
-that patches are built against exactly what the apiserver will apply them to.
-See staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook/request/admissionreview.go.
-The body's size is the transport's (webhook.server.http), checked before it gets here.
+``parse_review`` reads a body into the typed :class:`~webhook.api.review.AdmissionRequest`
+(only the fields nfsguard reads; the raw object kept as given, so that patches are built
+against exactly what the apiserver will apply them to). The answer helpers are those of
+controller-runtime's webhook package (``Allowed``, ``Patched``, ``Denied``, ``Errored``),
+each returning an :class:`AdmissionReviewResponse` that VerifyAdmissionResponse accepts:
+the uid echoed, apiVersion and kind of the request, ``patch`` and ``patchType`` together
+or not at all. See staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook/request/
+admissionreview.go. The body's size is the transport's (webhook.server.http), checked
+before it gets here.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal, NotRequired, TypedDict
 
 import orjson
 
 from webhook.admission.errors import BadRequest
 from webhook.api.review import AdmissionRequest, UserInfo
 
-API_VERSION = "admission.k8s.io/v1"
-KIND = "AdmissionReview"
+API_VERSION: Final = "admission.k8s.io/v1"
+KIND: Final = "AdmissionReview"
 
 
 def _need(mapping: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
@@ -89,27 +94,96 @@ def parse_review(body: bytes) -> AdmissionRequest:
     )
 
 
-def review_response(
-    uid: str,
-    *,
-    allowed: bool = True,
-    patch: list[Mapping[str, Any]] | tuple[Mapping[str, Any], ...] = (),
-    message: str = "",
-    code: int = 403,
-    warnings: tuple[str, ...] = (),
-    audit_annotations: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """An AdmissionReview v1 response the apiserver accepts (VerifyAdmissionResponse):
-    the uid echoed, ``patchType`` JSONPatch with a base64 patch, status on denial."""
-    response: dict[str, Any] = {"uid": uid, "allowed": allowed}
-    if not allowed:
-        response["status"] = {"code": max(code, 400), "reason": "Forbidden", "message": message}
-    elif patch:
-        encoded = orjson.dumps(list(patch))
-        response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(encoded).decode()
+class ResponseStatus(TypedDict):
+    """The metav1.Status of a refusal (``AdmissionResponse.Result``, JSON ``status``).
+    The apiserver raises a code below 400 to 400 and prefixes the message with
+    ``admission webhook "<name>" denied the request:`` (webhook/errors ToStatusErr)."""
+
+    code: int
+    reason: NotRequired[str]  # a metav1.StatusReason: what kubectl shows in parentheses
+    message: str
+
+
+class AdmissionResponse(TypedDict):
+    """The ``response`` of an AdmissionReview v1, the fields nfsguard sends."""
+
+    uid: str
+    allowed: bool
+    status: NotRequired[ResponseStatus]
+    patchType: NotRequired[Literal["JSONPatch"]]
+    patch: NotRequired[str]  # base64 of the JSON patch
+    warnings: NotRequired[list[str]]
+    auditAnnotations: NotRequired[dict[str, str]]
+
+
+class AdmissionReviewResponse(TypedDict):
+    apiVersion: Literal["admission.k8s.io/v1"]
+    kind: Literal["AdmissionReview"]
+    response: AdmissionResponse
+
+
+#: metav1.StatusReason for the codes nfsguard refuses with (apimachinery types.go).
+_STATUS_REASONS: Final = {400: "BadRequest", 403: "Forbidden", 500: "InternalError"}
+
+
+def _review(
+    response: AdmissionResponse,
+    warnings: Sequence[str],
+    audit_annotations: Mapping[str, str] | None,
+) -> AdmissionReviewResponse:
     if warnings:
         response["warnings"] = list(warnings)
     if audit_annotations:
         response["auditAnnotations"] = dict(audit_annotations)
     return {"apiVersion": API_VERSION, "kind": KIND, "response": response}
+
+
+def allowed(
+    uid: str,
+    *,
+    warnings: Sequence[str] = (),
+    audit_annotations: Mapping[str, str] | None = None,
+) -> AdmissionReviewResponse:
+    """Admit the object unchanged."""
+    return _review({"uid": uid, "allowed": True}, warnings, audit_annotations)
+
+
+def patched(
+    uid: str,
+    patch: Sequence[Mapping[str, Any]],
+    *,
+    warnings: Sequence[str] = (),
+    audit_annotations: Mapping[str, str] | None = None,
+) -> AdmissionReviewResponse:
+    """Admit the object with ``patch`` applied (RFC 6902); no operations is :func:`allowed`."""
+    if not patch:
+        return allowed(uid, warnings=warnings, audit_annotations=audit_annotations)
+    response: AdmissionResponse = {
+        "uid": uid,
+        "allowed": True,
+        "patchType": "JSONPatch",
+        "patch": base64.b64encode(orjson.dumps(list(patch))).decode(),
+    }
+    return _review(response, warnings, audit_annotations)
+
+
+def denied(
+    uid: str,
+    message: str,
+    *,
+    code: int = 403,
+    warnings: Sequence[str] = (),
+    audit_annotations: Mapping[str, str] | None = None,
+) -> AdmissionReviewResponse:
+    """Refuse the object by policy: ``Forbidden``, the code at least 400."""
+    status: ResponseStatus = {"code": max(code, 400), "reason": "Forbidden", "message": message}
+    return _review({"uid": uid, "allowed": False, "status": status}, warnings, audit_annotations)
+
+
+def errored(uid: str, code: int, message: str) -> AdmissionReviewResponse:
+    """Refuse a review that could not be carried out (an object that cannot be reviewed:
+    400), in band, so that failurePolicy does not apply; the message on one line."""
+    status: ResponseStatus = {"code": code, "message": message.replace("\n", " ")}
+    if code in _STATUS_REASONS:
+        status["reason"] = _STATUS_REASONS[code]
+    return _review({"uid": uid, "allowed": False, "status": status}, (), None)

@@ -24,7 +24,7 @@ import orjson
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from webhook.admission.errors import AdmissionError
+from webhook.admission.errors import AdmissionError, UnreviewableObject
 from webhook.admission.handler import ReviewHandler
 from webhook.server import metrics
 from webhook.server.http import (
@@ -47,6 +47,9 @@ Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 #: The one path kube-apiserver calls (manifests/ point the webhook configuration here).
 MUTATE_PATH = "/mutate"
 
+#: The label an in-band refusal is counted under in nfsguard_review_errors_total.
+_REFUSED_IN_BAND = str(UnreviewableObject.status)
+
 
 class WebhookApp:
     """The WSGI callable gunicorn serves. Thread-safe: it holds no per-request state."""
@@ -67,7 +70,7 @@ class WebhookApp:
         every answer has)."""
         started = time.perf_counter()
         try:
-            review, decision = self.handler.handle(read_review_body(environ))
+            answer = self.handler.handle(read_review_body(environ))
         except MethodNotAllowed as exc:  # not a review: neither counted nor drained
             return exc.status, error_body(exc.status, exc.message), exc.headers
         except (TransportError, AdmissionError) as exc:
@@ -79,11 +82,16 @@ class WebhookApp:
             log.exception("unexpected error")
             metrics.REVIEW_ERRORS.labels("500").inc()
             return 500, error_body(500, f"internal error: {type(exc).__name__}"), ()
-        metrics.REVIEWS.labels(
-            decision.target.kind if decision.target else "", decision.outcome
-        ).inc()
-        metrics.REVIEW_SECONDS.observe(time.perf_counter() - started)
-        return 200, orjson.dumps(review), ()
+        decision = answer.decision
+        if decision is None:  # answered in band: allowed false, status.code 400
+            metrics.REVIEW_ERRORS.labels(_REFUSED_IN_BAND).inc()
+            log.warning("review refused in band (%s): %s", _REFUSED_IN_BAND, answer.refusal)
+        else:
+            metrics.REVIEWS.labels(
+                decision.target.kind if decision.target else "", decision.outcome
+            ).inc()
+            metrics.REVIEW_SECONDS.observe(time.perf_counter() - started)
+        return 200, orjson.dumps(answer.review), ()
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:

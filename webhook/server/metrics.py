@@ -21,7 +21,9 @@ REVIEWS = Counter(
     "nfsguard_reviews_total", "AdmissionReviews answered, by outcome", ["kind", "outcome"]
 )
 REVIEW_ERRORS = Counter(
-    "nfsguard_review_errors_total", "AdmissionReviews refused, by HTTP status", ["code"]
+    "nfsguard_review_errors_total",
+    "AdmissionReviews refused, by HTTP status (400: also an object refused in band)",
+    ["code"],
 )
 POLICY_RELOADS = Counter(
     "nfsguard_policy_reload_total",

@@ -1,5 +1,5 @@
-"""AdmissionReview v1 parsing and responses (webhook/admission/review.py) and the review
-handler (webhook/admission/handler.py), without HTTP."""
+"""AdmissionReview v1 parsing and the answer helpers (webhook/admission/review.py) and the
+review handler (webhook/admission/handler.py), without HTTP."""
 
 from __future__ import annotations
 
@@ -10,13 +10,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import jsonpatch
+import orjson
 import pytest
 
-from webhook.admission.errors import BadRequest
-from webhook.admission.handler import ReviewHandler, audit_annotations
-from webhook.admission.review import parse_review, review_response
+from webhook.admission.errors import BadRequest, Unavailable, UnreviewableObject
+from webhook.admission.handler import ReviewHandler, audit_annotations, decide
+from webhook.admission.recorder import NullRecorder
+from webhook.admission.review import allowed, denied, errored, parse_review, patched
+from webhook.api.decision import Decision
+from webhook.api.review import AdmissionRequest
 from webhook.config.policies import load_policies
 from webhook.engine.engine import Engine
+from webhook.nfs.inventory import UnknownInventory
 
 POLICY = """\
 apiVersion: nfsguard.io/v1alpha1
@@ -124,59 +129,93 @@ def test_missing_object_on_create_and_update() -> None:
     assert parse_review(encode(body)).object is None
 
 
-def test_review_response_shapes() -> None:
+def test_answer_helpers_shapes() -> None:
     ops: list[Mapping[str, Any]] = [
         {"op": "add", "path": "/spec/mountOptions", "value": ["nfsvers=4.0"]}
     ]
-    allowed = review_response("u1", patch=ops, warnings=("w",), audit_annotations={"a": "b"})
-    assert allowed["apiVersion"] == "admission.k8s.io/v1"
-    assert allowed["kind"] == "AdmissionReview"
-    response = allowed["response"]
+    with_patch = patched("u1", ops, warnings=("w",), audit_annotations={"a": "b"})
+    assert with_patch["apiVersion"] == "admission.k8s.io/v1"
+    assert with_patch["kind"] == "AdmissionReview"
+    response = with_patch["response"]
     assert response["uid"] == "u1" and response["allowed"] is True
     assert response["patchType"] == "JSONPatch"
     assert json.loads(base64.b64decode(response["patch"])) == ops
     assert response["warnings"] == ["w"] and response["auditAnnotations"] == {"a": "b"}
-    plain = review_response("u2")["response"]
+    plain = allowed("u2")["response"]
     assert plain == {"uid": "u2", "allowed": True}
-    denied = review_response("u3", allowed=False, message="no", code=200, patch=ops)["response"]
-    assert denied["allowed"] is False
-    assert denied["status"]["code"] >= 400 and denied["status"]["message"] == "no"
-    assert "patch" not in denied and "patchType" not in denied
+    assert patched("u2", ())["response"] == plain  # no operations: allowed unchanged
+    refused = denied("u3", "no", code=200)["response"]
+    assert refused["allowed"] is False
+    assert refused["status"]["code"] >= 400 and refused["status"]["message"] == "no"
+    assert refused["status"]["reason"] == "Forbidden"
+    assert "patch" not in refused and "patchType" not in refused
+    assert denied("u3", "no")["response"]["status"]["code"] == 403
+
+
+def test_answers_keep_the_wire_bytes() -> None:
+    """The helpers give the bytes ``review_response`` gave (key order included), so an
+    apiserver or a test comparing answers sees no change."""
+    ops: list[Mapping[str, Any]] = [{"op": "replace", "path": "/spec/x", "value": 1}]
+    patch = base64.b64encode(b'[{"op":"replace","path":"/spec/x","value":1}]').decode()
+    assert orjson.dumps(patched("u", ops, warnings=("w",), audit_annotations={"a": "b"})) == (
+        b'{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":'
+        b'{"uid":"u","allowed":true,"patchType":"JSONPatch","patch":"' + patch.encode() + b'",'
+        b'"warnings":["w"],"auditAnnotations":{"a":"b"}}}'
+    )
+    assert orjson.dumps(denied("u", "m", audit_annotations={"a": "b"})) == (
+        b'{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":'
+        b'{"uid":"u","allowed":false,"status":{"code":403,"reason":"Forbidden","message":"m"},'
+        b'"auditAnnotations":{"a":"b"}}}'
+    )
+
+
+def test_errored_refuses_in_band_on_one_line() -> None:
+    response = errored("u4", 400, "PersistentVolume pv: spec\nmust be an object")["response"]
+    assert response == {
+        "uid": "u4",
+        "allowed": False,
+        "status": {
+            "code": 400,
+            "message": "PersistentVolume pv: spec must be an object",
+            "reason": "BadRequest",
+        },
+    }
+    assert "reason" not in errored("u5", 422, "x")["response"]["status"]
 
 
 def test_handler_pins_denies_and_ignores() -> None:
     handler = ReviewHandler(lambda: ENGINE)
-    body, decision = handler.handle(encode(review()))
+    body, decision, _ = handler.handle(encode(review()))
     response = body["response"]
     assert response["uid"] == "0df28fbd-5f5f-11e8-bc74-36e6bb280816"
     ops = json.loads(base64.b64decode(response["patch"]))
     patched = jsonpatch.apply_patch(pv(), ops)
     assert patched["spec"]["mountOptions"] == ["nfsvers=4.0"]
-    assert decision.outcome.value == "mutated"
+    assert decision is not None and decision.outcome.value == "mutated"
     for key in response["auditAnnotations"]:
         assert "/" not in key and len(key) <= 63 and QUALIFIED_NAME.match(key)
 
-    body, decision = handler.handle(encode(review(pv("filer.legacy.corp"))))
+    body, decision, _ = handler.handle(encode(review(pv("filer.legacy.corp"))))
     assert body["response"]["allowed"] is False
     assert "legacy" in body["response"]["status"]["message"]
 
     other = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "x"}}
     config_map = review(other, kind={"group": "", "version": "v1", "kind": "ConfigMap"})
-    body, decision = handler.handle(encode(config_map))
+    body, decision, _ = handler.handle(encode(config_map))
     assert body["response"] == {"uid": "0df28fbd-5f5f-11e8-bc74-36e6bb280816", "allowed": True}
-    assert decision.outcome.value == "ignored"
+    assert decision is not None and decision.outcome.value == "ignored"
 
 
 def test_handler_tolerates_objects_without_type_meta() -> None:
     obj = pv()
     del obj["kind"]
     del obj["apiVersion"]
-    body, decision = ReviewHandler(lambda: ENGINE).handle(encode(review(obj)))
-    assert decision.outcome.value == "mutated"
+    body, decision, _ = ReviewHandler(lambda: ENGINE).handle(encode(review(obj)))
+    assert decision is not None and decision.outcome.value == "mutated"
     assert "patch" in body["response"]
 
 
-@pytest.mark.parametrize(
+UNREVIEWABLE = pytest.mark.parametrize(
     "obj",
     [
         {**pv(), "kind": "StorageClass"},
@@ -185,10 +224,46 @@ def test_handler_tolerates_objects_without_type_meta() -> None:
     ],
     ids=["kind-mismatch", "mount-options-string", "spec-list"],
 )
-def test_handler_turns_impossible_objects_into_400(obj: dict[str, Any]) -> None:
+
+
+@UNREVIEWABLE
+def test_handler_refuses_impossible_objects_in_band(obj: dict[str, Any]) -> None:
+    """Answered, not an HTTP error: allowed false with code 400, so that no failurePolicy
+    (Ignore) admits the object unreviewed."""
+    answer = ReviewHandler(lambda: ENGINE).handle(encode(review(obj)))
+    response = answer.review["response"]
+    assert answer.review["apiVersion"] == "admission.k8s.io/v1"
+    assert response["uid"] == "0df28fbd-5f5f-11e8-bc74-36e6bb280816"
+    assert response["allowed"] is False
+    assert "patch" not in response and "patchType" not in response
+    status = response["status"]
+    assert status["code"] == 400 and status["reason"] == "BadRequest"
+    assert status["message"] == answer.refusal and "\n" not in answer.refusal
+    assert answer.decision is None
+
+
+@UNREVIEWABLE
+def test_decide_raises_for_impossible_objects(obj: dict[str, Any]) -> None:
+    """``nfsguard review``, ``policy explain`` and ``policy test`` catch this (exit 2)."""
+    request = parse_review(encode(review(obj)))
     with pytest.raises(BadRequest) as info:
-        ReviewHandler(lambda: ENGINE).handle(encode(review(obj)))
+        decide(ENGINE, request, UnknownInventory("none"))
+    assert isinstance(info.value, UnreviewableObject)
     assert info.value.status == 400 and "\n" not in info.value.message
+
+
+class FailingRecorder(NullRecorder):
+    def record(self, request: AdmissionRequest, decision: Decision) -> None:
+        raise OSError("disk full")
+
+
+def test_a_decision_that_cannot_be_recorded_is_unavailable() -> None:
+    handler = ReviewHandler(lambda: ENGINE, recorder=FailingRecorder())
+    with pytest.raises(Unavailable, match="could not be recorded: disk full") as info:
+        handler.handle(encode(review()))  # a pin is recorded
+    assert info.value.status == 503
+    compliant = handler.handle(encode(review(pv(mountOptions=["nfsvers=4.0"]))))
+    assert compliant.decision is not None and not compliant.decision.recorded
 
 
 def test_audit_annotations_only_for_deciding_rules() -> None:

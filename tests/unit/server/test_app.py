@@ -21,6 +21,9 @@ from tests.fixtures.samples import pv
 from tests.integration.conftest import POLICIES, admission_review
 from webhook.admission.errors import AdmissionError
 from webhook.admission.handler import ReviewHandler
+from webhook.admission.recorder import NullRecorder
+from webhook.api.decision import Decision
+from webhook.api.review import AdmissionRequest
 from webhook.cli.common import load_engine
 from webhook.engine.engine import Engine
 from webhook.server.app import MUTATE_PATH, WebhookApp
@@ -34,8 +37,8 @@ def ready() -> tuple[bool, dict[str, Any]]:
     return True, {"policies": []}
 
 
-def client(engine: Any = lambda: ENGINE) -> Client:
-    return Client(WebhookApp(ReviewHandler(engine), ready))
+def client(engine: Any = lambda: ENGINE, recorder: NullRecorder | None = None) -> Client:
+    return Client(WebhookApp(ReviewHandler(engine, recorder=recorder), ready))
 
 
 def one_line_error(body: bytes, status: int) -> str:
@@ -114,6 +117,42 @@ def test_a_refused_body_is_a_one_line_4xx() -> None:
     not_json = app.post(MUTATE_PATH, data=b"{", headers={"Content-Type": "application/json"})
     assert not_json.status_code == 400
     one_line_error(not_json.data, 400)
+
+
+def test_an_object_that_cannot_be_reviewed_is_refused_in_band(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    obj = pv("pv-odd", server="192.168.100.7", path="/data1/k8sdev/odd")
+    obj["spec"]["mountOptions"] = "vers=4.1"  # a string: no apiserver sends it
+    review = admission_review(obj)
+    with caplog.at_level(logging.WARNING, logger="nfsguard"):
+        http = client().post(
+            MUTATE_PATH, data=json.dumps(review), headers={"Content-Type": "application/json"}
+        )
+    assert http.status_code == 200
+    assert int(http.headers["Content-Length"]) == len(http.data)
+    response = json.loads(http.data)["response"]
+    assert response["uid"] == review["request"]["uid"]
+    assert response["allowed"] is False and "patch" not in response
+    assert response["status"]["code"] == 400
+    assert "pv-odd" in response["status"]["message"]
+    assert "refused in band (400)" in caplog.text
+
+
+class BrokenRecorder(NullRecorder):
+    def record(self, request: AdmissionRequest, decision: Decision) -> None:
+        raise OSError("disk full")
+
+
+def test_a_decision_that_cannot_be_recorded_is_a_503() -> None:
+    body = json.dumps(
+        admission_review(pv("pv-503", server="192.168.100.7", path="/data1/k8sdev/x"))
+    )
+    http = client(recorder=BrokenRecorder()).post(
+        MUTATE_PATH, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert http.status_code == 503
+    assert http.data == b'{"error":"decision could not be recorded: disk full","code":503}'
 
 
 def test_every_error_has_a_status_line() -> None:
