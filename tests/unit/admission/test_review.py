@@ -7,6 +7,7 @@ import base64
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import jsonpatch
@@ -15,10 +16,11 @@ import pytest
 
 from webhook.admission.errors import BadRequest, Unavailable, UnreviewableObject
 from webhook.admission.handler import ReviewHandler, audit_annotations, decide
-from webhook.admission.recorder import NullRecorder
+from webhook.admission.recorder import DecisionRecorder, NullRecorder
 from webhook.admission.review import allowed, denied, errored, parse_review, patched
 from webhook.api.decision import Decision
 from webhook.api.review import AdmissionRequest
+from webhook.audit import open_recorder
 from webhook.config.policies import load_policies
 from webhook.engine.engine import Engine
 from webhook.nfs.inventory import UnknownInventory
@@ -264,6 +266,21 @@ def test_a_decision_that_cannot_be_recorded_is_unavailable() -> None:
     assert info.value.status == 503
     compliant = handler.handle(encode(review(pv(mountOptions=["nfsvers=4.0"]))))
     assert compliant.decision is not None and not compliant.decision.recorded
+
+
+def test_the_recorders_are_decision_recorders(tmp_path: Path) -> None:
+    """The port is structural: the audit trail's writer satisfies it without importing
+    webhook.admission (mypy checks these assignments)."""
+    request, decision = parse_review(encode(review())), ENGINE.decide(pv())
+    null: DecisionRecorder = NullRecorder()
+    null.record(request, decision)
+    null.close()
+    log = tmp_path / "audit.log"
+    audit: DecisionRecorder = open_recorder(str(log))
+    audit.record(request, decision)
+    audit.close()
+    (line,) = log.read_text().splitlines()
+    assert json.loads(line)["request"]["uid"] == request.uid
 
 
 def test_audit_annotations_only_for_deciding_rules() -> None:
