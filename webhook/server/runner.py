@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from webhook.nfs.inventory import (
     nodes_from_objects,
 )
 from webhook.server.app import WebhookApp
+from webhook.server.health import HealthCheck, WorkerReadiness
 from webhook.server.policy_store import PolicyStore
 from webhook.server.tls_reload import gunicorn_ssl_context
 
@@ -57,14 +57,17 @@ def static_inventory(path: str) -> StaticInventory:
     return StaticInventory(nodes_from_objects(load_manifests(read_text(path), path)))
 
 
-def _inventory(settings: ServeSettings) -> NodeInventory:
+def _inventory(settings: ServeSettings) -> tuple[NodeInventory, HealthCheck | None]:
+    """The worker's node inventory, and the same again when its health is reported (a
+    live one: it is not ready before its first list)."""
     if settings.nodes_file:
-        return static_inventory(settings.nodes_file)
+        return static_inventory(settings.nodes_file), None
     if settings.kubeconfig or settings.in_cluster:
         from webhook.cluster.nodes import start_node_inventory
 
-        return start_node_inventory(settings.kubeconfig, stale_after=settings.node_stale_after)
-    return UnknownInventory("no node inventory (serve without --nodes or --kubeconfig)")
+        live = start_node_inventory(settings.kubeconfig, stale_after=settings.node_stale_after)
+        return live, live
+    return UnknownInventory("no node inventory (serve without --nodes or --kubeconfig)"), None
 
 
 def build_app(
@@ -75,7 +78,7 @@ def build_app(
     files on disk do not load (a worker restarted after a bad policy change)."""
     store = PolicyStore(settings.policies, fallback=policy_fallback)
     store.start(settings.reload_interval)  # hot reload: this worker polls its policy files
-    inventory = _inventory(settings)
+    inventory, inventory_health = _inventory(settings)
     recorder = None
     if settings.audit_log:
         from webhook.audit import open_recorder
@@ -84,28 +87,7 @@ def build_app(
             settings.audit_log, key_file=settings.audit_key, stdout=settings.audit_stdout
         )
     handler = ReviewHandler(store.engine, inventory=inventory, recorder=recorder)
-    started = time.monotonic()
-
-    def readiness() -> tuple[bool, dict[str, Any]]:
-        details: dict[str, Any] = {"policies": store.status(), "reload": store.reload_status()}
-        ready = True
-        status = getattr(inventory, "status", None)
-        if callable(status):
-            node_status = status()
-            details["nodes"] = node_status
-            ready = bool(node_status.get("synced", True))
-            waited = time.monotonic() - started
-            if not ready and waited > settings.node_stale_after:
-                # Never let a missing RBAC grant or an unreachable apiserver keep every
-                # replica unready forever: after the staleness bound, serve, and say what
-                # decisions assume (each policy's unknownNodes, assumeAffected by default).
-                ready = True
-                details["assuming"] = (
-                    f"node inventory not synced after {waited:.0f}s: "
-                    "nodeKernels rules follow each policy's unknownNodes"
-                )
-        return ready, details
-
+    readiness = WorkerReadiness(store, inventory_health, grace=settings.node_stale_after)
     return WebhookApp(handler, readiness)
 
 
