@@ -26,18 +26,27 @@ API_VERSION: Final = "admission.k8s.io/v1"
 KIND: Final = "AdmissionReview"
 
 
+_TYPE_NAMES: Final = {str: "a string", dict: "an object", bool: "a boolean", list: "a list"}
+
+
+def _wrong(where: str, key: str, kind: type) -> BadRequest:
+    return BadRequest(f"{where}.{key} must be {_TYPE_NAMES[kind]}")
+
+
 def _need(mapping: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     value = mapping.get(key)
     if not isinstance(value, kind):
-        name = {str: "a string", dict: "an object", bool: "a boolean", list: "a list"}[kind]
-        raise BadRequest(f"{where}.{key} must be {name}")
+        raise _wrong(where, key, kind)
     return value
 
 
 def _optional(mapping: Mapping[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
-    if mapping.get(key) is None:
+    value = mapping.get(key)  # one lookup: about a dozen fields per review
+    if value is None:
         return default
-    return _need(mapping, key, kind, where)
+    if not isinstance(value, kind):
+        raise _wrong(where, key, kind)
+    return value
 
 
 def parse_review(body: bytes) -> AdmissionRequest:
@@ -88,7 +97,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
         user=UserInfo(
             username=_optional(user, "username", str, "request.userInfo", ""),
             uid=_optional(user, "uid", str, "request.userInfo", ""),
-            groups=tuple(str(g) for g in groups),
+            groups=tuple(map(str, groups)),
         ),
         dry_run=bool(_optional(request, "dryRun", bool, "request", False)),
     )
