@@ -1,6 +1,6 @@
 """`make bench`: nfsguard against a floor, served the same way, in the same run.
 
-    .venv/bin/python -m bench.run [--rounds 3] [--served-rules 100,10000]
+    .venv/bin/python -m bench.run [--rounds 3] [--served-rules 100,10000] [--baseline DIR]
                                   [--doc docs/performance.md] [--json out.json]
 
 1. Engine scaling in-process (bench.engine_scaling): ``Engine.decide`` for 10 to 10,000
@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -388,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--quiet-load", type=float, default=1.5, help="wait for load1 below this")
     ap.add_argument("--quiet-wait", type=float, default=60.0, help="but at most this long (s)")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of nfsguard with its own .venv (e.g. a git worktree of an older "
+        "commit): its `nfsguard serve` is served beside this one, round after round, and its "
+        "engine scaling is measured in alternation with this checkout's",
+    )
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--doc", type=Path, help="rewrite the results block of this markdown file")
     args = ap.parse_args(argv)
@@ -405,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
         print("engine scaling (in-process Engine.decide):", flush=True)
         scaling = engine_scaling.measure(counts, echo=True)
         results["scaling"] = scaling
+        if args.baseline is not None:
+            print("engine scaling, this checkout vs --baseline (alternating runs):", flush=True)
+            results["scaling_vs_baseline"] = scaling_vs_baseline(args.baseline, counts)
 
     rule_counts = [int(x) for x in args.served_rules.split(",") if x]
     with tempfile.TemporaryDirectory(prefix="nfsguard-bench-") as tmp:
@@ -444,6 +455,25 @@ def main(argv: list[str] | None = None) -> int:
                     True,
                 )
             )
+        if args.baseline is not None:
+            baseline_bin = args.baseline.resolve() / ".venv" / "bin" / "nfsguard"
+            for n in rule_counts:
+                policy = work / "policies" / f"bench-{n}.yaml"
+                specs.append(
+                    (
+                        f"baseline-{n}",
+                        [
+                            str(baseline_bin),
+                            "serve",
+                            "--policy",
+                            str(policy),
+                            "--tls-dir",
+                            str(tls),
+                            *common,
+                        ],
+                        True,
+                    )
+                )
         # Last, so that the targets stay measured for nfsguard-N against the floor:
         # the bare floor is shown beside them, not compared with.
         specs.append(
@@ -542,7 +572,84 @@ def render(
     parts += [served_table(floor, others, rate), "", rounds_table([floor, *others]), ""]
     if scaling:
         parts += [engine_scaling.table(scaling), ""]
+    if results.get("scaling_vs_baseline"):
+        parts += [baseline_scaling_table(results["scaling_vs_baseline"]), ""]
     return "\n".join(parts)
+
+
+# ------------------------------------------------------------ against a baseline
+
+_SCALING_LINE = re.compile(
+    r"^\s*(?P<rules>\d+) rules: matched\s+(?P<matched>[\d.]+) us .*?"
+    r"unmatched\s+(?P<unmatched>[\d.]+) us .*?policy load (?P<load>[\d.]+) s"
+)
+
+
+def _scaling_run(checkout: Path, counts: list[int]) -> dict[int, dict[str, float]]:
+    """One `python -m bench.engine_scaling` of ``checkout``, in its own venv and process,
+    read from the lines it prints (which every version of the bench prints alike)."""
+    python = checkout / ".venv" / "bin" / "python"
+    rules = ",".join(str(n) for n in counts)
+    out = subprocess.run(
+        [str(python), "-m", "bench.engine_scaling", "--rules", rules],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    ).stdout
+    rows: dict[int, dict[str, float]] = {}
+    for line in out.splitlines():
+        m = _SCALING_LINE.match(line)
+        if m:
+            rows[int(m["rules"])] = {
+                "matched_us": float(m["matched"]),
+                "unmatched_us": float(m["unmatched"]),
+                "load_s": float(m["load"]),
+            }
+    return rows
+
+
+def scaling_vs_baseline(baseline: Path, counts: list[int], runs: int = 3) -> list[dict[str, Any]]:
+    """Engine scaling of this checkout and of ``baseline``, each in a fresh process,
+    alternating ``runs`` times so that a noisy moment hits both alike; medians per count."""
+    samples: dict[str, list[dict[int, dict[str, float]]]] = {"this": [], "baseline": []}
+    for _ in range(runs):
+        for label, checkout in (("this", REPO), ("baseline", baseline.resolve())):
+            samples[label].append(_scaling_run(checkout, counts))
+    rows = []
+    for n in counts:
+        row: dict[str, Any] = {"rules": n}
+        for label, runs_ in samples.items():
+            for key in ("matched_us", "unmatched_us", "load_s"):
+                row[f"{label}_{key}"] = statistics.median(r[n][key] for r in runs_)
+        print(
+            f"  {n:6d} rules: matched {row['this_matched_us']:.1f} vs "
+            f"{row['baseline_matched_us']:.1f} us, unmatched {row['this_unmatched_us']:.1f} "
+            f"vs {row['baseline_unmatched_us']:.1f} us, load {row['this_load_s']:.2f} vs "
+            f"{row['baseline_load_s']:.2f} s",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+def baseline_scaling_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| rules | decide, matched PV: this / baseline | decide, unmatched PV: this / baseline "
+        "| policy load: this / baseline |",
+        "|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['rules']:,} | {r['this_matched_us']:.1f} / {r['baseline_matched_us']:.1f} us "
+            f"({r['this_matched_us'] / r['baseline_matched_us']:.2f}x) | "
+            f"{r['this_unmatched_us']:.1f} / {r['baseline_unmatched_us']:.1f} us "
+            f"({r['this_unmatched_us'] / r['baseline_unmatched_us']:.2f}x) | "
+            f"{r['this_load_s']:.2f} / {r['baseline_load_s']:.2f} s "
+            f"({r['this_load_s'] / r['baseline_load_s']:.2f}x) |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
