@@ -29,7 +29,7 @@ from tests.integration.conftest import (
     admission_review,
     start_server,
 )
-from webhook.config.policies import PolicyError
+from webhook.config.documents import PolicyError
 from webhook.server.policy_store import PolicyStore
 
 WAIT = 60.0  # a generous deadline for things that happen within a few seconds

@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import click
 
-from webhook.config.policies import PolicyError
+from webhook.config.documents import PolicyError
 from webhook.config.profiles import load_policy_set
 from webhook.engine.engine import Engine
 from webhook.files.sources import SourceError, load_manifests, read_policy_sources, read_text

@@ -27,8 +27,9 @@ from webhook.admission.handler import decide
 from webhook.api.decision import Decision, Outcome
 from webhook.api.policy import Position
 from webhook.cli.review import admitted, object_label, offline_request
-from webhook.config.policies import API_VERSION, Document, PolicyError, load_policies
-from webhook.config.policies import scan_documents as _scan
+from webhook.config.documents import API_VERSION, Document, PolicyError
+from webhook.config.documents import scan_documents as _scan
+from webhook.config.policies import load_policies
 from webhook.config.profiles import load_policy_set
 from webhook.config.schema import dotted, load_schema, validator
 from webhook.engine.engine import Engine

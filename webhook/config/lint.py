@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from webhook.api.decision import Action
 from webhook.api.policy import Policy, Position, Rule
 from webhook.api.profile import PinMode
-from webhook.config.policies import Problem, check_sources
+from webhook.config.documents import Problem, Severity
+from webhook.config.policies import check_sources
 from webhook.config.profiles import builtin_profiles
 from webhook.engine.profiles import DriverProfiles
 from webhook.nfs.options import PINNABLE_VERSIONS, pin_option
@@ -33,11 +34,11 @@ class LintResult:
 
     @property
     def errors(self) -> tuple[Problem, ...]:
-        return tuple(p for p in self.problems if p.severity == "error")
+        return tuple(p for p in self.problems if p.severity is Severity.ERROR)
 
     @property
     def warnings(self) -> tuple[Problem, ...]:
-        return tuple(p for p in self.problems if p.severity == "warning")
+        return tuple(p for p in self.problems if p.severity is Severity.WARNING)
 
     def failed(self, *, strict: bool = False) -> bool:
         return bool(self.errors) or (strict and bool(self.warnings))
@@ -62,7 +63,7 @@ def lint_sources(sources: Iterable[tuple[str, str]]) -> LintResult:
     policies, operator, problems = check_sources(sources)
     problems = problems + _whole_set_problems(policies)
     profiles = None
-    if not any(p.severity == "error" for p in problems):
+    if not any(p.severity is Severity.ERROR for p in problems):
         profiles = builtin_profiles().with_operator(operator)
         # Pin rules that can reach drivers whose servers cannot take the pin.
         problems += unsafe_pin_warnings(policies, profiles)
@@ -83,7 +84,7 @@ def _whole_set_problems(policies: Iterable[Policy]) -> list[Problem]:
                 Problem(
                     policy.position or Position(policy.source, 1),
                     f'policy "{policy.name}" has no rules',
-                    "warning",
+                    Severity.WARNING,
                 )
             )
         for rule in policy.rules:
@@ -102,7 +103,7 @@ def _whole_set_problems(policies: Iterable[Policy]) -> list[Problem]:
                     rule.position or Position(policy.source, 1),
                     f'rule "{rule.name}": same match, exclude and action as {where}, '
                     "which comes first: this rule never decides",
-                    "warning",
+                    Severity.WARNING,
                 )
             )
     return problems
@@ -193,7 +194,7 @@ def unsafe_pin_warnings(
                     f"and can reach drivers that cannot take it: {', '.join(reach)}; "
                     f"their objects are {verdict} (onUnsupportedPin). Narrow it with "
                     "match.exports or match.provisioners, or exclude.provisioners",
-                    severity="warning",
+                    severity=Severity.WARNING,
                 )
             )
     return problems

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 from webhook.api.decision import Action
 from webhook.api.policy import (
@@ -25,6 +22,16 @@ from webhook.api.policy import (
     Position,
     Rule,
     UnknownNodes,
+)
+from webhook.config.documents import (
+    API_VERSION,
+    Document,
+    Path,
+    PolicyError,
+    Problem,
+    Severity,
+    in_file_order,
+    scan_documents,
 )
 from webhook.config.schema import dotted, load_schema, validator
 from webhook.nfs.kernels import KernelRange
@@ -38,139 +45,9 @@ from webhook.nfs.patterns import (
 if TYPE_CHECKING:
     from webhook.api.profile import DriverProfile
 
-API_VERSION = "nfsguard.io/v1alpha1"
 POLICY_KIND = "NFSMountPolicy"
 #: Driver profiles may share policy files; webhook.config.profiles builds them.
 PROFILE_KIND = "NFSDriverProfile"
-
-Path = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a policy file, printed as ``FILE:LINE:COL: message``."""
-
-    position: Position
-    message: str
-    severity: str = "error"  # or "warning"
-
-    def __str__(self) -> str:
-        prefix = "warning: " if self.severity == "warning" else ""
-        return f"{self.position}: {prefix}{self.message}"
-
-
-class PolicyError(ValueError):
-    """The policy cannot be loaded; ``problems`` says every reason, in file order."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = tuple(sorted(problems, key=_problem_order))
-        super().__init__("\n".join(str(p) for p in self.problems))
-
-
-def _problem_order(p: Problem) -> tuple[str, int, int]:
-    return (p.position.file, p.position.line, p.position.column)
-
-
-@dataclass(frozen=True)
-class Document:
-    """One YAML document with the position of every key and value."""
-
-    data: Any
-    source: str
-    start: Position
-    values: Mapping[Path, Position]
-    keys: Mapping[Path, Position]
-    problems: tuple[Problem, ...] = ()  # e.g. duplicate keys (the last one wins)
-
-    def at(self, path: Path, *, key: bool = False) -> Position:
-        """The position of ``path`` (its key when ``key``), or of its nearest parent."""
-        table = self.keys if key else self.values
-        for n in range(len(path), -1, -1):
-            pos = table.get(path[:n]) or self.values.get(path[:n])
-            if pos is not None:
-                return pos
-        return self.start
-
-    def kind(self) -> str | None:
-        if isinstance(self.data, dict):
-            kind = self.data.get("kind")
-            return kind if isinstance(kind, str) else None
-        return None
-
-
-def _pos(source: str, mark: yaml.Mark) -> Position:
-    return Position(source, mark.line + 1, mark.column + 1)
-
-
-class _Builder:
-    """Turns a composed YAML node into plain data while recording positions."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.values: dict[Path, Position] = {}
-        self.keys: dict[Path, Position] = {}
-        self.problems: list[Problem] = []
-        self._constructor = yaml.SafeLoader("")
-
-    def build(self, node: yaml.Node, path: Path) -> Any:
-        self.values[path] = _pos(self.source, node.start_mark)
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node, deep=True)
-                if not isinstance(key, str | int | float | bool) or key is None:
-                    key = str(key)
-                if key in out:
-                    self.problems.append(
-                        Problem(_pos(self.source, key_node.start_mark), f"duplicate key {key!r}")
-                    )
-                child = (*path, str(key))
-                self.keys[child] = _pos(self.source, key_node.start_mark)
-                out[str(key)] = self.build(value_node, child)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._constructor.construct_object(node, deep=True)
-
-
-def parse_documents(text: str, source: str) -> list[Document]:
-    """Every non-empty YAML document of ``text``. Raises PolicyError on a syntax error
-    or a duplicate key."""
-    documents, problems = scan_documents(text, source)
-    problems += [p for doc in documents for p in doc.problems]
-    if problems:
-        raise PolicyError(problems)
-    return documents
-
-
-def scan_documents(text: str, source: str) -> tuple[list[Document], list[Problem]]:
-    """Like ``parse_documents``, but never raises: the documents read before a YAML
-    syntax error, and the error. Duplicate keys stay in ``Document.problems``."""
-    documents: list[Document] = []
-    try:
-        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
-            if node is None:
-                continue
-            builder = _Builder(source)
-            data = builder.build(node, ())
-            documents.append(
-                Document(
-                    data,
-                    source,
-                    _pos(source, node.start_mark),
-                    builder.values,
-                    builder.keys,
-                    tuple(builder.problems),
-                )
-            )
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        position = _pos(source, mark) if mark is not None else Position(source, 1, 1)
-        reason = exc.problem or exc.context or "invalid YAML"
-        return documents, [Problem(position, f"YAML syntax error: {reason}")]
-    except yaml.YAMLError as exc:
-        return documents, [Problem(Position(source, 1, 1), f"YAML error: {exc}")]
-    return documents, []
 
 
 def policy_schema() -> dict[str, Any]:
@@ -355,7 +232,7 @@ def build_policy(doc: Document) -> Policy:
     problems: list[Problem] = []
     policy = check_policy(doc, problems)
     if policy is None:
-        raise PolicyError([p for p in problems if p.severity == "error"])
+        raise PolicyError([p for p in problems if p.severity is Severity.ERROR])
     return policy
 
 
@@ -374,7 +251,7 @@ def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
     semantic errors and warnings of every rule the schema accepts); the ``Policy``, or
     None when any error was found."""
     _coerce_pin(doc.data)
-    errors_before = sum(1 for p in problems if p.severity == "error")
+    errors_before = sum(1 for p in problems if p.severity is Severity.ERROR)
     schema = _schema_problems(doc)
     problems.extend(schema)
     data = doc.data
@@ -412,7 +289,7 @@ def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
                     where,
                     f'rule "{name}": match is empty, so this {action.value} rule applies to '
                     "every NFS object in scope",
-                    "warning",
+                    Severity.WARNING,
                 )
             )
         if exclude is not None and exclude.empty:
@@ -420,7 +297,7 @@ def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
                 Problem(
                     doc.at((*path, "exclude"), key=True),
                     f'rule "{name}": exclude is empty and excludes nothing',
-                    "warning",
+                    Severity.WARNING,
                 )
             )
         if "onExplicit" in raw and action is not Action.PIN:
@@ -429,7 +306,7 @@ def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
                     doc.at((*path, "onExplicit"), key=True),
                     f'rule "{name}": onExplicit applies only to action pin '
                     f"(ignored for {action.value})",
-                    "warning",
+                    Severity.WARNING,
                 )
             )
         if "onUnsupportedPin" in raw and action is not Action.PIN:
@@ -438,7 +315,7 @@ def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
                     doc.at((*path, "onUnsupportedPin"), key=True),
                     f'rule "{name}": onUnsupportedPin applies only to action pin '
                     f"(ignored for {action.value})",
-                    "warning",
+                    Severity.WARNING,
                 )
             )
         rules.append(
@@ -456,7 +333,7 @@ def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
                 position=doc.at(path),
             )
         )
-    if sum(1 for p in problems if p.severity == "error") > errors_before or not isinstance(
+    if sum(1 for p in problems if p.severity is Severity.ERROR) > errors_before or not isinstance(
         spec, dict
     ):
         return None
@@ -477,7 +354,7 @@ def load_policies(sources: Iterable[tuple[str, str]]) -> list[Policy]:
     with every problem of every source (not only the first); warnings do not stop
     loading (``check_policies`` returns them)."""
     policies, problems = check_policies(sources)
-    errors = [p for p in problems if p.severity == "error"]
+    errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
         raise PolicyError(errors)
     return policies
@@ -542,4 +419,4 @@ def check_sources(
 
         profiles, found = load_profiles(profile_docs)
         problems.extend(found)
-    return policies, profiles, sorted(problems, key=_problem_order)
+    return policies, profiles, in_file_order(problems)

@@ -29,14 +29,8 @@ from webhook.api.profile import (
     ValueSource,
     VersionsBy,
 )
-from webhook.config.policies import (
-    PROFILE_KIND,
-    Document,
-    PolicyError,
-    Problem,
-    check_sources,
-    parse_documents,
-)
+from webhook.config.documents import Document, PolicyError, Problem, Severity, parse_documents
+from webhook.config.policies import PROFILE_KIND, check_sources
 from webhook.config.schema import dotted, load_schema, validator
 from webhook.engine.profiles import DriverProfiles
 from webhook.nfs.options import selected_version
@@ -291,7 +285,7 @@ def load_policy_set(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], D
     them (built-ins plus the operator's), each file parsed once: what ``Engine`` takes.
     Raises PolicyError with every error; warnings do not stop loading."""
     policies, operator, problems = check_sources(sources)
-    errors = [p for p in problems if p.severity == "error"]
+    errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
         raise PolicyError(errors)
     return policies, builtin_profiles().with_operator(operator)

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.config.documents import PolicyError
 from webhook.config.lint import lint_sources
-from webhook.config.policies import PolicyError
 from webhook.config.profiles import load_policy_set
 from webhook.engine.engine import Engine
 from webhook.files.sources import SourceError, read_policy_sources

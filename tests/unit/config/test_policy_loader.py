@@ -9,7 +9,8 @@ import pytest
 
 from webhook.api.decision import Action
 from webhook.api.policy import OnExplicit, Policy, UnknownNodes
-from webhook.config.policies import PolicyError, Problem, check_policies, load_policies
+from webhook.config.documents import PolicyError, Problem
+from webhook.config.policies import check_policies, load_policies
 from webhook.files.sources import read_policy_sources
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "policies"

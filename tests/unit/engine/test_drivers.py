@@ -26,8 +26,9 @@ from tests.fixtures.mount_nfs import MOUNT_NFS, ask
 from webhook.admission.handler import decide
 from webhook.api.decision import Decision, Outcome
 from webhook.cli.review import offline_request
+from webhook.config.documents import PolicyError, parse_documents
 from webhook.config.lint import lint_sources, unsafe_pin_warnings
-from webhook.config.policies import PROFILE_KIND, PolicyError, load_policies, parse_documents
+from webhook.config.policies import PROFILE_KIND, load_policies
 from webhook.config.profiles import (
     builtin_profiles,
     builtin_text,
