@@ -25,13 +25,12 @@ import yaml
 from webhook.admission.errors import BadRequest
 from webhook.admission.handler import decide
 from webhook.api.decision import Decision, Outcome
-from webhook.api.policy import Position
 from webhook.cli.review import admitted, object_label, offline_request
-from webhook.config.documents import API_VERSION, Document, PolicyError
+from webhook.config.documents import API_VERSION, Document, PolicyError, Problem
 from webhook.config.documents import scan_documents as _scan
 from webhook.config.policies import load_policies
 from webhook.config.profiles import load_policy_set
-from webhook.config.schema import dotted, load_schema, validator
+from webhook.config.schema import Wording, load_schema, schema_problems, validator
 from webhook.engine.engine import Engine
 from webhook.files.sources import POLICY_SUFFIXES, SourceError, load_manifests, read_text
 from webhook.files.sources import read_policy_sources as _read_policies
@@ -142,35 +141,18 @@ def _line(doc: Document, path: tuple[str | int, ...], *, key: bool = False) -> s
     return f"{pos.file}:{pos.line}"
 
 
+#: A suite's keys are few and fixed: an unknown one lists them all.
+WORDING = Wording(list_allowed=True)
+
+
 def _schema_lines(doc: Document) -> list[str]:
-    found: list[tuple[Position, str]] = []
-    for error in validator("nfspolicytest").iter_errors(doc.data):
-        path = tuple(error.absolute_path)
-        where = dotted(path)
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = set((error.schema.get("properties") or {}).keys())
-            for key in error.instance:
-                if key not in allowed:
-                    choices = ", ".join(sorted(allowed))
-                    found.append(
-                        (
-                            doc.at((*path, key), key=True),
-                            f"unknown key {key!r} in {where} (allowed: {choices})",
-                        )
-                    )
-            continue
-        pos = doc.at(path)
-        if error.validator == "required":
-            missing = error.message.split("'")[1] if "'" in error.message else "?"
-            found.append((pos, f"{where}: missing required key {missing!r}"))
-        elif error.validator in ("enum", "const"):
-            options = error.validator_value
-            choices = ", ".join(map(str, options)) if isinstance(options, list) else str(options)
-            found.append((pos, f"{where}: {error.instance!r} is not one of: {choices}"))
-        else:
-            found.append((pos, f"{where}: {error.message}"))
-    found.sort(key=lambda item: (item[0].line, item[0].column))
-    return [f"{pos.file}:{pos.line}: {message}" for pos, message in found]
+    found = schema_problems(doc, validator("nfspolicytest"), WORDING)
+    found.sort(key=lambda p: (p.position.line, p.position.column))
+    return [_problem_line(p) for p in found]
+
+
+def _problem_line(problem: Problem) -> str:
+    return f"{problem.position.file}:{problem.position.line}: {problem.message}"
 
 
 class _Reader:
@@ -189,11 +171,9 @@ class _Reader:
         for file in files:
             text = _text(file)
             documents, syntax = _scan(text, str(file))
-            self.problems += [f"{p.position.file}:{p.position.line}: {p.message}" for p in syntax]
+            self.problems += [_problem_line(p) for p in syntax]
             for doc in documents:
-                self.problems += [
-                    f"{p.position.file}:{p.position.line}: {p.message}" for p in doc.problems
-                ]
+                self.problems += [_problem_line(p) for p in doc.problems]
                 if not isinstance(doc.data, dict) or doc.kind() != SUITE_KIND:
                     kind = doc.kind()
                     self.problem(

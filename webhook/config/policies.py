@@ -33,7 +33,7 @@ from webhook.config.documents import (
     in_file_order,
     scan_documents,
 )
-from webhook.config.schema import dotted, load_schema, validator
+from webhook.config.schema import Wording, load_schema, schema_problems, validator
 from webhook.nfs.kernels import KernelRange
 from webhook.nfs.patterns import (
     ExportPattern,
@@ -66,80 +66,13 @@ def _context(data: Any, path: Path) -> str:
     return ""
 
 
-_TYPE_NAMES = {
-    "string": "a string",
-    "object": "a mapping",
-    "array": "a list",
-    "integer": "an integer",
-    "number": "a number",
-}
-
-
-def _schema_problems(doc: Document) -> list[Problem]:
-    problems: list[Problem] = []
-    for error in validator("nfsmountpolicy").iter_errors(doc.data):
-        path: Path = tuple(error.absolute_path)
-        ctx = _context(doc.data, path)
-        where = dotted(path)
-        kind = error.validator
-        if kind == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = set((error.schema.get("properties") or {}).keys())
-            for key in error.instance:
-                if key not in allowed:
-                    hint = _closest(key, allowed)
-                    msg = f"{ctx}unknown key {key!r} in {where}"
-                    if hint:
-                        msg += f" (did you mean {hint!r}?)"
-                    problems.append(Problem(doc.at((*path, key), key=True), msg))
-            continue
-        if kind == "required":
-            missing = error.message.split("'")[1] if "'" in error.message else "?"
-            problems.append(
-                Problem(doc.at(path), f"{ctx}{where}: missing required key {missing!r}")
-            )
-            continue
-        if kind == "type":
-            want = error.validator_value
-            want_text = _TYPE_NAMES.get(want, str(want)) if isinstance(want, str) else str(want)
-            msg = f"{ctx}{where} must be {want_text}"
-            if want == "string" and isinstance(error.instance, int | float):
-                msg += f" (quote it: YAML read {error.instance!r} as a number)"
-            problems.append(Problem(doc.at(path), msg))
-            continue
-        if kind in ("enum", "const"):
-            options = error.validator_value
-            choices = ", ".join(map(str, options)) if isinstance(options, list) else str(options)
-            if path == ("spec", "pin"):
-                problems.append(
-                    Problem(
-                        doc.at(path),
-                        f"spec.pin: {error.instance!r} is not a version nfsguard can pin "
-                        f"(supported: {choices})",
-                    )
-                )
-                continue
-            problems.append(
-                Problem(doc.at(path), f"{ctx}{where}: {error.instance!r} is not one of: {choices}")
-            )
-            continue
-        if kind == "pattern":
-            problems.append(
-                Problem(
-                    doc.at(path),
-                    f"{ctx}{where}: {error.instance!r} is not a valid DNS-1123 name "
-                    "(lower case letters, digits and '-')",
-                )
-            )
-            continue
-        problems.append(Problem(doc.at(path), f"{ctx}{where}: {error.message}"))
-    return problems
-
-
-def _closest(key: str, allowed: Iterable[str]) -> str | None:
-    import difflib
-
-    found = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
-    return found[0] if found else None
+WORDING = Wording(
+    context=_context,
+    enums={
+        ("spec", "pin"): "{where}: {value!r} is not a version nfsguard can pin "
+        "(supported: {choices})"
+    },
+)
 
 
 def _coerce_pin(data: Any) -> None:
@@ -252,7 +185,7 @@ def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
     None when any error was found."""
     _coerce_pin(doc.data)
     errors_before = sum(1 for p in problems if p.severity is Severity.ERROR)
-    schema = _schema_problems(doc)
+    schema = schema_problems(doc, validator("nfsmountpolicy"), WORDING)
     problems.extend(schema)
     data = doc.data
     spec = data.get("spec") if isinstance(data, dict) else None

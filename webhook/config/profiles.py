@@ -29,14 +29,31 @@ from webhook.api.profile import (
     ValueSource,
     VersionsBy,
 )
-from webhook.config.documents import Document, PolicyError, Problem, Severity, parse_documents
+from webhook.config.documents import (
+    Document,
+    Path,
+    PolicyError,
+    Problem,
+    Severity,
+    parse_documents,
+)
 from webhook.config.policies import PROFILE_KIND, check_sources
-from webhook.config.schema import dotted, load_schema, validator
+from webhook.config.schema import Wording, load_schema, schema_problems, validator
 from webhook.engine.profiles import DriverProfiles
 from webhook.nfs.options import selected_version
 from webhook.nfs.patterns import NamePattern
 
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
+
+
+def _context(data: Any, path: Path) -> str:
+    """'profile "name": ', as every other problem of a profile begins."""
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return f'profile "{name}": ' if isinstance(name, str) else ""
+
+
+WORDING = Wording(context=_context)
 
 
 def profile_schema() -> dict[str, Any]:
@@ -237,10 +254,7 @@ def build_profile(
 ) -> tuple[DriverProfile | None, list[Problem]]:
     """One ``NFSDriverProfile`` document -> a profile, or None and every problem."""
     _coerce_versions(doc.data)
-    problems: list[Problem] = []
-    for error in validator("nfsdriverprofile").iter_errors(doc.data):
-        path = tuple(error.absolute_path)
-        problems.append(Problem(doc.at(path), f"{dotted(path)}: {error.message}"))
+    problems = schema_problems(doc, validator("nfsdriverprofile"), WORDING)
     if problems:
         return None, problems
     builder = _Builder(doc)
