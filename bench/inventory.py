@@ -386,13 +386,18 @@ def pv(i: int, host: str | None) -> dict[str, Any]:
 
 def bench_review(nodes: list[Node], n_rules: int, seed: int) -> dict[str, Any]:
     try:
-        from webhook.config.policies import load_policies
+        from webhook.config.load import load
         from webhook.engine.engine import Engine
+        from webhook.files import packaged
     except ImportError as err:  # the engine is someone else's, and may not exist yet
         return {"skipped": f"policy engine not importable: {err}"}
     rnd = random.Random(seed)
+    builtin, schemas = packaged.builtin_profiles(), packaged.schemas()
     t0 = time.perf_counter()
-    engine = Engine(load_policies([("bench.yaml", policy_yaml(n_rules))]))
+    loaded = load(
+        [("bench.yaml", policy_yaml(n_rules))], builtin_profiles=builtin, schemas=schemas
+    ).checked()
+    engine = Engine(loaded.policies, loaded.profiles)
     load_s = time.perf_counter() - t0
     inventory = StaticInventory(nodes)
     names = [n.name for n in nodes]

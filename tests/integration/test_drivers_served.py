@@ -29,7 +29,7 @@ from tests.integration.conftest import (
     post_review,
     start_server,
 )
-from webhook.config.profiles import load_policy_set
+from tests.support import engine_for
 from webhook.engine.engine import Engine
 from webhook.files.sources import read_policy_sources
 from webhook.nfs.options import is_version_option, selected_version
@@ -383,7 +383,7 @@ def server(policy_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture(scope="module")
 def engine(policy_dir: Path) -> Engine:
     sources = read_policy_sources([str(policy_dir)])
-    return Engine(*load_policy_set(sources))
+    return engine_for(sources)
 
 
 def served(server: ServerHandle, obj: dict[str, Any], operation: str) -> dict[str, Any]:

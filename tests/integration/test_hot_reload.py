@@ -29,8 +29,8 @@ from tests.integration.conftest import (
     admission_review,
     start_server,
 )
+from tests.support import policy_store
 from webhook.config.documents import PolicyError
-from webhook.server.policy_store import PolicyStore
 
 WAIT = 60.0  # a generous deadline for things that happen within a few seconds
 WORKERS = 2
@@ -335,7 +335,7 @@ def test_store_fingerprint_follows_symlink_swaps(tmp_path: Path) -> None:
     no change; a swap with new content is; a vanished file is rejected once."""
     cm = ConfigMapDir(tmp_path / "p")
     cm.publish({"a.yaml": policy("v1")})
-    store = PolicyStore([str(cm.root)])
+    store = policy_store([str(cm.root)])
     engine = store.engine()
     assert store.check() == "unchanged"
     cm.publish({"a.yaml": policy("v1")})  # kubelet resync: new data dir, same content
@@ -391,8 +391,8 @@ def test_store_falls_back_only_when_given_a_fallback(tmp_path: Path) -> None:
     cm = ConfigMapDir(tmp_path / "p")
     cm.publish({"a.yaml": BROKEN})
     with pytest.raises(PolicyError):
-        PolicyStore([str(cm.root)])
-    store = PolicyStore([str(cm.root)], fallback=[("start.yaml", policy("v0"))])
+        policy_store([str(cm.root)])
+    store = policy_store([str(cm.root)], fallback=[("start.yaml", policy("v0"))])
     assert [p.version for p in store.engine().policies] == ["v0"]
     assert store.reload_status()["result"] == "rejected"
     assert store.check() == "unchanged"  # the same broken files: reported once

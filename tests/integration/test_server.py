@@ -38,7 +38,7 @@ from tests.integration.conftest import (
     apiserver_session,
     post_review,
 )
-from webhook.config.policies import load_policies
+from tests.support import load_policies
 from webhook.files.sources import read_policy_sources
 from webhook.nfs.options import is_version_option, split_options
 

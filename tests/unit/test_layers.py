@@ -3,7 +3,8 @@
 import-linter (pyproject.toml, ``make lint``) keeps them from importing what does
 I/O; this test checks what an import rule cannot see: a function of a pure room
 that reaches for a file itself. The inputs are loaded first, as a composition root
-loads them (policy text is given as strings, package data is read before the guard);
+loads them (policy text is given as strings, package data is read before the guard,
+by webhook.files.packaged, and passed in);
 then every way to open a file refuses, and policies are loaded and linted through
 the config room and objects decided through the engine. Any open fails the test.
 """
@@ -23,11 +24,12 @@ import pytest
 
 from tests.fixtures.samples import pv, storage_class
 from webhook.api.decision import Outcome
-from webhook.config.lint import lint_sources
-from webhook.config.profiles import builtin_profiles, load_policy_set
-from webhook.config.schema import load_schema, validator
+from webhook.api.profile import DriverProfile
+from webhook.config.lint import lint
+from webhook.config.load import load
+from webhook.config.schema import Schemas
 from webhook.engine.engine import Engine
-from webhook.engine.profiles import DriverProfiles
+from webhook.files import packaged
 from webhook.nfs.inventory import StaticInventory
 from webhook.nfs.scope import Node
 
@@ -135,41 +137,37 @@ def watching_opens(
         yield opened
 
 
-def package_data_read_first() -> DriverProfiles:
-    """What a composition root reads before it calls the pure rooms, read here.
+def cold_package_data() -> None:
+    """Empty webhook.files.packaged's caches, so no test passes on a cache another
+    test happened to warm."""
+    for cached in (packaged.builtin_profiles, packaged.schemas, packaged.schema):
+        cached.cache_clear()
 
-    Today the config room reads its package data itself, behind caches: the JSON
-    Schemas (config/schema.py ``load_schema``/``validator``) and the built-in
-    profiles (config/profiles.py ``builtin_profiles``, webhook/data/drivers.yaml).
-    The caches are emptied first, so this test never passes on a cache another test
-    happened to warm: the reads below are the only ones allowed. Removed when the
-    config branch lands: webhook/files reads these and the roots pass them in.
-    """
-    builtin_profiles.cache_clear()
-    validator.cache_clear()
-    load_schema.cache_clear()
-    for schema in ("nfsmountpolicy", "nfsdriverprofile"):
-        validator(schema)
-    return builtin_profiles()
+
+def package_data_read_first() -> tuple[tuple[DriverProfile, ...], Schemas]:
+    """What a composition root reads before it calls the pure rooms (the built-in
+    profiles and the JSON Schemas, webhook.files.packaged), read here from cold."""
+    cold_package_data()
+    return packaged.builtin_profiles(), packaged.schemas()
 
 
 def test_the_pure_rooms_load_lint_and_decide_without_opening_a_file(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    builtins_loaded = package_data_read_first()
+    builtins_loaded, schemas = package_data_read_first()
     inventory = StaticInventory([Node("node-1", "5.15.0-91-generic", {})])
     with watching_opens(monkeypatch) as opened:
-        policies, profiles = load_policy_set(SOURCES)
-        lint = lint_sources(SOURCES)
-        engine = Engine(policies, profiles)
+        loaded = load(SOURCES, builtin_profiles=builtins_loaded, schemas=schemas)
+        linted = lint(loaded)
+        engine = Engine(loaded.policies, loaded.profiles)
         decisions = {
             label: engine.decide(obj, inventory=inventory) for label, obj in OBJECTS.items()
         }
     assert opened == []
-    assert not lint.errors
+    assert not linted.errors
     assert decisions["warn"].target is not None
     assert decisions["warn"].target.driver == "example-filer"
-    assert {p.name for p in builtins_loaded} < {p.name for p in profiles}
+    assert {p.name for p in builtins_loaded} < {p.name for p in loaded.profiles}
     assert {label: d.outcome for label, d in decisions.items()} == EXPECTED
     assert decisions["pin"].patch
     assert {label: d.deciding.rule for label, d in decisions.items() if d.deciding} == {
@@ -210,24 +208,18 @@ def test_the_guard_catches_every_opener(
     assert len(opened) == len(OPENERS)
 
 
-def test_today_the_config_room_reads_its_package_data_itself(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The reads ``package_data_read_first`` does for the config room, and why it must.
-
-    With cold caches, loading policies opens two schemas (config/schema.py
-    ``load_schema``, from config/policies.py ``_schema_problems`` and
-    config/profiles.py ``build_profile``) and drivers.yaml (config/profiles.py
-    ``builtin_text``, from ``builtin_profiles`` in ``load_policy_set``). Removed with
-    ``package_data_read_first`` when the config branch lands: then this fails, as the
-    reads are gone."""
-    builtin_profiles.cache_clear()
-    validator.cache_clear()
-    load_schema.cache_clear()
+def test_package_data_is_read_by_files_packaged_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The only reads of package data: webhook.files.packaged opens drivers.yaml and
+    the three schemas once; asked again (each CLI command, each worker), it opens
+    nothing."""
+    cold_package_data()
     with watching_opens(monkeypatch, refuse=False) as opened:
-        load_policy_set(SOURCES)
+        for _ in range(2):
+            packaged.builtin_profiles()
+            packaged.schemas()
     assert [pathlib.Path(args[0]).name for name, args in opened if name == "Path.read_text"] == [
+        "drivers.yaml",
         "nfsmountpolicy.schema.json",
         "nfsdriverprofile.schema.json",
-        "drivers.yaml",
+        "nfspolicytest.schema.json",
     ]

@@ -9,8 +9,9 @@ from typing import NoReturn
 import click
 
 from webhook.config.documents import PolicyError
-from webhook.config.profiles import load_policy_set
+from webhook.config.load import load
 from webhook.engine.engine import Engine
+from webhook.files import packaged
 from webhook.files.sources import SourceError, load_manifests, read_policy_sources, read_text
 from webhook.nfs.inventory import (
     NodeInventory,
@@ -49,7 +50,9 @@ def load_engine(paths: Sequence[str]) -> Engine:
     """An engine for the policies at ``paths``, or exit 2 with every problem on its own line."""
     try:
         sources = read_policy_sources(paths)
-        return Engine(*load_policy_set(sources))
+        builtin, schemas = packaged.builtin_profiles(), packaged.schemas()
+        loaded = load(sources, builtin_profiles=builtin, schemas=schemas).checked()
+        return Engine(loaded.policies, loaded.profiles)
     except PolicyError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

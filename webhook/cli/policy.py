@@ -33,9 +33,11 @@ from webhook.cli.policy_suite import (
     run_cases,
 )
 from webhook.cli.review import object_label, offline_request
-from webhook.config.lint import lint_sources
+from webhook.config.lint import lint as lint_loaded
+from webhook.config.load import load
 from webhook.engine.explain import explain as explain_object
 from webhook.engine.explain import to_json, to_text
+from webhook.files import packaged
 from webhook.files.sources import SourceError, load_manifests, read_policy_sources, read_text
 
 
@@ -60,8 +62,14 @@ def lint(paths: tuple[str, ...], strict: bool) -> None:
         fail(str(exc))
     # Test suites (kind: NFSPolicyTest) named here are checked as `policy test` reads them.
     suite_files = [Path(name) for name, text in sources if is_suite_text(text)]
-    result = lint_sources([(n, t) for n, t in sources if not is_suite_text(t)])
-    suites, suite_problems = check_suites(suite_files) if suite_files else (0, [])
+    builtin, schemas = packaged.builtin_profiles(), packaged.schemas()
+    policy_sources = [(n, t) for n, t in sources if not is_suite_text(t)]
+    result = lint_loaded(load(policy_sources, builtin_profiles=builtin, schemas=schemas))
+    suites, suite_problems = (
+        check_suites(suite_files, builtin_profiles=builtin, schemas=schemas)
+        if suite_files
+        else (0, [])
+    )
     for problem in result.problems:
         click.echo(str(problem))
     for line in suite_problems:
@@ -89,7 +97,9 @@ def test_suites(paths: tuple[str, ...], keyword: str | None) -> None:
     a suite (or a policy it names) cannot be read.
     """
     try:
-        cases, engines = load_cases(paths)
+        cases, engines = load_cases(
+            paths, builtin_profiles=packaged.builtin_profiles(), schemas=packaged.schemas()
+        )
     except SuiteError as exc:
         for line in exc.lines:
             click.echo(line, err=True)

@@ -25,12 +25,12 @@ import yaml
 from webhook.admission.errors import BadRequest
 from webhook.admission.handler import decide
 from webhook.api.decision import Decision, Outcome
+from webhook.api.profile import DriverProfile
 from webhook.cli.review import admitted, object_label, offline_request
 from webhook.config.documents import API_VERSION, Document, PolicyError, Problem
 from webhook.config.documents import scan_documents as _scan
-from webhook.config.policies import load_policies
-from webhook.config.profiles import load_policy_set
-from webhook.config.schema import Wording, load_schema, schema_problems, validator
+from webhook.config.load import load
+from webhook.config.schema import Schemas, Wording, schema_problems
 from webhook.engine.engine import Engine
 from webhook.files.sources import POLICY_SUFFIXES, SourceError, load_manifests, read_text
 from webhook.files.sources import read_policy_sources as _read_policies
@@ -132,8 +132,8 @@ def _text(path: Path) -> str:
         raise SuiteError([str(exc)]) from None
 
 
-def suite_schema() -> dict[str, Any]:
-    return load_schema("nfspolicytest")
+#: A suite's keys are few and fixed: an unknown one lists them all.
+WORDING = Wording(list_allowed=True)
 
 
 def _line(doc: Document, path: tuple[str | int, ...], *, key: bool = False) -> str:
@@ -141,12 +141,8 @@ def _line(doc: Document, path: tuple[str | int, ...], *, key: bool = False) -> s
     return f"{pos.file}:{pos.line}"
 
 
-#: A suite's keys are few and fixed: an unknown one lists them all.
-WORDING = Wording(list_allowed=True)
-
-
-def _schema_lines(doc: Document) -> list[str]:
-    found = schema_problems(doc, validator("nfspolicytest"), WORDING)
+def _schema_lines(doc: Document, schemas: Schemas) -> list[str]:
+    found = schema_problems(doc, schemas.suite, WORDING)
     found.sort(key=lambda p: (p.position.line, p.position.column))
     return [_problem_line(p) for p in found]
 
@@ -158,7 +154,8 @@ def _problem_line(problem: Problem) -> str:
 class _Reader:
     """Builds cases from suite documents, collecting every problem as FILE:LINE: message."""
 
-    def __init__(self) -> None:
+    def __init__(self, schemas: Schemas) -> None:
+        self.schemas = schemas
         self.problems: list[str] = []
         self.suites_read = 0
 
@@ -184,7 +181,7 @@ class _Reader:
                     )
                     continue
                 self.suites_read += 1
-                schema = _schema_lines(doc)
+                schema = _schema_lines(doc, self.schemas)
                 if schema:
                     self.problems += schema
                     continue
@@ -356,11 +353,13 @@ def is_suite_text(text: str) -> bool:
     return bool(_SUITE_MARK.search(text))
 
 
-def check_suites(files: Sequence[Path]) -> tuple[int, list[str]]:
+def check_suites(
+    files: Sequence[Path], *, builtin_profiles: Sequence[DriverProfile], schemas: Schemas
+) -> tuple[int, list[str]]:
     """How many suites ``files`` hold and every problem (FILE:LINE: message) for which
     ``nfsguard policy test`` would refuse them (the policies they name included),
     without running a case."""
-    reader = _Reader()
+    reader = _Reader(schemas)
     try:
         cases = reader.suites(files)
     except SuiteError as exc:  # a file that cannot be read at all
@@ -370,7 +369,8 @@ def check_suites(files: Sequence[Path]) -> tuple[int, list[str]]:
         if not all(Path(p).exists() for p in policies):
             continue  # reported by the reader
         try:
-            load_policies(_read_policies(policies))
+            sources = _read_policies(policies)
+            load(sources, builtin_profiles=builtin_profiles, schemas=schemas).checked()
         except PolicyError as exc:
             problems += [str(p) for p in exc.problems]
         except SourceError as exc:
@@ -381,10 +381,12 @@ def check_suites(files: Sequence[Path]) -> tuple[int, list[str]]:
 # -- running -----------------------------------------------------------------------------
 
 
-def load_cases(paths: Sequence[str]) -> tuple[list[Case], dict[tuple[str, ...], Engine]]:
+def load_cases(
+    paths: Sequence[str], *, builtin_profiles: Sequence[DriverProfile], schemas: Schemas
+) -> tuple[list[Case], dict[tuple[str, ...], Engine]]:
     """Every case of the suites at ``paths`` and an engine per policy set. Raises SuiteError
     listing every problem of every suite (and of the policies they name)."""
-    reader = _Reader()
+    reader = _Reader(schemas)
     cases = reader.suites(suite_files(paths))
     engines: dict[tuple[str, ...], Engine] = {}
     for case in cases:
@@ -392,7 +394,8 @@ def load_cases(paths: Sequence[str]) -> tuple[list[Case], dict[tuple[str, ...], 
             continue  # loaded already, or a missing policy file was reported
         try:
             sources = _read_policies(case.policies)
-            engines[case.policies] = Engine(*load_policy_set(sources))
+            loaded = load(sources, builtin_profiles=builtin_profiles, schemas=schemas).checked()
+            engines[case.policies] = Engine(loaded.policies, loaded.profiles)
         except PolicyError as exc:
             reader.problems += [str(p) for p in exc.problems]
         except SourceError as exc:

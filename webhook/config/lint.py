@@ -1,11 +1,11 @@
 """``nfsguard policy lint``: every problem of a set of policy files, before they ship.
 
-The loader already finds everything that stops a policy from loading (YAML
-syntax, the published JSON Schema, CIDRs, globs, kernel ranges, duplicate
-names) and the per-rule warnings (an empty ``match``, ``onExplicit`` on a rule
-that does not pin). Lint runs it and adds what needs every loaded policy at
-once: rules that can never decide because an identical rule comes first, and
-policies without rules. Pure: it takes (file name, text) pairs.
+Loading (webhook.config.load) already finds everything that stops a policy from
+loading (YAML syntax, the published JSON Schema, CIDRs, globs, kernel ranges,
+duplicate names) and the per-rule warnings (an empty ``match``, ``onExplicit`` on a
+rule that does not pin). Lint adds what needs every loaded policy at once: rules
+that can never decide because an identical rule comes first, policies without
+rules, and pin rules that can reach drivers that cannot take the pin.
 """
 
 from __future__ import annotations
@@ -15,30 +15,16 @@ from dataclasses import dataclass
 
 from webhook.api.decision import Action
 from webhook.api.policy import Policy, Position, Rule
-from webhook.api.profile import PinMode
-from webhook.config.documents import Problem, Severity
-from webhook.config.policies import check_sources
-from webhook.config.profiles import builtin_profiles
-from webhook.engine.profiles import DriverProfiles
+from webhook.api.profile import DriverProfile, PinMode
+from webhook.config.documents import Problem, Severity, in_file_order
+from webhook.config.load import LoadResult
 from webhook.nfs.options import PINNABLE_VERSIONS, pin_option
 from webhook.nfs.patterns import NamePattern
 
 
 @dataclass(frozen=True)
-class LintResult:
-    policies: tuple[Policy, ...]
-    problems: tuple[Problem, ...]
-    #: The driver profiles in force with these policies (built-ins plus the files'
-    #: own); None when the files have errors.
-    profiles: DriverProfiles | None = None
-
-    @property
-    def errors(self) -> tuple[Problem, ...]:
-        return tuple(p for p in self.problems if p.severity is Severity.ERROR)
-
-    @property
-    def warnings(self) -> tuple[Problem, ...]:
-        return tuple(p for p in self.problems if p.severity is Severity.WARNING)
+class LintResult(LoadResult):
+    """A ``LoadResult`` with the whole-set warnings, and how ``policy lint`` sums it up."""
 
     def failed(self, *, strict: bool = False) -> bool:
         return bool(self.errors) or (strict and bool(self.warnings))
@@ -58,21 +44,14 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def lint_sources(sources: Iterable[tuple[str, str]]) -> LintResult:
-    """Lint every (file name, text) of ``sources`` together, as they would be loaded."""
-    policies, operator, problems = check_sources(sources)
-    problems = problems + _whole_set_problems(policies)
-    profiles = None
-    if not any(p.severity is Severity.ERROR for p in problems):
-        profiles = builtin_profiles().with_operator(operator)
+def lint(loaded: LoadResult) -> LintResult:
+    """``loaded`` with the problems only the whole set shows, in file order (problems
+    at one place keep their order: the loader's first)."""
+    problems = [*loaded.problems, *_whole_set_problems(loaded.policies)]
+    if not loaded.errors:
         # Pin rules that can reach drivers whose servers cannot take the pin.
-        problems += unsafe_pin_warnings(policies, profiles)
-    order = {id(p): i for i, p in enumerate(problems)}
-    ordered = sorted(
-        problems,
-        key=lambda p: (p.position.file, p.position.line, p.position.column, order[id(p)]),
-    )
-    return LintResult(tuple(policies), tuple(ordered), profiles)
+        problems += unsafe_pin_warnings(loaded.policies, loaded.profiles)
+    return LintResult(loaded.policies, loaded.profiles, tuple(in_file_order(problems)))
 
 
 def _whole_set_problems(policies: Iterable[Policy]) -> list[Problem]:
@@ -133,12 +112,11 @@ def _covers(pattern: NamePattern, name: NamePattern) -> bool:
 
 
 def unsafe_pin_warnings(
-    policies: Sequence[Policy], profiles: DriverProfiles | None = None
+    policies: Sequence[Policy], profiles: Iterable[DriverProfile]
 ) -> list[Problem]:
     """A warning for every pin rule that can reach a driver whose servers cannot take
     its pin: a rule without an export filter, whose provisioners filter (if any)
     names such a driver, and whose exclude does not name it."""
-    profiles = profiles if profiles is not None else builtin_profiles()
     # Drivers a loaded exempt rule takes out whole (a match on provisioners alone):
     # no pin rule ever decides for their objects (exempt wins over everything).
     exempt: list[NamePattern] = []

@@ -1,17 +1,19 @@
-"""Policy text -> ``Policy`` objects, or every problem with its FILE:LINE:COL.
+"""``NFSMountPolicy`` documents -> ``Policy`` objects, or every problem with its position.
 
-Loading is pure: it takes text and a source name. Structure is checked by the
-published JSON Schema (webhook/data/nfsmountpolicy.schema.json, also shipped
-as policies/schema/ for editors); what a schema cannot say (valid CIDRs and
-globs, non-empty kernel ranges, unique names) is checked here.
+Structure is checked by the published JSON Schema (nfsmountpolicy, also shipped as
+policies/schema/ for editors); what a schema cannot say (valid CIDRs and globs,
+non-empty kernel ranges, unique rule names) is checked here. Pure: it takes parsed
+documents (webhook.config.documents) and the validator.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
 
 from webhook.api.decision import Action
 from webhook.api.policy import (
@@ -23,17 +25,8 @@ from webhook.api.policy import (
     Rule,
     UnknownNodes,
 )
-from webhook.config.documents import (
-    API_VERSION,
-    Document,
-    Path,
-    PolicyError,
-    Problem,
-    Severity,
-    in_file_order,
-    scan_documents,
-)
-from webhook.config.schema import Wording, load_schema, schema_problems, validator
+from webhook.config.documents import Document, Path, Problem, Severity
+from webhook.config.schema import Wording, schema_problems
 from webhook.nfs.kernels import KernelRange
 from webhook.nfs.patterns import (
     ExportPattern,
@@ -42,16 +35,7 @@ from webhook.nfs.patterns import (
     NamePattern,
 )
 
-if TYPE_CHECKING:
-    from webhook.api.profile import DriverProfile
-
 POLICY_KIND = "NFSMountPolicy"
-#: Driver profiles may share policy files; webhook.config.profiles builds them.
-PROFILE_KIND = "NFSDriverProfile"
-
-
-def policy_schema() -> dict[str, Any]:
-    return load_schema("nfsmountpolicy")
 
 
 def _context(data: Any, path: Path) -> str:
@@ -159,40 +143,32 @@ def _build_match(
     return Match(exports, provisioners, storage_classes, kernels, selector)
 
 
-def build_policy(doc: Document) -> Policy:
-    """One schema-checked policy document -> ``Policy``. Raises PolicyError (warnings,
-    which do not stop loading, are dropped: ``check_policy`` returns them)."""
-    problems: list[Problem] = []
-    policy = check_policy(doc, problems)
-    if policy is None:
-        raise PolicyError([p for p in problems if p.severity is Severity.ERROR])
-    return policy
-
-
-def _broken_rules(data: Any) -> set[int]:
+def _broken_rules(data: Any, validator: jsonschema.Draft202012Validator) -> set[int]:
     """Indexes of rules the schema rejects: their semantics cannot be checked."""
     broken: set[int] = set()
-    for error in validator("nfsmountpolicy").iter_errors(data):
+    for error in validator.iter_errors(data):
         path = tuple(error.absolute_path)
         if len(path) >= 3 and path[:2] == ("spec", "rules") and isinstance(path[2], int):
             broken.add(path[2])
     return broken
 
 
-def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
+def check_policy(
+    doc: Document, validator: jsonschema.Draft202012Validator, problems: list[Problem]
+) -> Policy | None:
     """Append every problem of one policy document to ``problems`` (schema errors, then
     semantic errors and warnings of every rule the schema accepts); the ``Policy``, or
     None when any error was found."""
     _coerce_pin(doc.data)
     errors_before = sum(1 for p in problems if p.severity is Severity.ERROR)
-    schema = schema_problems(doc, validator("nfsmountpolicy"), WORDING)
+    schema = schema_problems(doc, validator, WORDING)
     problems.extend(schema)
     data = doc.data
     spec = data.get("spec") if isinstance(data, dict) else None
     raw_rules = spec.get("rules") if isinstance(spec, dict) else None
     if not isinstance(raw_rules, list):
         return None
-    broken = _broken_rules(data) if schema else set()
+    broken = _broken_rules(data, validator) if schema else set()
     rules: list[Rule] = []
     seen: dict[str, Position] = {}
     for i, raw in enumerate(raw_rules):
@@ -280,76 +256,3 @@ def check_policy(doc: Document, problems: list[Problem]) -> Policy | None:
         source=doc.source,
         position=doc.start,
     )
-
-
-def load_policies(sources: Iterable[tuple[str, str]]) -> list[Policy]:
-    """Every policy of ``sources`` (name, text), in load order. Raises PolicyError
-    with every problem of every source (not only the first); warnings do not stop
-    loading (``check_policies`` returns them)."""
-    policies, problems = check_policies(sources)
-    errors = [p for p in problems if p.severity is Severity.ERROR]
-    if errors:
-        raise PolicyError(errors)
-    return policies
-
-
-def check_policies(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], list[Problem]]:
-    """The policies of ``sources`` that load, and every problem (errors and warnings)
-    of every source, in file order. The policies are usable only without errors."""
-    policies, _profiles, problems = check_sources(sources)
-    return policies, problems
-
-
-def check_sources(
-    sources: Iterable[tuple[str, str]],
-) -> tuple[list[Policy], list[DriverProfile], list[Problem]]:
-    """``check_policies``, and the operator's driver profiles (``NFSDriverProfile``
-    documents) of the same files: every file is parsed once, for both kinds (YAML with
-    positions is most of the cost of loading a large policy)."""
-    policies: list[Policy] = []
-    problems: list[Problem] = []
-    names: dict[str, Position] = {}
-    profile_docs: list[Document] = []
-    for source, text in sources:
-        documents, syntax = scan_documents(text, source)
-        problems.extend(syntax)
-        for doc in documents:
-            problems.extend(doc.problems)
-            if not isinstance(doc.data, dict):
-                problems.append(Problem(doc.start, "a policy document must be a mapping"))
-                continue
-            kind = doc.kind()
-            if kind == PROFILE_KIND:
-                profile_docs.append(doc)
-                continue
-            if kind != POLICY_KIND:
-                problems.append(
-                    Problem(
-                        doc.at(("kind",)),
-                        f"unknown kind {kind!r} (expected {POLICY_KIND} or {PROFILE_KIND}, "
-                        f"apiVersion {API_VERSION})",
-                    )
-                )
-                continue
-            policy = check_policy(doc, problems)
-            meta = doc.data.get("metadata")
-            name = meta.get("name") if isinstance(meta, dict) else None
-            if isinstance(name, str):
-                if name in names:
-                    problems.append(
-                        Problem(
-                            doc.at(("metadata", "name")),
-                            f'duplicate policy name "{name}" (first defined at {names[name]})',
-                        )
-                    )
-                    continue
-                names[name] = doc.at(("metadata", "name"))
-            if policy is not None:
-                policies.append(policy)
-    profiles: list[DriverProfile] = []
-    if profile_docs:
-        from webhook.config.profiles import load_profiles  # profiles imports this module
-
-        profiles, found = load_profiles(profile_docs)
-        problems.extend(found)
-    return policies, profiles, in_file_order(problems)

@@ -2,10 +2,10 @@
 
 Profiles come from two places:
 - built-in: webhook/data/drivers.yaml (the same documents as policies/drivers/),
-  always loaded;
+  always in force; read by webhook.files.packaged, built here (``builtin_profiles_of``);
 - operator: ``NFSDriverProfile`` documents in any policy file given with
-  ``--policy`` (read in the same pass as the policies). An operator profile with
-  the name of a built-in replaces it.
+  ``--policy`` (read in the same pass as the policies, webhook.config.load). An
+  operator profile with the name of a built-in replaces it (``in_force``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from functools import cache
-from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from webhook.api.policy import Policy, Position
+import jsonschema
+
+from webhook.api.policy import Position
 from webhook.api.profile import (
     ALL_VERSIONS,
     DriverProfile,
@@ -29,20 +30,15 @@ from webhook.api.profile import (
     ValueSource,
     VersionsBy,
 )
-from webhook.config.documents import (
-    Document,
-    Path,
-    PolicyError,
-    Problem,
-    Severity,
-    parse_documents,
-)
-from webhook.config.policies import PROFILE_KIND, check_sources
-from webhook.config.schema import Wording, load_schema, schema_problems, validator
-from webhook.engine.profiles import DriverProfiles
+from webhook.config.documents import Document, Path, PolicyError, Problem, parse_documents
+from webhook.config.schema import Wording, schema_problems
 from webhook.nfs.options import selected_version
 from webhook.nfs.patterns import NamePattern
 
+if TYPE_CHECKING:
+    from webhook.engine.profiles import DriverProfiles
+
+PROFILE_KIND = "NFSDriverProfile"
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
 
 
@@ -54,10 +50,6 @@ def _context(data: Any, path: Path) -> str:
 
 
 WORDING = Wording(context=_context)
-
-
-def profile_schema() -> dict[str, Any]:
-    return load_schema("nfsdriverprofile")
 
 
 def _names(items: Any, where: Sequence[str | int], doc: Document, problems: list[Problem]) -> Any:
@@ -250,11 +242,11 @@ def _coerce_versions(data: Any) -> None:
 
 
 def build_profile(
-    doc: Document, *, builtin: bool = False
+    doc: Document, validator: jsonschema.Draft202012Validator, *, builtin: bool = False
 ) -> tuple[DriverProfile | None, list[Problem]]:
     """One ``NFSDriverProfile`` document -> a profile, or None and every problem."""
     _coerce_versions(doc.data)
-    problems = schema_problems(doc, validator("nfsdriverprofile"), WORDING)
+    problems = schema_problems(doc, validator, WORDING)
     if problems:
         return None, problems
     builder = _Builder(doc)
@@ -265,17 +257,20 @@ def build_profile(
 
 
 def load_profiles(
-    documents: Iterable[Document], *, builtin: bool = False
+    documents: Iterable[Document],
+    validator: jsonschema.Draft202012Validator,
+    *,
+    builtin: bool = False,
 ) -> tuple[list[DriverProfile], list[Problem]]:
     """Every ``NFSDriverProfile`` among ``documents`` (others are skipped), and every
-    problem (schema, fields, duplicate names). For ``policy lint`` and the loaders."""
+    problem (schema, fields, duplicate names)."""
     profiles: list[DriverProfile] = []
     problems: list[Problem] = []
     seen: dict[str, Position] = {}
     for doc in documents:
         if doc.kind() != PROFILE_KIND:
             continue
-        profile, found = build_profile(doc, builtin=builtin)
+        profile, found = build_profile(doc, validator, builtin=builtin)
         problems.extend(found)
         if profile is None:
             continue
@@ -294,30 +289,34 @@ def load_profiles(
     return profiles, problems
 
 
-def load_policy_set(sources: Iterable[tuple[str, str]]) -> tuple[list[Policy], DriverProfiles]:
-    """The policies of ``sources`` (name, text) and the driver profiles in force with
-    them (built-ins plus the operator's), each file parsed once: what ``Engine`` takes.
-    Raises PolicyError with every error; warnings do not stop loading."""
-    policies, operator, problems = check_sources(sources)
-    errors = [p for p in problems if p.severity is Severity.ERROR]
-    if errors:
-        raise PolicyError(errors)
-    return policies, builtin_profiles().with_operator(operator)
+def builtin_profiles_of(
+    text: str, source: str, validator: jsonschema.Draft202012Validator
+) -> tuple[DriverProfile, ...]:
+    """The profiles shipped with nfsguard, from the text of webhook/data/drivers.yaml.
+    Raises PolicyError: a broken built-in is a packaging bug, to fail loudly at start-up."""
+    profiles, problems = load_profiles(parse_documents(text, source), validator, builtin=True)
+    if problems:
+        raise PolicyError(problems)
+    return tuple(profiles)
 
 
-BUILTIN_SOURCE = "webhook/data/drivers.yaml"
+def in_force(
+    operator: Sequence[DriverProfile], builtin: Iterable[DriverProfile]
+) -> tuple[DriverProfile, ...]:
+    """The profiles in the order they are tried: the operator's (load order), then the
+    built-ins (file order) that no operator profile replaces by name."""
+    names = {p.name for p in operator}
+    return (*operator, *(p for p in builtin if p.name not in names))
 
 
-def builtin_text() -> str:
-    return resources.files("webhook").joinpath("data/drivers.yaml").read_text(encoding="utf-8")
-
-
+# DEPRECATED (issue 13): the one place config reaches into engine and files; delete it
+# when webhook/engine/engine.py and reading.py stop defaulting to the built-ins.
 @cache
 def builtin_profiles() -> DriverProfiles:
-    """The profiles shipped with nfsguard (webhook/data/drivers.yaml)."""
-    profiles, problems = load_profiles(
-        parse_documents(builtin_text(), BUILTIN_SOURCE), builtin=True
-    )
-    if problems:  # a packaging bug: fail loudly at start-up, never silently
-        raise PolicyError(problems)
-    return DriverProfiles(profiles)
+    """DEPRECATED shim, only for the defaults of ``Engine`` and ``read_target``
+    (webhook/engine/), which are to go: pass ``webhook.files.packaged.builtin_profiles()``
+    explicitly instead. Delete this with them; config must not import engine or files."""
+    from webhook.engine.profiles import DriverProfiles
+    from webhook.files import packaged
+
+    return DriverProfiles(packaged.builtin_profiles())

@@ -2,19 +2,18 @@
 
 nfsguard publishes a schema per document kind (webhook/data/*.schema.json, also
 shipped as policies/schema/ for editors with yaml-language-server), so editors
-and nfsguard agree on what is valid. Every kind words a schema error the same way
-here (unknown key with the closest allowed one, missing key, type with a quoting
-hint, enum choices); a kind only says what differs (``Wording``).
+and nfsguard agree on what is valid. This module never reads them: whoever reads
+package data (webhook.files.packaged) hands the parsed schemas to ``Schemas``.
+Every kind words a schema error the same way here (unknown key with the closest
+allowed one, missing key, type with a quoting hint, enum choices); a kind only
+says what differs (``Wording``).
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import jsonschema
@@ -22,17 +21,25 @@ import jsonschema
 from webhook.config.documents import Document, Path, Problem
 
 
-@cache
-def load_schema(name: str) -> dict[str, Any]:
-    """``webhook/data/<name>.schema.json`` as a dict."""
-    text = resources.files("webhook").joinpath(f"data/{name}.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
+@dataclass(frozen=True)
+class Schemas:
+    """A validator per document kind nfsguard reads."""
 
+    policy: jsonschema.Draft202012Validator
+    profile: jsonschema.Draft202012Validator
+    suite: jsonschema.Draft202012Validator
 
-@cache
-def validator(name: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(load_schema(name))
+    @classmethod
+    def from_dicts(
+        cls, *, policy: Mapping[str, Any], profile: Mapping[str, Any], suite: Mapping[str, Any]
+    ) -> Schemas:
+        """Validators for the parsed ``nfsmountpolicy``, ``nfsdriverprofile`` and
+        ``nfspolicytest`` schemas."""
+        return cls(
+            jsonschema.Draft202012Validator(policy),
+            jsonschema.Draft202012Validator(profile),
+            jsonschema.Draft202012Validator(suite),
+        )
 
 
 def dotted(path: Sequence[str | int]) -> str:

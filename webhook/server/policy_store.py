@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.api.profile import DriverProfile
 from webhook.config.documents import PolicyError
-from webhook.config.lint import lint_sources
-from webhook.config.profiles import load_policy_set
+from webhook.config.lint import lint
+from webhook.config.load import LoadResult, load
+from webhook.config.schema import Schemas
 from webhook.engine.engine import Engine
 from webhook.files.sources import SourceError, read_policy_sources
 from webhook.server import metrics
@@ -68,16 +70,30 @@ class ReloadStatus:
         }
 
 
+def _engine(loaded: LoadResult) -> Engine:
+    return Engine(loaded.policies, loaded.profiles)
+
+
 class PolicyStore:
     """Holds the current ``Engine``; swapping is one reference assignment, so a
     review always sees one complete policy set."""
 
-    def __init__(self, paths: Sequence[str], *, fallback: Sequence[tuple[str, str]] = ()) -> None:
-        """Load the policies at ``paths``. When they do not load and ``fallback``
-        (file name, text) pairs are given (the files as the master read them at
-        start), start with those instead, report the problems as a rejected reload
-        and keep polling; without a fallback, raise (PolicyError, SourceError)."""
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        builtin_profiles: Sequence[DriverProfile],
+        schemas: Schemas,
+        fallback: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Load the policies at ``paths`` (with ``builtin_profiles`` and ``schemas``,
+        read once by the caller). When they do not load and ``fallback`` (file name,
+        text) pairs are given (the files as the master read them at start), start
+        with those instead, report the problems as a rejected reload and keep
+        polling; without a fallback, raise (PolicyError, SourceError)."""
         self.paths = tuple(paths)
+        self._builtin_profiles = tuple(builtin_profiles)
+        self._schemas = schemas
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,7 +101,7 @@ class PolicyStore:
         try:
             sources = read_policy_sources(self.paths)
             fp = fingerprint(sources)
-            self._engine = Engine(*load_policy_set(sources))
+            self._engine = _engine(self._load(sources).checked())
             self._fingerprint = fp
             self._status = ReloadStatus("initial", _now(), fp, 0)
         except (PolicyError, SourceError) as exc:
@@ -98,7 +114,7 @@ class PolicyStore:
         self, exc: PolicyError | SourceError, fp: str, fallback: Sequence[tuple[str, str]]
     ) -> None:
         problems = [str(p) for p in exc.problems] if isinstance(exc, PolicyError) else [str(exc)]
-        self._engine = Engine(*load_policy_set(fallback))
+        self._engine = _engine(self._load(fallback).checked())
         # The broken files' fingerprint: polls stay quiet until they change.
         self._fingerprint = fp
         self._status = ReloadStatus(
@@ -111,6 +127,9 @@ class PolicyStore:
             "policy files do not load; this worker serves the policy read at start: %s",
             ", ".join(f"{p.name} {p.version}" for p in self._engine.policies),
         )
+
+    def _load(self, sources: Sequence[tuple[str, str]]) -> LoadResult:
+        return load(sources, builtin_profiles=self._builtin_profiles, schemas=self._schemas)
 
     def engine(self) -> Engine:
         return self._engine
@@ -136,10 +155,11 @@ class PolicyStore:
             fp = fingerprint(sources)
             if fp == self._fingerprint:
                 return "unchanged"
-            result = lint_sources(sources)  # parses each file once, for both kinds
-            if result.errors or result.profiles is None:
+            # As start-up loads, and linted as ``policy lint`` would: its warnings are logged.
+            result = lint(self._load(sources))
+            if result.errors:
                 return self._reject(fp, [str(p) for p in result.errors])
-            engine = Engine(result.policies, result.profiles)
+            engine = _engine(result)
             self._engine = engine  # the swap: one reference assignment
             self._fingerprint = fp
             self._status = ReloadStatus("accepted", _now(), fp, self._status.generation + 1)

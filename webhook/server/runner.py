@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from gunicorn.app.base import BaseApplication
 
 from webhook.admission.handler import ReviewHandler
+from webhook.files import packaged
 from webhook.files.sources import load_manifests, read_policy_sources, read_text
 from webhook.nfs.inventory import (
     NodeInventory,
@@ -76,7 +77,12 @@ def build_app(
     """Everything one worker needs, built after fork. ``policy_fallback`` (the policy
     files as the master read them at start) serves a worker that starts while the
     files on disk do not load (a worker restarted after a bad policy change)."""
-    store = PolicyStore(settings.policies, fallback=policy_fallback)
+    store = PolicyStore(
+        settings.policies,
+        builtin_profiles=packaged.builtin_profiles(),
+        schemas=packaged.schemas(),
+        fallback=policy_fallback,
+    )
     store.start(settings.reload_interval)  # hot reload: this worker polls its policy files
     inventory, inventory_health = _inventory(settings)
     recorder = None

@@ -14,6 +14,7 @@ import jsonpatch
 import orjson
 import pytest
 
+from tests.support import engine_for
 from webhook.admission.errors import BadRequest, Unavailable, UnreviewableObject
 from webhook.admission.handler import ReviewHandler, audit_annotations, decide
 from webhook.admission.recorder import DecisionRecorder, NullRecorder
@@ -21,8 +22,6 @@ from webhook.admission.review import allowed, denied, errored, parse_review, pat
 from webhook.api.decision import Decision
 from webhook.api.review import AdmissionRequest
 from webhook.audit import open_recorder
-from webhook.config.policies import load_policies
-from webhook.engine.engine import Engine
 from webhook.nfs.inventory import UnknownInventory
 
 POLICY = """\
@@ -41,7 +40,7 @@ spec:
       exports: [{server: "*.legacy.corp"}]
     action: deny
 """
-ENGINE = Engine(load_policies([("site.yaml", POLICY)]))
+ENGINE = engine_for([("site.yaml", POLICY)])
 QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 
 

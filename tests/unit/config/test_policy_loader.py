@@ -1,4 +1,4 @@
-"""Loading policy text (webhook/config/policies.py): every problem with FILE:LINE:COL."""
+"""Loading policy text (webhook/config/load.py, policies.py): every problem with FILE:LINE:COL."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import load_policies, loaded
 from webhook.api.decision import Action
 from webhook.api.policy import OnExplicit, Policy, UnknownNodes
 from webhook.config.documents import PolicyError, Problem
-from webhook.config.policies import check_policies, load_policies
 from webhook.files.sources import read_policy_sources
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "policies"
@@ -56,7 +56,7 @@ spec:
 """
 
 
-def load(text: str, source: str = "policy.yaml") -> list[Policy]:
+def load(text: str, source: str = "policy.yaml") -> tuple[Policy, ...]:
     return load_policies([(source, text)])
 
 
@@ -316,7 +316,7 @@ def test_on_explicit_outside_pin_is_a_warning_and_ignored() -> None:
     text = with_rule("    action: warn\n    onExplicit: deny\n")
     (policy,) = load(text)  # warnings do not stop loading
     assert policy.rules[0].on_explicit is OnExplicit.REWRITE
-    _, problems = check_policies([("policy.yaml", text)])
+    problems = loaded([("policy.yaml", text)]).problems
     (warning,) = [p for p in problems if "onExplicit" in p.message]
     assert warning.severity == "warning"
     assert str(warning).startswith("policy.yaml:10:5: warning: ")

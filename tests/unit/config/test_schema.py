@@ -4,10 +4,11 @@ key or value it is about."""
 
 from __future__ import annotations
 
+from tests.support import loaded
 from webhook.cli.policy_suite import WORDING as SUITE_WORDING
 from webhook.config.documents import parse_documents
-from webhook.config.policies import check_policies
-from webhook.config.schema import dotted, schema_problems, validator
+from webhook.config.schema import dotted, schema_problems
+from webhook.files import packaged
 
 PROFILE = """\
 apiVersion: nfsguard.io/v1alpha1
@@ -25,7 +26,7 @@ spec:
 
 
 def test_profile_schema_errors_are_worded_as_policy_ones_and_name_the_profile() -> None:
-    problems = [str(p) for p in check_policies([("p.yaml", PROFILE)])[1]]
+    problems = [str(p) for p in loaded([("p.yaml", PROFILE)]).errors]
     prefix = 'p.yaml:{}: profile "Broken_Name": '
     assert problems == [
         prefix.format("3:18") + "metadata.name: 'Broken_Name' is not a valid DNS-1123 name "
@@ -50,7 +51,7 @@ spec:
   pin: "4.2"
   rules: []
 """
-    (problem,) = check_policies([("p.yaml", text)])[1]
+    (problem,) = loaded([("p.yaml", text)]).errors
     assert str(problem) == (
         "p.yaml:6:8: spec.pin: '4.2' is not a version nfsguard can pin (supported: 3, 4.0, 4.1)"
     )
@@ -73,7 +74,7 @@ spec:
     expect: {outcome: mutated}
 """
     (doc,) = parse_documents(text, "s.yaml")
-    messages = [str(p) for p in schema_problems(doc, validator("nfspolicytest"), SUITE_WORDING)]
+    messages = [str(p) for p in schema_problems(doc, packaged.schemas().suite, SUITE_WORDING)]
     assert (
         "s.yaml:7:11: spec.cases[0].name must be a string (quote it: YAML read 5 as a number)"
         in messages

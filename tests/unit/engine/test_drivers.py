@@ -23,22 +23,17 @@ import pytest
 import yaml
 
 from tests.fixtures.mount_nfs import MOUNT_NFS, ask
+from tests.support import engine_for, linted, load_policies
 from webhook.admission.handler import decide
 from webhook.api.decision import Decision, Outcome
 from webhook.cli.review import offline_request
 from webhook.config.documents import PolicyError, parse_documents
-from webhook.config.lint import lint_sources, unsafe_pin_warnings
-from webhook.config.policies import PROFILE_KIND, load_policies
-from webhook.config.profiles import (
-    builtin_profiles,
-    builtin_text,
-    load_policy_set,
-    load_profiles,
-    profile_schema,
-)
+from webhook.config.lint import unsafe_pin_warnings
+from webhook.config.profiles import PROFILE_KIND, load_profiles
 from webhook.engine.engine import Engine, pin_plan, version_state
 from webhook.engine.profiles import DriverProfiles
 from webhook.engine.reading import NFSTarget, read_target
+from webhook.files import packaged
 from webhook.nfs.inventory import UnknownInventory
 from webhook.nfs.options import is_version_option, selected_version
 
@@ -72,7 +67,7 @@ def policy(pin: str = "4.0", extra: str = "", match: str | None = None) -> str:
 
 def engine(text: str, *more: tuple[str, str]) -> Engine:
     sources = [("policy.yaml", text), *more]
-    return Engine(*load_policy_set(sources))
+    return engine_for(sources)
 
 
 def run(eng: Engine, obj: Mapping[str, Any], operation: str = "CREATE") -> Decision:
@@ -236,28 +231,28 @@ EVERY_DRIVER = {
 
 
 def test_every_driver_of_the_reference_table_has_a_built_in_profile() -> None:
-    assert {p.name for p in builtin_profiles()} == EVERY_DRIVER
+    assert {p.name for p in packaged.builtin_profiles()} == EVERY_DRIVER
 
 
 def test_built_ins_are_the_documents_of_policies_drivers() -> None:
     files = sorted((REPO / "policies" / "drivers").glob("*.yaml"))
     shipped = [d for f in files for d in yaml.safe_load_all(f.read_text()) if d]
-    assert shipped == [d for d in yaml.safe_load_all(builtin_text()) if d]
+    assert shipped == [d for d in yaml.safe_load_all(packaged.builtin_text()) if d]
 
 
 def test_every_shipped_profile_is_valid_against_the_published_schema() -> None:
-    validator = jsonschema.Draft202012Validator(profile_schema())
-    for doc in yaml.safe_load_all(builtin_text()):
+    validator = jsonschema.Draft202012Validator(packaged.schema("nfsdriverprofile"))
+    for doc in yaml.safe_load_all(packaged.builtin_text()):
         if doc:
             assert doc["kind"] == PROFILE_KIND
             assert not list(validator.iter_errors(doc)), doc["metadata"]["name"]
     published = REPO / "policies" / "schema" / "nfsdriverprofile.schema.json"
-    assert yaml.safe_load(published.read_text()) == profile_schema()
+    assert yaml.safe_load(published.read_text()) == packaged.schema("nfsdriverprofile")
 
 
 def test_make_run_policy_dir_still_loads_and_profiles_load_from_it() -> None:
     sources = [(str(p), p.read_text()) for p in sorted((REPO / "policies").glob("*.yaml"))]
-    eng = Engine(*load_policy_set(sources))
+    eng = engine_for(sources)
     assert len(eng.profiles) == len(EVERY_DRIVER)
 
 
@@ -897,9 +892,7 @@ spec:
     text = str(exc.value)
     assert "broken.yaml:11:" in text and "4.5" in text
     fixed = bad.replace('["4.5"]', '["4.1"]')
-    problems = [
-        str(p) for p in lint_sources([("policy.yaml", policy()), ("broken.yaml", fixed)]).errors
-    ]
+    problems = [str(p) for p in linted([("policy.yaml", policy()), ("broken.yaml", fixed)]).errors]
     assert any(p.startswith("broken.yaml:9:") and "not a field" in p for p in problems), problems
     assert any(
         p.startswith("broken.yaml:10:") and "cannot hold mount options" in p for p in problems
@@ -909,7 +902,7 @@ spec:
 def test_duplicate_profile_names_are_an_error() -> None:
     text = (REPO / "policies" / "drivers" / "12-ceph-nfs.yaml").read_text()
     docs = parse_documents(text + "---\n" + text, "dup.yaml")
-    _, problems = load_profiles(docs)
+    _, problems = load_profiles(docs, packaged.schemas().profile)
     assert any("duplicate driver profile name" in str(p) for p in problems)
 
 
@@ -917,13 +910,13 @@ def test_on_unsupported_pin_is_validated_and_only_for_pin() -> None:
     with pytest.raises(PolicyError):
         load_policies([("p.yaml", policy(extra="    onUnsupportedPin: maybe\n"))])
     warn_rule = policy(extra="    onUnsupportedPin: deny\n").replace("action: pin", "action: warn")
-    result = lint_sources([("p.yaml", warn_rule)])
+    result = linted([("p.yaml", warn_rule)])
     assert any("onUnsupportedPin applies only to action pin" in str(p) for p in result.warnings)
 
 
 def test_lint_warns_when_a_blanket_pin_can_reach_drivers_that_cannot_take_it() -> None:
     policies = load_policies([("p.yaml", policy())])
-    warnings = unsafe_pin_warnings(policies, builtin_profiles())
+    warnings = unsafe_pin_warnings(policies, packaged.builtin_profiles())
     assert len(warnings) == 1 and warnings[0].severity == "warning"
     text = str(warnings[0])
     for name in ("ceph-nfs", "azure-files", "gcp-filestore", "netapp-trident"):
@@ -932,17 +925,23 @@ def test_lint_warns_when_a_blanket_pin_can_reach_drivers_that_cannot_take_it() -
     assert str(warnings[0]).startswith("p.yaml:8:")
     # Narrowed by an export, or excluding every driver that cannot take 4.0: no warning.
     exported = policy(match="      exports:\n      - server: 10.0.0.0/8\n")
-    assert not unsafe_pin_warnings(load_policies([("p.yaml", exported)]), builtin_profiles())
+    assert not unsafe_pin_warnings(
+        load_policies([("p.yaml", exported)]), packaged.builtin_profiles()
+    )
     excluded = policy(
         extra="    exclude:\n      provisioners: [csi.trident.netapp.io, file.csi.azure.com, "
         "filestore.csi.storage.gke.io, '*.nfs.csi.ceph.com', nfs.csi.ceph.com, pxd.portworx.com]\n"
     )
-    assert not unsafe_pin_warnings(load_policies([("p.yaml", excluded)]), builtin_profiles())
+    assert not unsafe_pin_warnings(
+        load_policies([("p.yaml", excluded)]), packaged.builtin_profiles()
+    )
     # A rule naming only a driver that can take it: none either.
     longhorn = policy(match="      provisioners: [driver.longhorn.io]\n")
-    assert not unsafe_pin_warnings(load_policies([("p.yaml", longhorn)]), builtin_profiles())
-    # ... and lint_sources reports it.
-    assert any("ceph-nfs" in str(w) for w in lint_sources([("p.yaml", policy())]).warnings)
+    assert not unsafe_pin_warnings(
+        load_policies([("p.yaml", longhorn)]), packaged.builtin_profiles()
+    )
+    # ... and lint reports it.
+    assert any("ceph-nfs" in str(w) for w in linted([("p.yaml", policy())]).warnings)
 
 
 def test_read_target_defaults_to_the_built_in_profiles() -> None:
@@ -1008,7 +1007,7 @@ spec:
   - field: parameters.protocol
     values: {"[v3": ["3"]}
 """
-    _, problems = load_profiles(parse_documents(bad, "globs.yaml"))
+    _, problems = load_profiles(parse_documents(bad, "globs.yaml"), packaged.schemas().profile)
     assert [str(p).split(":")[1] for p in problems] == ["8", "11"]
     assert all("invalid glob" in str(p) for p in problems)
 
@@ -1020,12 +1019,16 @@ def test_lint_does_not_warn_about_drivers_an_exempt_rule_takes_out_whole() -> No
         "      provisioners: [file.csi.azure.com]\n"
         "    action: exempt\n"
     )
-    (warning,) = unsafe_pin_warnings(load_policies([("p.yaml", exempt)]), builtin_profiles())
+    (warning,) = unsafe_pin_warnings(
+        load_policies([("p.yaml", exempt)]), packaged.builtin_profiles()
+    )
     assert "azure-files" not in str(warning) and "ceph-nfs" in str(warning)
     # An exempt rule narrowed by anything else does not take the driver out whole.
     narrowed = exempt.replace(
         "      provisioners: [file.csi.azure.com]\n",
         "      provisioners: [file.csi.azure.com]\n      storageClassNames: [azurefile-nfs]\n",
     )
-    (warning,) = unsafe_pin_warnings(load_policies([("p.yaml", narrowed)]), builtin_profiles())
+    (warning,) = unsafe_pin_warnings(
+        load_policies([("p.yaml", narrowed)]), packaged.builtin_profiles()
+    )
     assert "azure-files" in str(warning)

@@ -16,8 +16,8 @@ from typing import Any
 import jsonpatch
 import pytest
 
+from tests.support import engine_for
 from webhook.api.decision import Action, Decision, Outcome
-from webhook.config.policies import load_policies
 from webhook.engine.engine import Engine
 from webhook.engine.reading import InvalidObject
 from webhook.nfs.inventory import StaticInventory, UnknownInventory
@@ -56,7 +56,7 @@ INCIDENT_MATCH = f"      exports:\n      - server: {SERVER}\n        path: /data
 
 def engine(*docs: str) -> Engine:
     """Policies loaded in the order given (file names sort the same way)."""
-    return Engine(load_policies([(f"{i:02d}-policy.yaml", d) for i, d in enumerate(docs)]))
+    return engine_for([(f"{i:02d}-policy.yaml", d) for i, d in enumerate(docs)])
 
 
 def pv(

@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import engine_for, load_policies
 from webhook.admission.handler import decide
 from webhook.api.decision import Action, Outcome
 from webhook.api.policy import Policy
 from webhook.cli.review import offline_request
-from webhook.config.policies import load_policies
-from webhook.engine.engine import Engine
 from webhook.files.sources import read_policy_sources
 from webhook.nfs.inventory import Node, StaticInventory
 
@@ -165,7 +164,7 @@ spec:
 )
 def test_exemptions_win_over_every_other_rule(server: str) -> None:
     """Against a site policy that denies everything, on a node with a pinned kernel bug."""
-    engine = Engine(load_policies([*read_policy_sources([str(KB)]), ("zz.yaml", DENY_ALL)]))
+    engine = engine_for([*read_policy_sources([str(KB)]), ("zz.yaml", DENY_ALL)])
     nodes = StaticInventory([Node("n1", "5.15.136-flatcar")])
     obj = pv(server, options=("vers=4.1",))
     decision = decide(engine, offline_request(obj, "CREATE", "kb"), nodes)
@@ -181,7 +180,7 @@ def test_exemptions_win_over_every_other_rule(server: str) -> None:
 
 def test_make_run_still_serves_the_policies_directory() -> None:
     """`make run` serves policies/: both shipped policies load and the incident is pinned."""
-    engine = Engine(load_policies(read_policy_sources([str(REPO / "policies")])))
+    engine = engine_for(read_policy_sources([str(REPO / "policies")]))
     assert [p.name for p in engine.policies] == ["nfsguard-known-issues", "site-rules"]
     obj = pv("192.168.100.7", "/data1/k8sdev/hl", ("nfsvers=4.2", "hard"))
     proc = subprocess.run(

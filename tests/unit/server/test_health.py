@@ -6,11 +6,11 @@ from __future__ import annotations
 from kubernetes import client as k8s_client
 
 from tests.integration.conftest import POLICIES
+from tests.support import policy_store
 from webhook.cluster.nodes import LiveNodeInventory
 from webhook.server.health import HealthCheck, WorkerReadiness
-from webhook.server.policy_store import PolicyStore
 
-STORE = PolicyStore([str(POLICIES)])
+STORE = policy_store([str(POLICIES)])
 
 
 class Clock:

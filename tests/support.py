@@ -1,0 +1,46 @@
+"""Shared builders for tests: policies and engines loaded as the composition roots
+load them (webhook.config.load with the packaged built-in profiles and schemas)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from webhook.api.policy import Policy
+from webhook.config.lint import LintResult, lint
+from webhook.config.load import LoadResult, load
+from webhook.engine.engine import Engine
+from webhook.files import packaged
+from webhook.server.policy_store import PolicyStore
+
+Sources = Iterable[tuple[str, str]]
+
+
+def loaded(sources: Sources) -> LoadResult:
+    """What ``sources`` (file name, text) load to, problems and all."""
+    return load(sources, builtin_profiles=packaged.builtin_profiles(), schemas=packaged.schemas())
+
+
+def load_policies(sources: Sources) -> tuple[Policy, ...]:
+    """The policies of ``sources``; raises PolicyError with every error."""
+    return loaded(sources).checked().policies
+
+
+def engine_for(sources: Sources) -> Engine:
+    """An engine for ``sources`` and the profiles in force with them; raises PolicyError."""
+    result = loaded(sources).checked()
+    return Engine(result.policies, result.profiles)
+
+
+def linted(sources: Sources) -> LintResult:
+    """``nfsguard policy lint`` of ``sources``, without the command."""
+    return lint(loaded(sources))
+
+
+def policy_store(paths: Sequence[str], *, fallback: Sequence[tuple[str, str]] = ()) -> PolicyStore:
+    """A worker's policy store, built as webhook.server.runner.build_app builds it."""
+    return PolicyStore(
+        paths,
+        builtin_profiles=packaged.builtin_profiles(),
+        schemas=packaged.schemas(),
+        fallback=fallback,
+    )
