@@ -14,6 +14,7 @@ import click
 
 from webhook.admission.errors import BadRequest
 from webhook.admission.handler import decide
+from webhook.admission.offline import object_label, offline_request
 from webhook.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FINDING,
@@ -25,20 +26,16 @@ from webhook.cli.common import (
     operation_option,
     policy_option,
 )
-from webhook.cli.policy_suite import (
-    SuiteError,
-    check_suites,
-    is_suite_text,
-    load_cases,
-    run_cases,
-)
-from webhook.cli.review import object_label, offline_request
 from webhook.config.lint import lint as lint_loaded
 from webhook.config.load import load
 from webhook.engine.explain import explain as explain_object
 from webhook.engine.explain import to_json, to_text
 from webhook.files import packaged
 from webhook.files.sources import SourceError, load_manifests, read_policy_sources, read_text
+from webhook.suites.load import check_suites, is_suite_text, load_cases
+from webhook.suites.report import Tally, case_lines
+from webhook.suites.run import run_cases
+from webhook.suites.suite import SuiteError
 
 
 @click.group()
@@ -108,18 +105,13 @@ def test_suites(paths: tuple[str, ...], keyword: str | None) -> None:
         cases = [c for c in cases if keyword in c.id]
         if not cases:
             fail(f"no test case matches -k {keyword!r}")
-    passed = failed = 0
+    tally = Tally()
     for result in run_cases(cases, engines):
-        if result.passed:
-            passed += 1
-            click.echo(f"PASS {result.case.id}")
-            continue
-        failed += 1
-        click.echo(f"FAIL {result.case.id} ({result.case.where})")
-        for line in result.failures:
-            click.echo(f"    {line}")
-    click.echo(f"{passed} passed, {failed} failed")
-    raise SystemExit(EXIT_FINDING if failed else EXIT_OK)
+        tally.add(result)
+        for line in case_lines(result):
+            click.echo(line)
+    click.echo(tally.summary())
+    raise SystemExit(EXIT_FINDING if tally.failed else EXIT_OK)
 
 
 @policy.command("explain")

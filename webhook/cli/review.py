@@ -6,19 +6,15 @@ CI pipelines and policy authors see exactly the cluster's answer.
 
 from __future__ import annotations
 
-import copy
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 import click
-import jsonpatch
 import yaml
 
 from webhook.admission.errors import BadRequest
 from webhook.admission.handler import decide
-from webhook.api.decision import Decision
-from webhook.api.review import AdmissionRequest, UserInfo
+from webhook.admission.offline import admitted, object_label, offline_request
 from webhook.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FINDING,
@@ -31,37 +27,6 @@ from webhook.cli.common import (
     policy_option,
 )
 from webhook.files.sources import SourceError, load_manifests, read_text
-
-
-def object_label(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
-    assert isinstance(meta, Mapping)
-    name = meta.get("name") or (f"{meta.get('generateName')}*" if meta.get("generateName") else "?")
-    return f"{obj.get('kind', '?')}/{name}"
-
-
-def offline_request(obj: Mapping[str, Any], operation: str, uid: str) -> AdmissionRequest:
-    """The AdmissionRequest the apiserver would send for ``obj``."""
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
-    assert isinstance(meta, Mapping)
-    name = meta.get("name")
-    return AdmissionRequest(
-        uid=uid,
-        kind=str(obj.get("kind", "")),
-        resource="",
-        operation=operation,
-        name=name if isinstance(name, str) else "",
-        object=obj,
-        old_object=obj if operation == "UPDATE" else None,
-        user=UserInfo(username="nfsguard-review"),
-    )
-
-
-def admitted(obj: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
-    if not decision.patch:
-        return dict(obj)
-    patched: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(dict(obj)), list(decision.patch))
-    return patched
 
 
 @click.command()

@@ -5,10 +5,10 @@ key or value it is about."""
 from __future__ import annotations
 
 from tests.support import loaded
-from webhook.cli.policy_suite import WORDING as SUITE_WORDING
 from webhook.config.documents import parse_documents
 from webhook.config.schema import dotted, schema_problems
 from webhook.files import packaged
+from webhook.suites.load import WORDING as SUITE_WORDING
 
 PROFILE = """\
 apiVersion: nfsguard.io/v1alpha1

@@ -25,8 +25,8 @@ import yaml
 from tests.fixtures.mount_nfs import MOUNT_NFS, ask
 from tests.support import engine_for, linted, load_policies
 from webhook.admission.handler import decide
+from webhook.admission.offline import offline_request
 from webhook.api.decision import Decision, Outcome
-from webhook.cli.review import offline_request
 from webhook.config.documents import PolicyError, parse_documents
 from webhook.config.lint import unsafe_pin_warnings
 from webhook.config.profiles import PROFILE_KIND, load_profiles

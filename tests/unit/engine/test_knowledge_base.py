@@ -19,9 +19,9 @@ import yaml
 
 from tests.support import engine_for, load_policies
 from webhook.admission.handler import decide
+from webhook.admission.offline import offline_request
 from webhook.api.decision import Action, Outcome
 from webhook.api.policy import Policy
-from webhook.cli.review import offline_request
 from webhook.files.sources import read_policy_sources
 from webhook.nfs.inventory import Node, StaticInventory
 

@@ -1,32 +1,22 @@
-"""``nfsguard policy test``: test suites (``kind: NFSPolicyTest``) for policies.
+"""Reading policy test suites (``kind: NFSPolicyTest``): finding the files, checking
+each document against the suite schema, and building its cases with every file a
+case names (objects, golden objects, node inventories) and an engine per policy set.
 
-A suite names policy files, an optional node inventory and cases; each case is
-one PersistentVolume or StorageClass and what nfsguard must do with it. Every
-case goes through ``webhook.admission.handler.decide`` with the AdmissionRequest
-the apiserver would send (``offline_request``), exactly as the served webhook
-decides, and its admitted object is built by applying the decision's patch.
-The format is documented in docs/policy-authoring.md and published as
-policies/schema/nfspolicytest.schema.json.
+Every problem of every suite is collected as ``FILE:LINE: message`` before anything
+runs, so one pass shows them all (``policy test`` refuses them with exit 2; ``policy
+lint`` counts them as errors).
 """
 
 from __future__ import annotations
 
-import copy
-import difflib
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from webhook.admission.errors import BadRequest
-from webhook.admission.handler import decide
-from webhook.api.decision import Decision, Outcome
+from webhook.admission.offline import object_label
 from webhook.api.profile import DriverProfile
-from webhook.cli.review import admitted, object_label, offline_request
 from webhook.config.documents import API_VERSION, Document, PolicyError, Problem
 from webhook.config.documents import scan_documents as _scan
 from webhook.config.load import load
@@ -42,62 +32,9 @@ from webhook.nfs.inventory import (
     node_from_object,
     nodes_from_objects,
 )
+from webhook.suites.suite import SUITE_KIND, Case, Expect, SuiteError
 
-SUITE_KIND = "NFSPolicyTest"
 _SUITE_MARK = re.compile(rf"^kind:\s*['\"]?{SUITE_KIND}['\"]?\s*(#.*)?$", re.MULTILINE)
-#: ``unchanged`` in a suite: nfsguard took no action on the object.
-UNCHANGED = frozenset({Outcome.COMPLIANT, Outcome.UNMATCHED, Outcome.IGNORED})
-
-
-class SuiteError(Exception):
-    """Suite files that cannot be run: ``lines`` are ``FILE:LINE: message``."""
-
-    def __init__(self, lines: Sequence[str]) -> None:
-        self.lines = tuple(lines)
-        super().__init__("\n".join(self.lines))
-
-
-@dataclass(frozen=True)
-class Expect:
-    outcome: str
-    golden: Mapping[str, Any] | None = None
-    golden_source: str = ""
-    mount_options: tuple[str, ...] | None = None
-    node_options: tuple[str, ...] | None = None
-    message: str | None = None
-    warning: str | None = None
-    rule: str | None = None
-    policy: str | None = None
-
-
-@dataclass(frozen=True)
-class Case:
-    suite: str
-    name: str
-    where: str  # FILE:LINE of the case
-    obj: Mapping[str, Any]
-    operation: str
-    inventory: NodeInventory
-    policies: tuple[str, ...]
-    expect: Expect
-
-    @property
-    def id(self) -> str:
-        return f"{self.suite}::{self.name}"
-
-
-@dataclass
-class CaseResult:
-    case: Case
-    failures: list[str] = field(default_factory=list)
-    decision: Decision | None = None
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-
-# -- finding and reading suites ----------------------------------------------------------
 
 
 def suite_files(paths: Sequence[str]) -> list[Path]:
@@ -378,9 +315,6 @@ def check_suites(
     return reader.suites_read, list(dict.fromkeys(problems))
 
 
-# -- running -----------------------------------------------------------------------------
-
-
 def load_cases(
     paths: Sequence[str], *, builtin_profiles: Sequence[DriverProfile], schemas: Schemas
 ) -> tuple[list[Case], dict[tuple[str, ...], Engine]]:
@@ -403,76 +337,3 @@ def load_cases(
     if reader.problems:
         raise SuiteError(list(dict.fromkeys(reader.problems)))
     return cases, engines
-
-
-def _outcome_ok(expected: str, got: Outcome) -> bool:
-    if expected == "unchanged":
-        return got in UNCHANGED
-    return got.value == expected
-
-
-def _mount_options(obj: Mapping[str, Any]) -> list[str]:
-    holder = obj.get("spec") if obj.get("kind") == "PersistentVolume" else obj
-    value = holder.get("mountOptions") if isinstance(holder, Mapping) else None
-    return list(value) if isinstance(value, list) else []
-
-
-def yaml_diff(expected: Any, actual: Any, expected_name: str, actual_name: str) -> list[str]:
-    """A unified diff of two objects as YAML (keys sorted, so order never shows)."""
-
-    def dump(value: Any) -> list[str]:
-        return yaml.safe_dump(value, sort_keys=True, default_flow_style=False).splitlines()
-
-    return list(
-        difflib.unified_diff(
-            dump(expected), dump(actual), expected_name, actual_name, lineterm="", n=3
-        )
-    )
-
-
-def run_case(engine: Engine, case: Case, uid: str) -> CaseResult:
-    result = CaseResult(case)
-    obj = copy.deepcopy(dict(case.obj))
-    try:
-        decision = decide(engine, offline_request(obj, case.operation, uid), case.inventory)
-    except BadRequest as exc:
-        result.failures.append(f"the object is rejected as a bad request: {exc.message}")
-        return result
-    result.decision = decision
-    exp, fail = case.expect, result.failures.append
-    if not _outcome_ok(exp.outcome, decision.outcome):
-        why = f": {decision.message}" if decision.message else ""
-        fail(f"outcome: expected {exp.outcome}, got {decision.outcome.value}{why}")
-    deciding = decision.deciding
-    if exp.rule is not None and (deciding is None or deciding.rule != exp.rule):
-        fail(f"rule: expected {exp.rule!r}, got {deciding.rule if deciding else None!r}")
-    if exp.policy is not None and (deciding is None or deciding.policy != exp.policy):
-        fail(f"policy: expected {exp.policy!r}, got {deciding.policy if deciding else None!r}")
-    if exp.message is not None and exp.message not in decision.message:
-        fail(f"message: expected to contain {exp.message!r}, got {decision.message!r}")
-    if exp.warning is not None and not any(exp.warning in w for w in decision.warnings):
-        fail(f"warning: expected one containing {exp.warning!r}, got {list(decision.warnings)}")
-    if exp.golden is None and exp.mount_options is None and exp.node_options is None:
-        return result
-    if not decision.allowed:
-        fail("object: denied, so nothing was admitted to compare")
-        return result
-    out = admitted(obj, decision)
-    if exp.mount_options is not None and _mount_options(out) != list(exp.mount_options):
-        fail(f"mountOptions: expected {list(exp.mount_options)}, got {_mount_options(out)}")
-    if exp.node_options is not None:
-        target = engine.read(out)
-        got = target.node_options() if target is not None else []
-        if got != list(exp.node_options):
-            fail(f"nodeOptions: expected {list(exp.node_options)}, got {got}")
-    if exp.golden is not None and out != exp.golden:
-        fail("object: the admitted object differs from the golden one:")
-        result.failures += yaml_diff(exp.golden, out, f"expected ({exp.golden_source})", "admitted")
-    return result
-
-
-def run_cases(
-    cases: Sequence[Case], engines: Mapping[tuple[str, ...], Engine]
-) -> Iterator[CaseResult]:
-    for n, case in enumerate(cases, 1):
-        yield run_case(engines[case.policies], case, f"policy-test-{n}")

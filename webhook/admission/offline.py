@@ -1,0 +1,53 @@
+"""A review without an apiserver: the request it would send for an object read from a
+file, and the object it would store.
+
+``nfsguard review``, ``policy explain`` and ``policy test`` decide objects from files
+through the same ``decide`` as the served webhook; these build what the apiserver
+builds around that call (the AdmissionRequest in, the patched object out), so a file
+is answered exactly as the cluster answers it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import jsonpatch
+
+from webhook.api.decision import Decision
+from webhook.api.review import AdmissionRequest, UserInfo
+
+
+def object_label(obj: Mapping[str, Any]) -> str:
+    """``Kind/name`` (``Kind/generateName*`` before the apiserver names it) in messages."""
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    name = meta.get("name") or (f"{meta.get('generateName')}*" if meta.get("generateName") else "?")
+    return f"{obj.get('kind', '?')}/{name}"
+
+
+def offline_request(obj: Mapping[str, Any], operation: str, uid: str) -> AdmissionRequest:
+    """The AdmissionRequest the apiserver would send for ``obj`` (on UPDATE, the object
+    is its own old object: a file holds one state)."""
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    name = meta.get("name")
+    return AdmissionRequest(
+        uid=uid,
+        kind=str(obj.get("kind", "")),
+        resource="",
+        operation=operation,
+        name=name if isinstance(name, str) else "",
+        object=obj,
+        old_object=obj if operation == "UPDATE" else None,
+        user=UserInfo(username="nfsguard-review"),
+    )
+
+
+def admitted(obj: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+    """``obj`` as the apiserver stores it once the decision's JSON patch is applied."""
+    if not decision.patch:
+        return dict(obj)
+    patched: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(dict(obj)), list(decision.patch))
+    return patched
