@@ -1,11 +1,16 @@
 """Shared builders for tests: policies and engines loaded as the composition roots
-load them (webhook.config.load with the packaged built-in profiles and schemas)."""
+load them (webhook.config.load with the packaged built-in profiles and schemas), and
+the nfsguard command run in-process."""
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterable, Sequence
 
+from click.testing import CliRunner, Result
+
 from webhook.api.policy import Policy
+from webhook.cli.main import cli
 from webhook.config.lint import LintResult, lint
 from webhook.config.load import LoadResult, load
 from webhook.engine.engine import Engine
@@ -44,3 +49,14 @@ def policy_store(paths: Sequence[str], *, fallback: Sequence[tuple[str, str]] = 
         schemas=packaged.schemas(),
         fallback=fallback,
     )
+
+
+def nfsguard(*args: str, stdin: str | bytes | None = None) -> Result:
+    """``nfsguard ARGS`` in-process through click: the real command, its stdout, stderr
+    and exit code. Any exception but the exit is a traceback a user would see: it fails
+    here. (tests/integration runs the installed entry points as processes.)"""
+    result = CliRunner().invoke(cli, list(args), input=stdin)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        assert result.exc_info is not None
+        raise AssertionError("".join(traceback.format_exception(*result.exc_info)))
+    return result

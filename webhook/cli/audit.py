@@ -11,34 +11,25 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from webhook.audit import query as q
 from webhook.audit.record import RecordError, check_envelope, looks_like_record, parse_line
-from webhook.audit.signing import AuditKeyError, generate, key_id, load_public_key
+from webhook.audit.signing import generate, key_id, load_public_key
 from webhook.audit.verify import Verifier, Where, iter_lines, recovers
+from webhook.cli.errors import Group, Refused
 
 __all__ = ["audit"]
 
-EXIT_BAD_INPUT = 2
 STDIN = "-"
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    click.echo(message, err=True)
-    sys.exit(code)
-
-
-class _Unreadable(Exception):
-    pass
 
 
 def _sources(files: Sequence[str]) -> list[str]:
     if STDIN in files and len(files) > 1:
-        _fail("nfsguard audit: '-' (stdin) cannot be combined with files")
+        raise Refused("nfsguard audit: '-' (stdin) cannot be combined with files")
     return list(files)
 
 
@@ -50,12 +41,12 @@ def _lines(files: Sequence[str]) -> Iterator[tuple[Where, bytes, bool]]:
         try:
             handle = open(name, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
-            raise _Unreadable(f"{name}: cannot read: {exc.strerror}") from None
+            raise Refused(f"{name}: cannot read: {exc.strerror}") from None
         with handle:
             try:
                 yield from _lines_of(name, handle)
             except OSError as exc:
-                raise _Unreadable(f"{name}: cannot read: {exc.strerror}") from None
+                raise Refused(f"{name}: cannot read: {exc.strerror}") from None
 
 
 def _lines_of(name: str, stream: IO[bytes]) -> Iterator[tuple[Where, bytes, bool]]:
@@ -63,7 +54,7 @@ def _lines_of(name: str, stream: IO[bytes]) -> Iterator[tuple[Where, bytes, bool
         yield Where(name, number), raw, terminated
 
 
-@click.group("audit")
+@click.group("audit", cls=Group)
 def audit() -> None:
     """The audit trail: one chained, fsync'ed JSON line per recorded decision,
     with Ed25519-signed checkpoints. See docs/audit.md."""
@@ -89,7 +80,7 @@ def audit() -> None:
 )
 def verify_command(
     files: tuple[str, ...], public_keys: tuple[str, ...], anchors: tuple[str, ...]
-) -> None:
+) -> int:
     """Check sequence, hash chain and checkpoint signatures.
 
     FILE... are verified in order (rotated files first: `audit.log.* audit.log`);
@@ -104,32 +95,26 @@ def verify_command(
     if public_keys:
         keys = {}
         for path in public_keys:
-            try:
-                public = load_public_key(path)
-            except AuditKeyError as exc:
-                _fail(str(exc))
+            public = load_public_key(path)
             keys[key_id(public)] = public
     anchor_map: dict[int, str] = {}
     for text in anchors:
         seq_text, _, digest = text.partition(":")
         if not seq_text.isdigit() or len(digest) != 64:
-            _fail(f"--anchor {text!r}: expected SEQ:HASH (a 64-digit SHA-256)")
+            raise Refused(f"--anchor {text!r}: expected SEQ:HASH (a 64-digit SHA-256)")
         anchor_map[int(seq_text)] = digest.lower()
     verifier = Verifier(keys, lenient=sources == [STDIN], anchors=anchor_map)
     for name in sources:
         verifier.add_source("<stdin>" if name == STDIN else name)
-    try:
-        for where, raw, terminated in _lines(sources):
-            verifier.feed(where, raw, terminated)
-            if verifier.broken:
-                break
-    except _Unreadable as exc:
-        _fail(str(exc))
+    for where, raw, terminated in _lines(sources):
+        verifier.feed(where, raw, terminated)
+        if verifier.broken:
+            break
     report = verifier.finish()
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(report.summary())
-    sys.exit(report.exit_code)
+    return report.exit_code
 
 
 def _records(files: Sequence[str]) -> Iterator[dict[str, Any]]:
@@ -146,33 +131,30 @@ def _records(files: Sequence[str]) -> Iterator[dict[str, Any]]:
         except RecordError as exc:
             if lenient:
                 return None
-            _fail(f"{where}: not an audit record: {exc}")
+            raise Refused(f"{where}: not an audit record: {exc}") from None
         if not looks_like_record(obj):
             if lenient:
                 return None
-            _fail(f"{where}: not an audit record: no nfsguard.io/audit schema")
+            raise Refused(f"{where}: not an audit record: no nfsguard.io/audit schema")
         try:
             check_envelope(obj)
         except RecordError as exc:
-            _fail(f"{where}: not an audit record: {exc}")
+            raise Refused(f"{where}: not an audit record: {exc}") from None
         return obj
 
-    try:
-        for where, raw, terminated in _lines(files):
-            if pending is not None:
-                if recovers(raw, pending[1]):
-                    click.echo(f"{pending[0]}: partial line from a crash skipped", err=True)
-                else:
-                    obj = parse(*pending)
-                    if obj is not None:
-                        yield obj
-            pending = (where, raw, terminated)
+    for where, raw, terminated in _lines(files):
         if pending is not None:
-            obj = parse(*pending)
-            if obj is not None:
-                yield obj
-    except _Unreadable as exc:
-        _fail(str(exc))
+            if recovers(raw, pending[1]):
+                click.echo(f"{pending[0]}: partial line from a crash skipped", err=True)
+            else:
+                obj = parse(*pending)
+                if obj is not None:
+                    yield obj
+        pending = (where, raw, terminated)
+    if pending is not None:
+        obj = parse(*pending)
+        if obj is not None:
+            yield obj
 
 
 def _when(option: str, text: str | None) -> Any:
@@ -181,7 +163,7 @@ def _when(option: str, text: str | None) -> Any:
     try:
         return q.parse_when(text)
     except ValueError as exc:
-        _fail(f"{option}: {exc}")
+        raise Refused(f"{option}: {exc}") from None
 
 
 @audit.command("query")
@@ -261,9 +243,9 @@ def key_secret_command(namespace: str, name: str, kubeconfig: str | None, in_clu
         api = make_api_client(kubeconfig, in_cluster=in_cluster)
         created, kid = ensure_audit_key_secret(api, namespace, name)
     except ApiException as exc:
-        _fail(f"secret {namespace}/{name}: {exc.status} {exc.reason}")
+        raise Refused(f"secret {namespace}/{name}: {exc.status} {exc.reason}") from None
     except ValueError as exc:
-        _fail(str(exc))
+        raise Refused(str(exc)) from None
     state = "created" if created else "exists"
     click.echo(f"secret {namespace}/{name} {state}: keyId {kid}")
 
@@ -279,12 +261,5 @@ def keygen_command(private_key: str, public_key: str, force: bool) -> None:
     `kubectl create secret generic nfsguard-audit-key --from-file=audit.key=FILE`) and
     give auditors the public key.
     """
-    try:
-        kid = generate(private_key, public_key, force=force)
-    except AuditKeyError as exc:
-        _fail(str(exc))
+    kid = generate(private_key, public_key, force=force)
     click.echo(f"wrote {private_key} (private, mode 0600) and {public_key}; keyId {kid}")
-
-
-if __name__ == "__main__":
-    audit()

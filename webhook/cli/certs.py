@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from pathlib import Path
 
 import click
 
 from webhook import pki
+from webhook.cli.errors import ExitCode, Group, Refused
 
 __all__ = ["certs"]
 
@@ -39,7 +39,7 @@ _renew_days = click.option(
 )
 
 
-@click.group()
+@click.group(cls=Group)
 def certs() -> None:
     """Certificates: a private CA (10 y, rotated 1 y early) and a serving
     certificate (1 y, renewed 60 d early). Every command is idempotent."""
@@ -127,7 +127,7 @@ def sync(
     ips: tuple[str, ...],
     serving_days: int,
     renew_before_days: int,
-) -> None:
+) -> ExitCode:
     """Create or renew the TLS Secret and inject the CA bundle into the webhook
     configuration. Safe to run any time (CronJob, by hand, concurrently)."""
     from kubernetes.client.exceptions import ApiException
@@ -150,11 +150,13 @@ def sync(
             policy=policy,
         )
     except ApiException as e:
-        click.echo(f"nfsguard certs sync: API error {e.status} {e.reason}: {e.body}", err=True)
-        sys.exit(1)
+        # exit 1, as for a missing webhook configuration: worth retrying (the Job does)
+        raise Refused(
+            f"nfsguard certs sync: API error {e.status} {e.reason}: {e.body}",
+            code=ExitCode.FINDING,
+        ) from None
     except ConfigException as e:
-        click.echo(f"nfsguard certs sync: no cluster credentials: {e}", err=True)
-        sys.exit(2)
+        raise Refused(f"nfsguard certs sync: no cluster credentials: {e}") from None
     except ValueError as e:
         raise click.BadParameter(str(e)) from e
     for note in result.notes:
@@ -178,8 +180,7 @@ def sync(
         f"serving certificate valid until {result.serving_not_after:%Y-%m-%d}; "
         f"CA until {result.ca_not_after:%Y-%m-%d}; {result.trusted_cas} CA(s) trusted"
     )
-    if result.webhook_missing:
-        sys.exit(1)
+    return ExitCode.FINDING if result.webhook_missing else ExitCode.OK
 
 
 @certs.command()
@@ -190,7 +191,7 @@ def sync(
     default=pki.SERVING_RENEW_BEFORE.days,
     show_default=True,
 )
-def check(cert_file: Path, renew_before_days: int) -> None:
+def check(cert_file: Path, renew_before_days: int) -> ExitCode:
     """Print a certificate's names and validity; exit 1 if it is due for renewal
     (for monitoring, e.g. `nfsguard certs check /etc/nfsguard/tls/tls.crt`)."""
     from cryptography import x509
@@ -218,4 +219,4 @@ def check(cert_file: Path, renew_before_days: int) -> None:
             f"({left.days} days left){' RENEW' if renew else ''}"
             + (f"; names {', '.join(names)}" if names else "")
         )
-    sys.exit(1 if due else 0)
+    return ExitCode.FINDING if due else ExitCode.OK

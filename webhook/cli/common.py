@@ -1,26 +1,27 @@
-"""Helpers shared by the CLI commands: loading policies and inventories with
-one-line errors and the documented exit codes."""
+"""Helpers shared by the CLI commands: the options they share, loading policies and
+inventories, and reading the manifests they review."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import click
 
-from webhook.config.documents import PolicyError
+from webhook.admission.errors import BadRequest
+from webhook.admission.offline import object_label
+from webhook.cli.errors import Refused, one_line
 from webhook.config.load import load
 from webhook.engine.engine import Engine
 from webhook.files import packaged
-from webhook.files.sources import SourceError, load_manifests, read_policy_sources, read_text
+from webhook.files.sources import load_manifests, read_policy_sources, read_text
 from webhook.nfs.inventory import (
     NodeInventory,
     StaticInventory,
     UnknownInventory,
     nodes_from_objects,
 )
-
-EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT = 0, 1, 2
 
 #: Options every command that evaluates policies shares, spelled once.
 policy_option = click.option(
@@ -41,32 +42,36 @@ operation_option = click.option(
 )
 
 
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    click.echo(f"nfsguard: {message}" if ":" not in message.split(" ")[0] else message, err=True)
-    raise SystemExit(code)
-
-
 def load_engine(paths: Sequence[str]) -> Engine:
-    """An engine for the policies at ``paths``, or exit 2 with every problem on its own line."""
-    try:
-        sources = read_policy_sources(paths)
-        builtin, schemas = packaged.builtin_profiles(), packaged.schemas()
-        loaded = load(sources, builtin_profiles=builtin, schemas=schemas).checked()
-        return Engine(loaded.policies, loaded.profiles)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        raise SystemExit(EXIT_BAD_INPUT) from None
-    except SourceError as exc:
-        fail(str(exc))
+    """An engine for the policies at ``paths``. Raises PolicyError (every problem) or
+    SourceError."""
+    sources = read_policy_sources(paths)
+    builtin, schemas = packaged.builtin_profiles(), packaged.schemas()
+    loaded = load(sources, builtin_profiles=builtin, schemas=schemas).checked()
+    return Engine(loaded.policies, loaded.profiles)
 
 
 def load_inventory(nodes_file: str | None) -> NodeInventory:
     if nodes_file is None:
         return UnknownInventory("offline review without --nodes")
+    return StaticInventory(nodes_from_objects(load_manifests(read_text(nodes_file), nodes_file)))
+
+
+def manifests(files: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each object of ``files`` (``-`` is stdin) with the name messages give its file.
+    A file is read whole before its first object: a file that does not parse is
+    refused before any of its objects is answered."""
+    for source in files:
+        name = "<stdin>" if source == "-" else source
+        for obj in list(load_manifests(read_text(source), name)):
+            yield name, obj
+
+
+@contextmanager
+def reviewing(name: str, obj: Mapping[str, Any]) -> Iterator[None]:
+    """Refuses an object that cannot be reviewed (BadRequest) in one line that names
+    it: ``FILE: Kind/name: message``."""
     try:
-        return StaticInventory(
-            nodes_from_objects(load_manifests(read_text(nodes_file), nodes_file))
-        )
-    except SourceError as exc:
-        fail(str(exc))
+        yield
+    except BadRequest as exc:
+        raise Refused(one_line(f"{name}: {object_label(obj)}: {exc.message}")) from None

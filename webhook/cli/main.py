@@ -1,7 +1,8 @@
 """The ``nfsguard`` command (also ``python -m webhook``).
 
 Exit codes everywhere: 0 success, 1 a finding (denied object, lint problem,
-failed test, broken audit chain), 2 bad input or usage. Errors are one line.
+failed test, broken audit chain), 2 bad input or usage. Errors are one line
+(webhook.cli.errors maps each one to its code).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import click
 from webhook import __version__
 from webhook.cli.audit import audit
 from webhook.cli.certs import certs
+from webhook.cli.errors import Group
 from webhook.cli.policy import policy
 from webhook.cli.review import review
 from webhook.cli.serve import serve
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nfsguard")
 def cli() -> None:
     """Keep NFS volumes off protocol versions known to break."""

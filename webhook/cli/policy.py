@@ -12,33 +12,30 @@ from pathlib import Path
 
 import click
 
-from webhook.admission.errors import BadRequest
 from webhook.admission.handler import decide
-from webhook.admission.offline import object_label, offline_request
+from webhook.admission.offline import offline_request
 from webhook.cli.common import (
-    EXIT_BAD_INPUT,
-    EXIT_FINDING,
-    EXIT_OK,
-    fail,
     load_engine,
     load_inventory,
+    manifests,
     nodes_option,
     operation_option,
     policy_option,
+    reviewing,
 )
+from webhook.cli.errors import ExitCode, Group, Refused
 from webhook.config.lint import lint as lint_loaded
 from webhook.config.load import load
 from webhook.engine.explain import explain as explain_object
 from webhook.engine.explain import to_json, to_text
 from webhook.files import packaged
-from webhook.files.sources import SourceError, load_manifests, read_policy_sources, read_text
+from webhook.files.sources import read_policy_sources
 from webhook.suites.load import check_suites, is_suite_text, load_cases
 from webhook.suites.report import Tally, case_lines
 from webhook.suites.run import run_cases
-from webhook.suites.suite import SuiteError
 
 
-@click.group()
+@click.group(cls=Group)
 def policy() -> None:
     """Lint, test and explain policies before they ship."""
 
@@ -46,17 +43,14 @@ def policy() -> None:
 @policy.command()
 @click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
 @click.argument("paths", nargs=-1, required=True)
-def lint(paths: tuple[str, ...], strict: bool) -> None:
+def lint(paths: tuple[str, ...], strict: bool) -> ExitCode:
     """Check policies (files, or the *.yaml of directories) as the server loads them.
 
     Prints every problem as FILE:LINE:COL: message (warnings as
     FILE:LINE:COL: warning: message), then one summary line. Exit 0 when
     clean, 1 on any error (or warning with --strict), 2 when a path cannot be read.
     """
-    try:
-        sources = read_policy_sources(paths)
-    except SourceError as exc:
-        fail(str(exc))
+    sources = read_policy_sources(paths)
     # Test suites (kind: NFSPolicyTest) named here are checked as `policy test` reads them.
     suite_files = [Path(name) for name, text in sources if is_suite_text(text)]
     builtin, schemas = packaged.builtin_profiles(), packaged.schemas()
@@ -80,38 +74,33 @@ def lint(paths: tuple[str, ...], strict: bool) -> None:
         if suites:
             summary = summary.replace(": OK", f", {suites} test suite{'s' * (suites != 1)}: OK")
     click.echo(summary)
-    raise SystemExit(EXIT_FINDING if failed else EXIT_OK)
+    return ExitCode.FINDING if failed else ExitCode.OK
 
 
 @policy.command("test")
 @click.option("-k", "keyword", help="Run only cases whose SUITE::CASE contains this text.")
 @click.argument("paths", nargs=-1, required=True)
-def test_suites(paths: tuple[str, ...], keyword: str | None) -> None:
+def test_suites(paths: tuple[str, ...], keyword: str | None) -> ExitCode:
     """Run policy test suites (kind: NFSPolicyTest): files, or directories searched.
 
     One PASS/FAIL line per case, a diff for a wrong golden object, and a final
     line "N passed, M failed". Exit 0 when all pass, 1 on any failure, 2 when
     a suite (or a policy it names) cannot be read.
     """
-    try:
-        cases, engines = load_cases(
-            paths, builtin_profiles=packaged.builtin_profiles(), schemas=packaged.schemas()
-        )
-    except SuiteError as exc:
-        for line in exc.lines:
-            click.echo(line, err=True)
-        raise SystemExit(EXIT_BAD_INPUT) from None
+    cases, engines = load_cases(
+        paths, builtin_profiles=packaged.builtin_profiles(), schemas=packaged.schemas()
+    )
     if keyword is not None:
         cases = [c for c in cases if keyword in c.id]
         if not cases:
-            fail(f"no test case matches -k {keyword!r}")
+            raise Refused(f"nfsguard: no test case matches -k {keyword!r}")
     tally = Tally()
     for result in run_cases(cases, engines):
         tally.add(result)
         for line in case_lines(result):
             click.echo(line)
     click.echo(tally.summary())
-    raise SystemExit(EXIT_FINDING if tally.failed else EXIT_OK)
+    return ExitCode.FINDING if tally.failed else ExitCode.OK
 
 
 @policy.command("explain")
@@ -128,7 +117,7 @@ def explain(
     operation: str,
     output: str,
     files: tuple[str, ...],
-) -> None:
+) -> ExitCode:
     """Explain the decision for each object of FILES (or - for stdin).
 
     Shows what nfsguard reads (driver, export, option places, effective version,
@@ -139,28 +128,18 @@ def explain(
     engine = load_engine(policies)
     inventory = load_inventory(nodes_file)
     results = []
-    count = 0
-    for source in files:
-        name = "<stdin>" if source == "-" else source
-        try:
-            objects = list(load_manifests(read_text(source), name))
-        except SourceError as exc:
-            fail(str(exc))
-        for obj in objects:
-            count += 1
-            request = offline_request(obj, operation, f"explain-{count}")
-            try:
-                decision = decide(engine, request, inventory)
-            except BadRequest as exc:
-                fail(f"{name}: {object_label(obj)}: {exc.message}")
-            results.append(
-                explain_object(
-                    engine, obj, decision, inventory=inventory, source=name, operation=operation
-                )
+    for count, (name, obj) in enumerate(manifests(files), 1):
+        request = offline_request(obj, operation, f"explain-{count}")
+        with reviewing(name, obj):
+            decision = decide(engine, request, inventory)
+        results.append(
+            explain_object(
+                engine, obj, decision, inventory=inventory, source=name, operation=operation
             )
+        )
     if output == "json":
         json.dump([to_json(e) for e in results], sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         click.echo("\n\n".join(to_text(e) for e in results))
-    raise SystemExit(EXIT_OK)
+    return ExitCode.OK

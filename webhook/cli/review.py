@@ -12,21 +12,18 @@ from typing import Any
 import click
 import yaml
 
-from webhook.admission.errors import BadRequest
 from webhook.admission.handler import decide
 from webhook.admission.offline import admitted, object_label, offline_request
 from webhook.cli.common import (
-    EXIT_BAD_INPUT,
-    EXIT_FINDING,
-    EXIT_OK,
-    fail,
     load_engine,
     load_inventory,
+    manifests,
     nodes_option,
     operation_option,
     policy_option,
+    reviewing,
 )
-from webhook.files.sources import SourceError, load_manifests, read_text
+from webhook.cli.errors import ExitCode
 
 
 @click.command()
@@ -36,7 +33,7 @@ from webhook.files.sources import SourceError, load_manifests, read_text
 @click.argument("files", nargs=-1, required=True)
 def review(
     policies: tuple[str, ...], nodes_file: str | None, operation: str, files: tuple[str, ...]
-) -> None:
+) -> ExitCode:
     """Print each object of FILES (or - for stdin) as it would be admitted.
 
     Warnings and denials go to stderr. Exit 0 when every object is admitted,
@@ -46,36 +43,22 @@ def review(
     inventory = load_inventory(nodes_file)
     out: list[dict[str, Any]] = []
     denied = 0
-    count = 0
-    for source in files:
-        name = "<stdin>" if source == "-" else source
-        try:
-            objects = list(load_manifests(read_text(source), name))
-        except SourceError as exc:
-            fail(str(exc))
-        for obj in objects:
-            count += 1
-            label = object_label(obj)
-            try:
-                decision = decide(
-                    engine, offline_request(obj, operation, f"review-{count}"), inventory
-                )
-            except BadRequest as exc:
-                fail(f"{name}: {label}: {exc.message}")
-            for warning in decision.warnings:
-                click.echo(f"{name}: {label}: warning: {warning}", err=True)
-            if not decision.allowed:
-                denied += 1
-                click.echo(f"{name}: {label}: denied: {decision.message}", err=True)
-                continue
-            if decision.recorded and decision.message:
-                click.echo(
-                    f"{name}: {label}: {decision.outcome.value}: {decision.message}", err=True
-                )
-            out.append(admitted(obj, decision))
+    for count, (name, obj) in enumerate(manifests(files), 1):
+        label = object_label(obj)
+        with reviewing(name, obj):
+            decision = decide(engine, offline_request(obj, operation, f"review-{count}"), inventory)
+        for warning in decision.warnings:
+            click.echo(f"{name}: {label}: warning: {warning}", err=True)
+        if not decision.allowed:
+            denied += 1
+            click.echo(f"{name}: {label}: denied: {decision.message}", err=True)
+            continue
+        if decision.recorded and decision.message:
+            click.echo(f"{name}: {label}: {decision.outcome.value}: {decision.message}", err=True)
+        out.append(admitted(obj, decision))
     if out:
         sys.stdout.write(yaml.safe_dump_all(out, sort_keys=False, default_flow_style=False))
-    raise SystemExit(EXIT_FINDING if denied else EXIT_OK)
+    return ExitCode.FINDING if denied else ExitCode.OK
 
 
-__all__ = ["EXIT_BAD_INPUT", "review"]
+__all__ = ["review"]

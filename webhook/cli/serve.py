@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from webhook.cli.common import fail, load_engine, load_inventory, policy_option
+from webhook.cli.common import load_engine, load_inventory, policy_option
+from webhook.cli.errors import Refused, one_line
 
 
 @click.command()
@@ -96,7 +97,7 @@ def serve(
         try:
             load_signer(audit_key)  # a bad key fails here, in one line, not in every worker
         except AuditKeyError as exc:
-            fail(str(exc))
+            raise Refused(one_line(str(exc))) from None  # worded as serve's other refusals
     load_inventory(nodes_file)
     from webhook.pki import ensure_dev_tls
 
@@ -106,7 +107,9 @@ def serve(
     try:
         CachedServerContext(tls_dir).get()  # a bad pair fails here, in one line
     except (OSError, ssl.SSLError, ValueError) as exc:
-        fail(f"{tls_dir}: tls.crt and tls.key do not load as a TLS pair: {exc}")
+        raise Refused(
+            one_line(f"{tls_dir}: tls.crt and tls.key do not load as a TLS pair: {exc}")
+        ) from None
     # prometheus-client picks multiprocess mode at import: set it before importing the server.
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="nfsguard-metrics-"))
     from webhook.server.runner import ServeSettings, run

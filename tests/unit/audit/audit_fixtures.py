@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from click.testing import Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tests.support import nfsguard
 from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
 from webhook.api.review import AdmissionRequest, UserInfo
 from webhook.audit.chain_file import rotated_files
@@ -113,18 +114,9 @@ class StepClock:
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 
 
-def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    """``nfsguard audit ARGS`` as a real process."""
-    return subprocess.run(
-        [PYTHON, "-m", "webhook.cli.audit", *args],
-        input=stdin.decode() if stdin is not None else None,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        timeout=60,
-        check=False,
-    )
+def run_cli(*args: str, stdin: bytes | None = None) -> Result:
+    """``nfsguard audit ARGS``, in-process through click."""
+    return nfsguard("audit", *args, stdin=stdin)
 
 
 def child_env() -> dict[str, str]:

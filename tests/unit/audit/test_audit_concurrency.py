@@ -90,9 +90,9 @@ def test_processes_and_threads_share_one_chain(tmp_path: Path) -> None:
     copied = stdout_copy.read_bytes()
     assert copied == b"".join(Path(name).read_bytes() for name in files)
     cli = run_cli("verify", "-", "--public-key", str(public), stdin=copied)
-    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert cli.exit_code == 0, cli.stdout + cli.stderr
     assert cli.stdout.startswith(f"OK: {report.records} records (seq 0..{report.last_seq}: ")
 
     cli = run_cli("verify", *files, "--public-key", str(public))
-    assert cli.returncode == 0
+    assert cli.exit_code == 0
     assert cli.stdout == report.summary() + "\n"

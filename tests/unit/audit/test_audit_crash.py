@@ -72,14 +72,14 @@ def test_kill_minus_9_mid_write_is_a_torn_final_line_then_recovered(tmp_path: Pa
     assert report.torn is not None and report.torn.line == complete + 1
 
     cli = run_cli("verify", str(log))
-    assert cli.returncode == 3
+    assert cli.exit_code == 3
     assert cli.stdout.startswith(
         f"TORN: {log}:{complete + 1}: torn final line ({torn} bytes without newline: "
         "a write was cut short, e.g. by a crash); before it: "
     )
     assert "Traceback" not in cli.stderr
     query = run_cli("query", str(log), "-o", "json")
-    assert query.returncode == 0
+    assert query.exit_code == 0
     assert f"{log}:{complete + 1}: torn final line skipped ({torn} bytes)" in query.stderr
 
     # the next writer (e.g. the restarted pod) terminates the torn line, writes a
@@ -96,10 +96,10 @@ def test_kill_minus_9_mid_write_is_a_torn_final_line_then_recovered(tmp_path: Pa
         f"acknowledged by the recovery record at {log}:{complete + 2}"
     ]
     cli = run_cli("verify", str(log))
-    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert cli.exit_code == 0, cli.stdout + cli.stderr
     assert cli.stdout.count("\n") == 1 and cli.stdout.startswith("OK: ")
     query = run_cli("query", str(log), "--name", "pv-nfs")
-    assert query.returncode == 0
+    assert query.exit_code == 0
     assert f"{log}:{complete + 1}: partial line from a crash skipped" in query.stderr
     assert len(query.stdout.splitlines()) == 1 + complete + 1  # header + decisions
 
