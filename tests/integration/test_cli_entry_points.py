@@ -11,12 +11,22 @@ import subprocess
 from datetime import timedelta
 from pathlib import Path
 
-from tests.integration.conftest import REPO
+from tests.integration.conftest import NFSGUARD, REPO
 from tests.unit.audit.audit_fixtures import T0, StepClock, decision, request
+from tests.unit.cli.test_policy_test_cmd import layout
 from webhook.audit.signing import generate, load_signer
 from webhook.audit.writer import AuditWriter
 
 PYTHON = REPO / ".venv" / "bin" / "python"
+
+
+def test_policy_test_from_the_installed_binary(tmp_path: Path) -> None:
+    tests = layout(tmp_path)
+    proc = subprocess.run(
+        [str(NFSGUARD), "policy", "test", str(tests)], capture_output=True, text=True, check=False
+    )
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout.splitlines()[-1] == "12 passed, 0 failed"
 
 
 def test_audit_verify_from_python_m_webhook(tmp_path: Path) -> None:

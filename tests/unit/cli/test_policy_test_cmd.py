@@ -1,21 +1,16 @@
 """`nfsguard policy test`: suites of cases with expected outcomes and golden objects.
 
-Real files in a temporary directory, the real command (in-process through click,
-and once as the installed binary).
+Real files in a temporary directory, the real command in-process through click
+(tests/integration/test_cli_entry_points.py runs it as the installed binary).
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
-from click.testing import CliRunner
 
-from webhook.cli.main import cli
-
-NFSGUARD = Path(sys.executable).parent / "nfsguard"
+from tests.support import nfsguard
 
 POLICY = """\
 apiVersion: nfsguard.io/v1alpha1
@@ -234,8 +229,7 @@ def layout(tmp_path: Path, suite: str = SUITE, golden: str = GOLDEN) -> Path:
 
 
 def run(*args: str) -> tuple[int, list[str], list[str]]:
-    result = CliRunner().invoke(cli, ["policy", "test", *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    result = nfsguard("policy", "test", *args)
     return result.exit_code, result.stdout.splitlines(), result.stderr.splitlines()
 
 
@@ -314,14 +308,8 @@ def test_every_kind_of_wrong_expectation_is_reported(tmp_path: Path) -> None:
 def test_golden_equals_what_nfsguard_review_admits(tmp_path: Path) -> None:
     """The suite and `nfsguard review` run the same decision: same admitted object."""
     tests = layout(tmp_path)
-    result = CliRunner().invoke(
-        cli,
-        [
-            "review",
-            "--policy",
-            str(tmp_path / "policy.yaml"),
-            str(tests / "manifests" / "pv-a.yaml"),
-        ],
+    result = nfsguard(
+        "review", "--policy", str(tmp_path / "policy.yaml"), str(tests / "manifests" / "pv-a.yaml")
     )
     assert result.exit_code == 0, result.output
     assert yaml.safe_load(result.stdout) == yaml.safe_load(GOLDEN)
@@ -425,12 +413,3 @@ def test_missing_path_and_directory_without_suites(tmp_path: Path) -> None:
     (tmp_path / "empty" / "golden.yaml").write_text(GOLDEN)
     code, _, err = run(str(tmp_path / "empty"))
     assert (code, err) == (2, [f"{tmp_path}/empty: no test suites (kind: NFSPolicyTest) found"])
-
-
-def test_the_installed_binary(tmp_path: Path) -> None:
-    tests = layout(tmp_path)
-    proc = subprocess.run(
-        [str(NFSGUARD), "policy", "test", str(tests)], capture_output=True, text=True, check=False
-    )
-    assert (proc.returncode, proc.stderr) == (0, "")
-    assert proc.stdout.splitlines()[-1] == "12 passed, 0 failed"

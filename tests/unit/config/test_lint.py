@@ -1,23 +1,19 @@
 """`nfsguard policy lint`: every class of problem, with its exact message and FILE:LINE:COL.
 
-The command runs in-process through click (the real command, real files); one test
-runs the installed binary to prove no traceback ever reaches the user.
+The command runs in-process through click (the real command, real files); an
+exception other than the exit (a traceback the user would see) fails the test.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from webhook.cli.main import cli
+from tests.support import nfsguard
 
 REPO = Path(__file__).resolve().parents[3]
-NFSGUARD = Path(sys.executable).parent / "nfsguard"
 
 HEAD = """\
 apiVersion: nfsguard.io/v1alpha1
@@ -34,8 +30,7 @@ def lint(tmp_path: Path, files: dict[str, str], *args: str) -> tuple[int, list[s
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     paths = [str(tmp_path / n) for n in files] if files else []
-    result = CliRunner().invoke(cli, ["policy", "lint", *paths, *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    result = nfsguard("policy", "lint", *paths, *args)
     return result.exit_code, result.output.splitlines()
 
 
@@ -70,7 +65,7 @@ def test_clean_policies_print_one_summary_line(tmp_path: Path) -> None:
 
 
 def test_the_shipped_policies_are_clean() -> None:
-    result = CliRunner().invoke(cli, ["policy", "lint", str(REPO / "policies")])
+    result = nfsguard("policy", "lint", str(REPO / "policies"))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[-1].startswith("2 policies, 10 rules: OK"), lines
@@ -302,25 +297,15 @@ def test_policy_without_rules_is_a_warning(tmp_path: Path) -> None:
 
 
 def test_missing_path_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [str(NFSGUARD), "policy", "lint", str(tmp_path / "nope.yaml")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert (proc.returncode, proc.stdout) == (2, "")
+    proc = nfsguard("policy", "lint", str(tmp_path / "nope.yaml"))
+    assert (proc.exit_code, proc.stdout) == (2, "")
     assert proc.stderr == f"{tmp_path}/nope.yaml: no such file or directory\n"
 
 
 def test_unreadable_file_is_one_line_never_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_bytes(b"\xff\xfe not utf-8")
-    proc = subprocess.run(
-        [str(NFSGUARD), "policy", "lint", str(tmp_path / "p.yaml")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 2
+    proc = nfsguard("policy", "lint", str(tmp_path / "p.yaml"))
+    assert proc.exit_code == 2
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.splitlines()) == 1
     assert proc.stderr.startswith(f"{tmp_path}/p.yaml: cannot read:")
@@ -334,13 +319,8 @@ def test_binary_garbage_and_odd_documents_never_traceback(tmp_path: Path) -> Non
     }
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    proc = subprocess.run(
-        [str(NFSGUARD), "policy", "lint", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 1, proc.stderr
+    proc = nfsguard("policy", "lint", str(tmp_path))
+    assert proc.exit_code == 1, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == f"{tmp_path}/a.yaml:1:1: a policy document must be a mapping"

@@ -12,7 +12,6 @@ independent oracle of the option string the node will mount with.
 from __future__ import annotations
 
 import copy
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from tests.fixtures.mount_nfs import MOUNT_NFS, ask
-from tests.support import engine_for, linted, load_policies
+from tests.support import engine_for, linted, load_policies, nfsguard
 from webhook.admission.handler import decide
 from webhook.admission.offline import offline_request
 from webhook.api.decision import Decision, Outcome
@@ -954,31 +953,29 @@ def test_read_target_defaults_to_the_built_in_profiles() -> None:
 # ------------------------------------------------------------ policy explain
 
 
+def explained(*args: str) -> str:
+    result = nfsguard(*args)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
 def test_policy_explain_says_why_a_pin_was_not_applied(tmp_path: Path) -> None:
     (tmp_path / "policy.yaml").write_text(policy())
     manifest = tmp_path / "ceph.yaml"
     manifest.write_text(yaml.safe_dump(ceph_pv("rook-ceph.nfs.csi.ceph.com")))
-    nfsguard = REPO / ".venv" / "bin" / "nfsguard"
-    base = [str(nfsguard), "policy", "explain", "--policy", str(tmp_path / "policy.yaml")]
-    text = subprocess.run(
-        [*base, str(manifest)], capture_output=True, text=True, timeout=60, check=True
-    ).stdout
+    base = ["policy", "explain", "--policy", str(tmp_path / "policy.yaml")]
+    text = explained(*base, str(manifest))
     assert "driver:      ceph-nfs (provisioner rook-ceph.nfs.csi.ceph.com)" in text
     assert "servers:     speak NFS 4.1, 4.2" in text
     assert "outcome:     warned" in text
     assert "note:        unsupported pin: nfsvers=4.0 not applied" in text
-    out = subprocess.run(
-        [*base, "-o", "json", str(manifest)], capture_output=True, text=True, timeout=60, check=True
-    ).stdout
-    data = yaml.safe_load(out)
+    data = yaml.safe_load(explained(*base, "-o", "json", str(manifest)))
     first = data[0] if isinstance(data, list) else data
     assert first["serverVersions"] == ["4.1", "4.2"]
     assert first["notes"] and first["notes"][0].startswith("unsupported pin")
     # Azure Files: never pinned, and explain says so.
     manifest.write_text(yaml.safe_dump(azure_pv()))
-    text = subprocess.run(
-        [*base, str(manifest)], capture_output=True, text=True, timeout=60, check=True
-    ).stdout
+    text = explained(*base, str(manifest))
     assert "never pinned: the driver sets the version" in text
     assert "vers=4,minorversion=1,sec=sys" in text  # what the node really mounts with
 

@@ -7,18 +7,13 @@ one `nfsguard review` (and the server) makes.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import jsonpatch
 import yaml
-from click.testing import CliRunner
 
-from webhook.cli.main import cli
-
-NFSGUARD = Path(sys.executable).parent / "nfsguard"
+from tests.support import nfsguard
 
 POLICIES = {
     "10-site.yaml": """\
@@ -136,8 +131,7 @@ def files(tmp_path: Path) -> Path:
 
 
 def explain(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["policy", "explain", *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    result = nfsguard("policy", "explain", *args)
     return result.exit_code, result.stdout
 
 
@@ -340,16 +334,13 @@ def test_json_output_has_stable_keys_and_the_review_decision(tmp_path: Path) -> 
         "options": ["nfsvers=4.0"],
     }
     # the patch is the one `nfsguard review` applies
-    reviewed = CliRunner().invoke(
-        cli,
-        [
-            "review",
-            "--policy",
-            str(pol),
-            "--nodes",
-            str(tmp_path / "nodes.yaml"),
-            str(tmp_path / "pv.yaml"),
-        ],
+    reviewed = nfsguard(
+        "review",
+        "--policy",
+        str(pol),
+        "--nodes",
+        str(tmp_path / "nodes.yaml"),
+        str(tmp_path / "pv.yaml"),
     )
     assert reviewed.exit_code == 0
     patched = jsonpatch.apply_patch(yaml.safe_load(PV), pv["patch"])
@@ -360,12 +351,7 @@ def test_json_output_has_stable_keys_and_the_review_decision(tmp_path: Path) -> 
 
 def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
     pol = files(tmp_path)
-    proc = subprocess.run(
-        [str(NFSGUARD), "policy", "explain", "--policy", str(pol), str(tmp_path / "nope.yaml")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert (proc.returncode, proc.stdout) == (2, "")
+    proc = nfsguard("policy", "explain", "--policy", str(pol), str(tmp_path / "nope.yaml"))
+    assert (proc.exit_code, proc.stdout) == (2, "")
     assert proc.stderr.startswith(f"{tmp_path}/nope.yaml: cannot read:")
     assert len(proc.stderr.splitlines()) == 1

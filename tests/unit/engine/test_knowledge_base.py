@@ -9,15 +9,13 @@ to site policies, every rule says why and where from, exemptions win.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.support import engine_for, load_policies
+from tests.support import engine_for, load_policies, nfsguard
 from webhook.admission.handler import decide
 from webhook.admission.offline import offline_request
 from webhook.api.decision import Action, Outcome
@@ -26,7 +24,6 @@ from webhook.files.sources import read_policy_sources
 from webhook.nfs.inventory import Node, StaticInventory
 
 REPO = Path(__file__).resolve().parents[3]
-NFSGUARD = Path(sys.executable).parent / "nfsguard"
 KB = REPO / "policies" / "known-issues.yaml"
 
 
@@ -36,15 +33,9 @@ def knowledge_base() -> Policy:
 
 
 def test_shipped_policy_suites_pass() -> None:
-    proc = subprocess.run(
-        [str(NFSGUARD), "policy", "test", str(REPO / "policies" / "tests")],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
+    proc = nfsguard("policy", "test", str(REPO / "policies" / "tests"))
     lines = proc.stdout.splitlines()
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.exit_code == 0, proc.stdout + proc.stderr
     assert proc.stderr == ""
     summary = re.fullmatch(r"(\d+) passed, 0 failed", lines[-1])
     assert summary is not None, lines[-1]
@@ -183,13 +174,7 @@ def test_make_run_still_serves_the_policies_directory() -> None:
     engine = engine_for(read_policy_sources([str(REPO / "policies")]))
     assert [p.name for p in engine.policies] == ["nfsguard-known-issues", "site-rules"]
     obj = pv("192.168.100.7", "/data1/k8sdev/hl", ("nfsvers=4.2", "hard"))
-    proc = subprocess.run(
-        [str(NFSGUARD), "review", "--policy", str(REPO / "policies"), "-"],
-        input=yaml.safe_dump(obj),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = nfsguard("review", "--policy", str(REPO / "policies"), "-", stdin=yaml.safe_dump(obj))
+    assert proc.exit_code == 0, proc.stderr
     assert "mountOptions:\n  - nfsvers=4.0\n  - hard\n" in proc.stdout
     assert "by rule incident-node003-hang (site-rules" in proc.stderr
