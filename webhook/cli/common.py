@@ -11,7 +11,6 @@ import click
 
 from webhook.admission.errors import BadRequest
 from webhook.admission.offline import object_label
-from webhook.cli.errors import Refused, one_line
 from webhook.config.load import load
 from webhook.engine.engine import Engine
 from webhook.files import packaged
@@ -69,9 +68,9 @@ def manifests(files: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 @contextmanager
 def reviewing(name: str, obj: Mapping[str, Any]) -> Iterator[None]:
-    """Refuses an object that cannot be reviewed (BadRequest) in one line that names
+    """An object that cannot be reviewed (BadRequest) is refused in one line that names
     it: ``FILE: Kind/name: message``."""
     try:
         yield
     except BadRequest as exc:
-        raise Refused(one_line(f"{name}: {object_label(obj)}: {exc.message}")) from None
+        raise BadRequest(f"{name}: {object_label(obj)}: {exc.message}") from None

@@ -12,8 +12,11 @@ exit 2 with its lines on stderr, never a traceback:
 - a test suite that cannot run (:class:`SuiteError`): every problem, ``FILE:LINE: message``;
 - a file that cannot be read or parsed (:class:`SourceError`) and an audit signing key
   that does not load (:class:`AuditKeyError`): one line, ``FILE[:LINE]: message``;
-- input a command refuses in its own words (:class:`Refused`: an object that cannot be
-  reviewed, a line that is not an audit record, a bad option value): its lines.
+- an object that cannot be reviewed (:class:`BadRequest`, e.g. ``UnreviewableObject``
+  from ``admission.handler.decide``): one line; ``cli.common.reviewing`` names the file
+  and object first;
+- input a command refuses in its own words (:class:`Refused`: a line that is not an
+  audit record, a bad option value, an answer from the cluster): its lines.
 
 Usage errors stay click's own (``Usage: ...``, exit 2).
 """
@@ -25,6 +28,7 @@ from typing import Any
 
 import click
 
+from webhook.admission.errors import BadRequest
 from webhook.audit.signing import AuditKeyError
 from webhook.config.documents import PolicyError
 from webhook.files.sources import SourceError
@@ -65,6 +69,8 @@ def refusal(exc: Exception) -> Refused | None:
         return Refused(one_line(str(exc)))
     if isinstance(exc, AuditKeyError):
         return Refused(str(exc))
+    if isinstance(exc, BadRequest):
+        return Refused(one_line(exc.message))
     return None
 
 
