@@ -21,8 +21,8 @@ from webhook.admission.review import (
 )
 from webhook.api.decision import Decision, Outcome
 from webhook.api.review import AdmissionRequest
+from webhook.api.target import InvalidObject
 from webhook.engine.engine import Engine
-from webhook.engine.reading import InvalidObject
 from webhook.nfs.inventory import NodeInventory, UnknownInventory
 
 #: Kinds and operations nfsguard reviews; everything else is allowed untouched.

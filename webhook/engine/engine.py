@@ -23,9 +23,10 @@ from webhook.api.policy import (
     UnknownNodes,
 )
 from webhook.api.profile import DriverProfile
+from webhook.api.target import NFSTarget, OptionPlace
 from webhook.config.profiles import builtin_profiles
 from webhook.engine.profiles import DriverProfiles
-from webhook.engine.reading import NFSTarget, OptionPlace, read_target
+from webhook.engine.reading import read_target
 from webhook.nfs.inventory import KernelView, NodeInventory, UnknownInventory
 from webhook.nfs.options import (
     EffectiveVersion,

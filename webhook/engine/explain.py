@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.api.decision import Action, Decision, Outcome
+from webhook.api.target import NFSTarget
 from webhook.engine.engine import CompiledRule, Engine
-from webhook.engine.reading import NFSTarget
 from webhook.nfs.inventory import NodeInventory
 from webhook.nfs.options import is_version_option
 

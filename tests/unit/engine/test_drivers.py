@@ -26,12 +26,13 @@ from tests.support import engine_for, linted, load_policies, nfsguard
 from webhook.admission.handler import decide
 from webhook.admission.offline import offline_request
 from webhook.api.decision import Decision, Outcome
+from webhook.api.target import NFSTarget
 from webhook.config.documents import PolicyError, parse_documents
 from webhook.config.lint import unsafe_pin_warnings
 from webhook.config.profiles import PROFILE_KIND, load_profiles
 from webhook.engine.engine import Engine, pin_plan, version_state
 from webhook.engine.profiles import DriverProfiles
-from webhook.engine.reading import NFSTarget, read_target
+from webhook.engine.reading import read_target
 from webhook.files import packaged
 from webhook.nfs.inventory import UnknownInventory
 from webhook.nfs.options import is_version_option, selected_version

@@ -18,8 +18,8 @@ import pytest
 
 from tests.support import engine_for
 from webhook.api.decision import Action, Decision, Outcome
+from webhook.api.target import InvalidObject
 from webhook.engine.engine import Engine
-from webhook.engine.reading import InvalidObject
 from webhook.nfs.inventory import StaticInventory, UnknownInventory
 from webhook.nfs.options import effective_version, is_version_option, split_options
 from webhook.nfs.scope import Node
