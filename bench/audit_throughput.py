@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
+from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target
 from webhook.api.review import AdmissionRequest, UserInfo
 from webhook.audit.chain_file import rotated_files
 from webhook.audit.signing import generate, key_id, load_public_key, load_signer
 from webhook.audit.verify import Verifier, Where, iter_lines
 from webhook.audit.writer import AuditWriter
+from webhook.nfs.options import EffectiveVersion, VersionKind
 
 BEGIN = "<!-- bench:audit_throughput -->"
 END = "<!-- /bench:audit_throughput -->"
@@ -46,8 +47,8 @@ def _decision() -> Decision:
         target=Target("PersistentVolume", "pv", "in-tree-nfs", "192.168.100.7", "/data1/k8s"),
         deciding=ref,
         matched=(ref,),
-        before=VersionState("4.2", "explicit", True, ("nfsvers=4.2",)),
-        after=VersionState("4.0", "explicit", False, ("nfsvers=4.0",)),
+        before=EffectiveVersion(VersionKind.EXPLICIT, "4.2", ("nfsvers=4.2",)),
+        after=EffectiveVersion(VersionKind.EXPLICIT, "4.0", ("nfsvers=4.0",)),
         patch=({"op": "replace", "path": "/spec/mountOptions", "value": ["nfsvers=4.0"]},),
         message='rule "incident-pin" pinned nfsvers=4.0 for 192.168.100.7:/data1/k8s',
         warnings=("nfsguard: nfsvers=4.2 -> nfsvers=4.0 by rule incident-pin",),

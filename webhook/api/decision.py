@@ -2,8 +2,8 @@
 
 A ``Decision`` is everything the wire layer, ``nfsguard review``/``explain`` and
 the audit trail need: who decided (policy, version, digest, rule), what was
-seen and what will be mounted (effective version before/after), and the JSON
-patch that gets there.
+seen and what will be mounted (``EffectiveVersion`` before/after, from
+webhook.nfs.options), and the JSON patch that gets there.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from webhook.api.kube import ObjectKind
+from webhook.nfs.options import EffectiveVersion
 
 
 class Action(StrEnum):
@@ -79,33 +82,10 @@ class RuleRef:
 
 
 @dataclass(frozen=True)
-class VersionState:
-    """The effective NFS version of an object's mount options, summarised.
-
-    ``version`` is what the node would mount with first (``"4.2"`` for a
-    negotiated mount), ``kind`` how it was chosen (explicit, negotiated,
-    conflicting, not-v4), ``options`` the version-selecting options found.
-    """
-
-    version: str | None
-    kind: str
-    affected: bool
-    options: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "kind": self.kind,
-            "affected": self.affected,
-            "options": list(self.options),
-        }
-
-
-@dataclass(frozen=True)
 class Target:
     """Summary of the NFS target an object points at (for messages and records)."""
 
-    kind: str
+    kind: ObjectKind
     name: str
     driver: str
     server: str | None
@@ -125,8 +105,8 @@ class Decision:
     target: Target | None = None
     deciding: RuleRef | None = None
     matched: tuple[RuleRef, ...] = ()
-    before: VersionState | None = None
-    after: VersionState | None = None
+    before: EffectiveVersion | None = None
+    after: EffectiveVersion | None = None
     patch: tuple[Mapping[str, Any], ...] = ()
     message: str = ""
     warnings: tuple[str, ...] = ()

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, NamedTuple
 
-from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
+from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target
 from webhook.api.policy import (
     Match,
     OnExplicit,
@@ -215,11 +214,6 @@ def _matches(
     return True
 
 
-@lru_cache(maxsize=1024)  # EffectiveVersions repeat (options.effective_version is cached)
-def version_state(ev: EffectiveVersion) -> VersionState:
-    return VersionState(ev.version, ev.kind.value, ev.affected, ev.options)
-
-
 class _Verdict(NamedTuple):
     """What the deciding rule did; ``Engine.decide`` adds what every decision carries."""
 
@@ -227,7 +221,7 @@ class _Verdict(NamedTuple):
     message: str
     warnings: tuple[str, ...] = ()
     patch: tuple[dict[str, Any], ...] = ()
-    after: VersionState | None = None  # None: unchanged
+    after: EffectiveVersion | None = None  # None: unchanged
     notes: tuple[str, ...] = ()
 
 
@@ -380,7 +374,6 @@ class Engine:
         if target is None:
             return Decision(Outcome.IGNORED)
         ev = target.effective_version()
-        before = version_state(ev)
         matched, nodes_note = self.matching(target, inventory)
         refs = tuple(c.ref for c in matched)
         summary = Target(
@@ -394,7 +387,7 @@ class Engine:
         if not ev.affected or not matched:
             outcome = Outcome.UNMATCHED if ev.affected else Outcome.COMPLIANT
             return Decision(
-                outcome, target=summary, matched=refs, before=before, after=before, nodes=nodes_note
+                outcome, target=summary, matched=refs, before=ev, after=ev, nodes=nodes_note
             )
         deciding = min(matched, key=_rank)
         verdict = self._act(deciding, obj, target, ev, operation)
@@ -403,8 +396,8 @@ class Engine:
             target=summary,
             deciding=deciding.ref,
             matched=refs,
-            before=before,
-            after=verdict.after or before,
+            before=ev,
+            after=verdict.after or ev,
             patch=verdict.patch,
             message=verdict.message,
             warnings=verdict.warnings,
@@ -491,7 +484,7 @@ class Engine:
             f"{who} pinned {pin} for {export} (was NFS {seen})",
             (warning,),
             tuple(plan.ops),
-            version_state(after_ev),
+            after_ev,
         )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 
 #: Versions a mount option may name (fs/nfs/fs_context.c nfs_vers_tokens).
 KNOWN_VERSIONS = frozenset({"2", "3", "4", "4.0", "4.1", "4.2"})
@@ -35,7 +36,13 @@ class VersionKind(StrEnum):
 
 @dataclass(frozen=True)
 class EffectiveVersion:
-    """The version a node would mount with, and how that was decided."""
+    """The version a node would mount with, and how that was decided.
+
+    ``version`` is what mount.nfs tries first (``"4.2"`` for a negotiated mount),
+    ``kind`` how it was chosen, ``options`` the version-selecting options found. A
+    ``Decision`` carries one before and one after its patch; ``to_dict`` is their
+    form in audit records and ``policy explain -o json``.
+    """
 
     kind: VersionKind
     version: str | None  # "4.0", "4.1", "4.2", "3", "2"; None when conflicting/invalid
@@ -47,6 +54,14 @@ class EffectiveVersion:
         if self.kind is VersionKind.NOT_V4:
             return False
         return not (self.kind is VersionKind.EXPLICIT and self.version == "4.0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "kind": self.kind.value,
+            "affected": self.affected,
+            "options": list(self.options),
+        }
 
     def describe(self) -> str:
         if self.kind is VersionKind.NEGOTIATED:

@@ -12,11 +12,12 @@ from click.testing import Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tests.support import nfsguard
-from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target, VersionState
+from webhook.api.decision import Action, Decision, Outcome, RuleRef, Target
 from webhook.api.review import AdmissionRequest, UserInfo
 from webhook.audit.chain_file import rotated_files
 from webhook.audit.signing import generate, key_id, load_public_key
 from webhook.audit.verify import Report, Verifier, Where, iter_lines
+from webhook.nfs.options import EffectiveVersion, VersionKind
 
 REPO = Path(__file__).resolve().parents[3]
 PYTHON = sys.executable
@@ -56,8 +57,8 @@ def decision(
         target=Target("PersistentVolume", name, "nfs.csi.k8s.io", "srv", "/export", "nfs-csi"),
         deciding=ref,
         matched=(ref, other),
-        before=VersionState("4.2", "negotiated", True, ()),
-        after=VersionState("4.1", "explicit", False, ("nfsvers=4.1",)),
+        before=EffectiveVersion(VersionKind.NEGOTIATED, "4.2"),
+        after=EffectiveVersion(VersionKind.EXPLICIT, "4.1", ("nfsvers=4.1",)),
         patch=({"op": "add", "path": "/spec/mountOptions", "value": ["nfsvers=4.1"]},),
         message=f"pinned to NFS 4.1 by {rule}",
         warnings=("pinned",),

@@ -69,7 +69,7 @@ def test_decision_record_carries_every_field(tmp_path: Path) -> None:
         "after": {
             "version": "4.1",
             "kind": "explicit",
-            "affected": False,
+            "affected": True,  # NFSv4.1 bugs reach an explicit 4.1 (EffectiveVersion.affected)
             "options": ["nfsvers=4.1"],
         },
         "patch": [{"op": "add", "path": "/spec/mountOptions", "value": ["nfsvers=4.1"]}],
