@@ -1,14 +1,15 @@
 """How one AdmissionReview is answered: parse, scope, decide, record, respond.
 
-Each step is one function below, in that order. The same ``decide`` serves
-``nfsguard review``, ``policy explain`` and ``policy test``, so files and the
-served webhook always give the same answers.
+Each step is one function below, in that order. The same ``evaluate`` (``decide``
+is its decision) serves ``nfsguard review``, ``policy test`` and ``policy explain``
+(which reads its whole trace), so files and the served webhook always give the
+same answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from webhook.admission.errors import Unavailable, UnreviewableObject
 from webhook.admission.recorder import DecisionRecorder, NullRecorder
@@ -19,17 +20,16 @@ from webhook.admission.review import (
     parse_review,
     patched,
 )
-from webhook.api.decision import Decision, Outcome
+from webhook.api.decision import Decision
+from webhook.api.kube import Operation
 from webhook.api.review import AdmissionRequest
 from webhook.api.target import InvalidObject
-from webhook.engine.engine import Engine
+from webhook.engine.engine import IGNORED, Engine, Evaluation
 from webhook.nfs.inventory import NodeInventory, UnknownInventory
 
 #: Kinds and operations nfsguard reviews; everything else is allowed untouched.
 REVIEWED_KINDS = frozenset({"PersistentVolume", "StorageClass"})
 REVIEWED_OPERATIONS = frozenset({"CREATE", "UPDATE"})
-
-_IGNORED = Decision(Outcome.IGNORED)
 
 
 def reviewed_object(request: AdmissionRequest) -> Mapping[str, Any] | None:
@@ -52,16 +52,22 @@ def reviewed_object(request: AdmissionRequest) -> Mapping[str, Any] | None:
     return obj
 
 
-def decide(engine: Engine, request: AdmissionRequest, inventory: NodeInventory) -> Decision:
-    """The decision for one request. Raises UnreviewableObject (a BadRequest) for an
-    object no apiserver sends."""
+def evaluate(engine: Engine, request: AdmissionRequest, inventory: NodeInventory) -> Evaluation:
+    """The engine's whole trace for one request (``policy explain`` reads it). Raises
+    UnreviewableObject (a BadRequest) for an object no apiserver sends."""
     obj = reviewed_object(request)
     if obj is None:
-        return _IGNORED
+        return IGNORED
+    operation = cast(Operation, request.operation)  # CREATE or UPDATE: reviewed_object checked
     try:
-        return engine.decide(obj, operation=request.operation, inventory=inventory)
+        return engine.evaluate(obj, operation=operation, inventory=inventory)
     except InvalidObject as exc:
         raise UnreviewableObject(f"{request.kind} {request.display_name or '?'}: {exc}") from None
+
+
+def decide(engine: Engine, request: AdmissionRequest, inventory: NodeInventory) -> Decision:
+    """The decision for one request: ``evaluate(...).decision``."""
+    return evaluate(engine, request, inventory).decision
 
 
 def record(recorder: DecisionRecorder, request: AdmissionRequest, decision: Decision) -> None:

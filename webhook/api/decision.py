@@ -8,12 +8,11 @@ webhook.nfs.options), and the JSON patch that gets there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from webhook.api.kube import ObjectKind
+from webhook.api.patch import PatchOperation
 from webhook.nfs.options import EffectiveVersion
 
 
@@ -107,7 +106,7 @@ class Decision:
     matched: tuple[RuleRef, ...] = ()
     before: EffectiveVersion | None = None
     after: EffectiveVersion | None = None
-    patch: tuple[Mapping[str, Any], ...] = ()
+    patch: tuple[PatchOperation, ...] = ()
     message: str = ""
     warnings: tuple[str, ...] = ()
     nodes: str = ""  # how node kernels were known ("" when no rule needed them)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from webhook.admission.handler import decide
+from webhook.admission.handler import evaluate
 from webhook.admission.offline import offline_request
 from webhook.cli.common import (
     load_engine,
@@ -131,12 +131,8 @@ def explain(
     for count, (name, obj) in enumerate(manifests(files), 1):
         request = offline_request(obj, operation, f"explain-{count}")
         with reviewing(name, obj):
-            decision = decide(engine, request, inventory)
-        results.append(
-            explain_object(
-                engine, obj, decision, inventory=inventory, source=name, operation=operation
-            )
-        )
+            evaluation = evaluate(engine, request, inventory)
+        results.append(explain_object(evaluation, obj, source=name, operation=operation))
     if output == "json":
         json.dump([to_json(e) for e in results], sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -3,10 +3,9 @@
 An explanation puts side by side what the engine reads from the object (driver,
 export, every place mount options live and which one the node reads, the
 effective version), every rule that matched, which one decided and why
-(precedence), and the decision itself (outcome, message, patch). The decision
-is passed in, made by the same ``decide`` the server uses; this module only
-reads the engine (``Engine.read`` and ``Engine.matching``), so explaining never
-changes an answer.
+(precedence), and the decision itself (outcome, message, patch). All of it is
+read from one ``Evaluation`` (webhook/engine/engine.py), the trace of the same
+review the server makes: an explanation cannot disagree with the decision.
 
 The JSON form (``to_json``) is documented in docs/policy-authoring.md; its keys
 are stable.
@@ -19,13 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.api.decision import Action, Decision, Outcome
-from webhook.api.target import NFSTarget
-from webhook.engine.engine import CompiledRule, Engine
-from webhook.nfs.inventory import NodeInventory
+from webhook.engine.engine import Evaluation
+from webhook.engine.index import CompiledRule
 from webhook.nfs.options import is_version_option
-
-PRECEDENCE = " > ".join(a.value for a in sorted(Action, key=lambda a: a.precedence))
 
 
 @dataclass(frozen=True)
@@ -34,11 +29,7 @@ class Explanation:
     kind: str
     name: str
     operation: str
-    target: NFSTarget | None
-    matched: tuple[CompiledRule, ...]
-    deciding: CompiledRule | None
-    reason: str
-    decision: Decision
+    evaluation: Evaluation
 
 
 def _name(obj: Mapping[str, Any]) -> str:
@@ -51,61 +42,16 @@ def _name(obj: Mapping[str, Any]) -> str:
     return "?"
 
 
-def precedence_reason(matched: Sequence[CompiledRule], deciding: CompiledRule) -> str:
-    """Why ``deciding`` won among ``matched`` (it is ``min(matched, key=rank)``)."""
-    others = [c for c in matched if c is not deciding]
-    if not others:
-        return "the only matching rule"
-    action = deciding.rule.action
-    parts: list[str] = []
-    beaten = sorted(
-        {c.rule.action for c in others if c.rule.action is not action},
-        key=lambda a: a.precedence,
-    )
-    if beaten:
-        parts.append(
-            f"{action.value} outranks {', '.join(a.value for a in beaten)} "
-            f"(precedence {PRECEDENCE})"
-        )
-    peers = [c for c in others if c.rule.action is action]
-    if peers:
-        parts.append(
-            f"first of {len(peers) + 1} matching {action.value} rules in load order "
-            "(policy file name order, then rule order)"
-        )
-    return "; ".join(parts)
-
-
 def explain(
-    engine: Engine,
+    evaluation: Evaluation,
     obj: Mapping[str, Any],
-    decision: Decision,
     *,
-    inventory: NodeInventory,
     source: str = "",
     operation: str = "CREATE",
 ) -> Explanation:
-    """Explain ``decision`` (made by ``webhook.admission.handler.decide`` for ``obj``)."""
-    kind, name = str(obj.get("kind", "?")), _name(obj)
-    target = engine.read(obj) if decision.outcome is not Outcome.IGNORED else None
-    if target is None:
-        return Explanation(
-            source, kind, name, operation, None, (), None, "not an NFS object in scope", decision
-        )
-    matched, _ = engine.matching(target, inventory)
-    by_ref = {c.ref: c for c in matched}
-    deciding = by_ref.get(decision.deciding) if decision.deciding is not None else None
-    if not target.effective_version().affected:
-        reason = "the effective version is safe: the object is compliant and no rule acts"
-    elif not matched:
-        reason = "no rule matches: nfsguard leaves the object alone"
-    elif deciding is not None:
-        reason = precedence_reason(matched, deciding)
-    else:
-        reason = ""
-    return Explanation(
-        source, kind, name, operation, target, tuple(matched), deciding, reason, decision
-    )
+    """Explain ``evaluation``, the trace of reviewing ``obj`` (made by
+    ``webhook.admission.handler.evaluate``, as a served review is)."""
+    return Explanation(source, str(obj.get("kind", "?")), _name(obj), operation, evaluation)
 
 
 def _rule_json(c: CompiledRule, deciding: CompiledRule | None) -> dict[str, Any]:
@@ -122,7 +68,8 @@ def _rule_json(c: CompiledRule, deciding: CompiledRule | None) -> dict[str, Any]
 
 def to_json(e: Explanation) -> dict[str, Any]:
     """The machine form; every key is always present (null or empty when not known)."""
-    d, t = e.decision, e.target
+    trace = e.evaluation
+    d, t, deciding, reason = trace.decision, trace.target, trace.deciding, trace.reason
     places: list[dict[str, Any]] = []
     ev: dict[str, Any] | None = None
     if t is not None:
@@ -138,14 +85,9 @@ def to_json(e: Explanation) -> dict[str, Any]:
                     "versionOptions": [o for o in p.options if is_version_option(o)],
                 }
             )
-        eff = t.effective_version()
-        ev = {
-            "version": eff.version,
-            "kind": eff.kind.value,
-            "affected": eff.affected,
-            "options": list(eff.options),
-            "description": eff.describe(),
-        }
+        eff = trace.effective
+        assert eff is not None  # every target read has one
+        ev = {**eff.to_dict(), "description": eff.describe()}
     return {
         "source": e.source,
         "kind": e.kind,
@@ -165,13 +107,11 @@ def to_json(e: Explanation) -> dict[str, Any]:
         "effectiveVersion": ev,
         "nodeScope": str(t.scope) if t else None,
         "nodes": d.nodes,
-        "matched": [_rule_json(c, e.deciding) for c in e.matched],
+        "matched": [_rule_json(c, deciding) for c in trace.matched],
         "deciding": (
-            {**_rule_json(e.deciding, e.deciding), "reason": e.reason}
-            if e.deciding is not None
-            else None
+            {**_rule_json(deciding, deciding), "reason": reason} if deciding is not None else None
         ),
-        "reason": e.reason,
+        "reason": reason,
         "outcome": d.outcome.value,
         "allowed": d.allowed,
         "message": d.message,
@@ -188,11 +128,12 @@ def _opts(options: Sequence[str]) -> str:
 
 def to_text(e: Explanation) -> str:
     """The human form: one labelled line per fact, rules and patch indented."""
-    d, t = e.decision, e.target
+    trace = e.evaluation
+    d, t, deciding, reason = trace.decision, trace.target, trace.deciding, trace.reason
     head = f"{e.kind}/{e.name}" + (f" ({e.source})" if e.source else "")
     lines = [head]
     if t is None:
-        lines.append(f"  outcome:     {d.outcome.value} ({e.reason})")
+        lines.append(f"  outcome:     {d.outcome.value} ({reason})")
         return "\n".join(lines)
     export = f"{t.server}:{t.path}" if t.server and t.path else (t.server or "(no server known)")
     lines.append(
@@ -216,30 +157,31 @@ def to_text(e: Explanation) -> str:
         state = _opts(p.options) if p.present else "(absent)"
         suffix = f"  [{', '.join(flags)}]" if flags else ""
         lines.append(f"    {p.label:<40} {state}{suffix}")
-    eff = t.effective_version()
+    eff = trace.effective
+    assert eff is not None  # every target read has one
     lines.append(f"  node mounts: {_opts(t.node_options())}")
     lines.append(f"  version:     {eff.describe()}: {'affected' if eff.affected else 'safe'}")
     if t.scope.terms is not None or d.nodes:
         lines.append(f"  node scope:  {t.scope}")
     if d.nodes:
         lines.append(f"  nodes:       {d.nodes}")
-    if e.matched:
-        lines.append(f"  matched ({len(e.matched)}):")
-        for c in e.matched:
-            mark = "  <- decides" if c is e.deciding else ""
+    if trace.matched:
+        lines.append(f"  matched ({len(trace.matched)}):")
+        for c in trace.matched:
+            mark = "  <- decides" if c is deciding else ""
             lines.append(
                 f"    {c.policy.name} {c.policy.version} / {c.rule.name}: "
                 f"{c.rule.action.value}{mark}"
             )
     else:
         lines.append("  matched:     no rule")
-    if e.deciding is not None:
+    if deciding is not None:
         lines.append(
-            f"  decided by:  {e.deciding.policy.name}/{e.deciding.rule.name} "
-            f"({e.deciding.rule.action.value}): {e.reason}"
+            f"  decided by:  {deciding.policy.name}/{deciding.rule.name} "
+            f"({deciding.rule.action.value}): {reason}"
         )
-    elif e.reason:
-        lines.append(f"  why:         {e.reason}")
+    elif reason:
+        lines.append(f"  why:         {reason}")
     lines.append(f"  outcome:     {d.outcome.value}")
     if d.message:
         lines.append(f"  message:     {d.message}")

@@ -30,7 +30,8 @@ from webhook.api.target import NFSTarget
 from webhook.config.documents import PolicyError, parse_documents
 from webhook.config.lint import unsafe_pin_warnings
 from webhook.config.profiles import PROFILE_KIND, load_profiles
-from webhook.engine.engine import Engine, pin_plan
+from webhook.engine.engine import Engine
+from webhook.engine.pin import pin_plan
 from webhook.engine.profiles import DriverProfiles
 from webhook.engine.reading import read_target
 from webhook.files import packaged

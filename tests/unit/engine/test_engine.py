@@ -18,6 +18,7 @@ import pytest
 
 from tests.support import engine_for
 from webhook.api.decision import Action, Decision, Outcome
+from webhook.api.kube import Operation
 from webhook.api.target import InvalidObject
 from webhook.engine.engine import Engine
 from webhook.nfs.inventory import StaticInventory, UnknownInventory
@@ -203,7 +204,7 @@ def apply(obj: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
 
 
 def decide_and_apply(
-    eng: Engine, obj: dict[str, Any], operation: str = "CREATE", **kw: Any
+    eng: Engine, obj: dict[str, Any], operation: Operation = "CREATE", **kw: Any
 ) -> tuple[Decision, dict[str, Any]]:
     original = copy.deepcopy(obj)
     decision = eng.decide(obj, operation=operation, **kw)
