@@ -106,19 +106,19 @@ def to_json(e: Explanation) -> dict[str, Any]:
         "nodeOptions": t.node_options() if t else [],
         "effectiveVersion": ev,
         "nodeScope": str(t.scope) if t else None,
-        "nodes": d.nodes,
+        "nodes": trace.nodes,
         "matched": [_rule_json(c, deciding) for c in trace.matched],
         "deciding": (
             {**_rule_json(deciding, deciding), "reason": reason} if deciding is not None else None
         ),
         "reason": reason,
-        "outcome": d.outcome.value,
+        "outcome": trace.outcome.value,
         "allowed": d.allowed,
         "message": d.message,
         "warnings": list(d.warnings),
         "notes": list(d.notes),
         "after": d.after.to_dict() if d.after is not None else None,
-        "patch": [dict(op) for op in d.patch],
+        "patch": [dict(op) for op in trace.patch],
     }
 
 
@@ -133,7 +133,7 @@ def to_text(e: Explanation) -> str:
     head = f"{e.kind}/{e.name}" + (f" ({e.source})" if e.source else "")
     lines = [head]
     if t is None:
-        lines.append(f"  outcome:     {d.outcome.value} ({reason})")
+        lines.append(f"  outcome:     {trace.outcome.value} ({reason})")
         return "\n".join(lines)
     export = f"{t.server}:{t.path}" if t.server and t.path else (t.server or "(no server known)")
     lines.append(
@@ -161,10 +161,10 @@ def to_text(e: Explanation) -> str:
     assert eff is not None  # every target read has one
     lines.append(f"  node mounts: {_opts(t.node_options())}")
     lines.append(f"  version:     {eff.describe()}: {'affected' if eff.affected else 'safe'}")
-    if t.scope.terms is not None or d.nodes:
+    if t.scope.terms is not None or trace.nodes:
         lines.append(f"  node scope:  {t.scope}")
-    if d.nodes:
-        lines.append(f"  nodes:       {d.nodes}")
+    if trace.nodes:
+        lines.append(f"  nodes:       {trace.nodes}")
     if trace.matched:
         lines.append(f"  matched ({len(trace.matched)}):")
         for c in trace.matched:
@@ -182,19 +182,19 @@ def to_text(e: Explanation) -> str:
         )
     elif reason:
         lines.append(f"  why:         {reason}")
-    lines.append(f"  outcome:     {d.outcome.value}")
+    lines.append(f"  outcome:     {trace.outcome.value}")
     if d.message:
         lines.append(f"  message:     {d.message}")
     for w in d.warnings:
         lines.append(f"  warning:     {w}")
     for n in d.notes:
         lines.append(f"  note:        {n}")
-    if d.patch:
+    if trace.patch:
         if d.after is not None:
             safe = "affected" if d.after.affected else "safe"
             lines.append(f"  after:       {d.after.version} ({d.after.kind}): {safe}")
         lines.append("  patch:")
-        for op in d.patch:
+        for op in trace.patch:
             value = f" {json.dumps(op['value'])}" if "value" in op else ""
             lines.append(f"    {op['op']} {op['path']}{value}")
     return "\n".join(lines)
