@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema
 
@@ -34,9 +33,6 @@ from webhook.config.documents import Document, Path, PolicyError, Problem, parse
 from webhook.config.schema import Wording, schema_problems
 from webhook.nfs.options import selected_version
 from webhook.nfs.patterns import NamePattern
-
-if TYPE_CHECKING:
-    from webhook.engine.profiles import DriverProfiles
 
 PROFILE_KIND = "NFSDriverProfile"
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
@@ -307,16 +303,3 @@ def in_force(
     built-ins (file order) that no operator profile replaces by name."""
     names = {p.name for p in operator}
     return (*operator, *(p for p in builtin if p.name not in names))
-
-
-# DEPRECATED (issue 13): the one place config reaches into engine and files; delete it
-# when webhook/engine/engine.py and reading.py stop defaulting to the built-ins.
-@cache
-def builtin_profiles() -> DriverProfiles:
-    """DEPRECATED shim, only for the defaults of ``Engine`` and ``read_target``
-    (webhook/engine/), which are to go: pass ``webhook.files.packaged.builtin_profiles()``
-    explicitly instead. Delete this with them; config must not import engine or files."""
-    from webhook.engine.profiles import DriverProfiles
-    from webhook.files import packaged
-
-    return DriverProfiles(packaged.builtin_profiles())

@@ -25,7 +25,6 @@ from webhook.api.patch import PatchOperation
 from webhook.api.policy import Policy
 from webhook.api.profile import DriverProfile
 from webhook.api.target import NFSTarget
-from webhook.config.profiles import builtin_profiles
 from webhook.engine.index import CompiledRule, NamedProvisioners, RuleIndex, compile_rules
 from webhook.engine.matching import matching
 from webhook.engine.profiles import DriverProfiles
@@ -96,12 +95,11 @@ class Engine:
     def __init__(
         self,
         policies: Sequence[Policy],
-        profiles: DriverProfiles | Iterable[DriverProfile] | None = None,
+        profiles: DriverProfiles | Iterable[DriverProfile],
     ) -> None:
         self.policies = tuple(policies)
-        #: NFS driver profiles in the order they are tried: the built-ins unless given.
-        if profiles is None:
-            profiles = builtin_profiles()
+        #: NFS driver profiles in the order they are tried, loaded at the composition root
+        #: (webhook.files.packaged's built-ins with the operator's, config.load's ``profiles``).
         if not isinstance(profiles, DriverProfiles):
             profiles = DriverProfiles(profiles)
         self.profiles = profiles

@@ -37,7 +37,7 @@ from webhook.api.profile import (
     ValueSource,
 )
 from webhook.api.target import InvalidObject, NFSTarget
-from webhook.config.profiles import builtin_profiles
+from webhook.engine.node_scope import scope_of
 from webhook.engine.places import option_places
 from webhook.engine.profiles import DriverProfiles
 from webhook.engine.view import (
@@ -49,7 +49,6 @@ from webhook.engine.view import (
     string_map,
 )
 from webhook.nfs.patterns import NamePattern
-from webhook.nfs.scope import scope_of
 
 
 def _csi_attr(key: str) -> FieldRef:
@@ -76,26 +75,24 @@ GENERIC_SC = KindRules(
 
 def read_target(
     obj: Mapping[str, Any],
-    extra_provisioners: Container[str] = frozenset(),
-    profiles: DriverProfiles | None = None,
+    extra_provisioners: Container[str],
+    profiles: DriverProfiles,
 ) -> NFSTarget | None:
     """The NFS target of a PV or StorageClass, or None when the object is out of scope.
 
-    An object is in scope when a driver profile reads it (``profiles``, default the
-    built-ins), or when it is a CSI PV / StorageClass of a driver no profile knows
-    that is named in ``extra_provisioners`` (the provisioners/CSI drivers named in
-    loaded rules). A driver a profile names exactly, whose match the object fails,
-    is not NFS (e.g. an Azure Files SMB share) and stays out of scope.
-    Raises InvalidObject for an object no apiserver would send.
+    An object is in scope when a driver profile reads it (``profiles``), or when it
+    is a CSI PV / StorageClass of a driver no profile knows that is named in
+    ``extra_provisioners`` (the provisioners/CSI drivers named in loaded rules). A
+    driver a profile names exactly, whose match the object fails, is not NFS (e.g. an
+    Azure Files SMB share) and stays out of scope. Raises InvalidObject for an object
+    no apiserver would send.
     """
     if not isinstance(obj, JSON_OBJECT):
         raise InvalidObject("object must be a JSON object")
     kind = obj.get("kind")
     if kind != "PersistentVolume" and kind != "StorageClass":
         return None
-    return _read(
-        kind, obj, extra_provisioners, profiles if profiles is not None else builtin_profiles()
-    )
+    return _read(kind, obj, extra_provisioners, profiles)
 
 
 def _read(

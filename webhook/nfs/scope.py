@@ -24,9 +24,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
-
-from webhook.api.kube import JSON_OBJECT
 
 __all__ = [
     "ALL_NODES",
@@ -36,7 +33,6 @@ __all__ = [
     "SelectorRequirement",
     "SelectorTerm",
     "node_in_scope",
-    "scope_of",
 ]
 
 OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"})
@@ -181,78 +177,5 @@ def _term_text(term: SelectorTerm) -> str:
     return "(" + " AND ".join(parts) + ")" if parts else "(nothing)"
 
 
-# Kept for callers of the earlier module-level helpers.
-def _requirement_holds(req: SelectorRequirement, value: str | None) -> bool:
-    return req.holds(value)
-
-
-def _term_holds(term: SelectorTerm, node: Node) -> bool:
-    return term.matches(node)
-
-
 def node_in_scope(scope: NodeScope, node: Node) -> bool:
     return scope.matches(node)
-
-
-def _values(raw: Any) -> tuple[str, ...]:
-    if isinstance(raw, list | tuple):
-        return tuple(str(v) for v in raw)
-    return ()
-
-
-def _requirements(items: Any, *, default_operator: str = "") -> tuple[SelectorRequirement, ...]:
-    out: list[SelectorRequirement] = []
-    if not isinstance(items, list | tuple):
-        return ()
-    for item in items:
-        if not isinstance(item, JSON_OBJECT):
-            # Unreadable requirement: keep the term invalid rather than widen it.
-            out.append(SelectorRequirement(key="", operator=""))
-            continue
-        out.append(
-            SelectorRequirement(
-                key=str(item.get("key", "")),
-                operator=str(item.get("operator", default_operator)),
-                values=_values(item.get("values")),
-            )
-        )
-    return tuple(out)
-
-
-def _child(value: Any, key: str) -> Any:
-    """``value[key]`` when ``value`` is a JSON object, else None."""
-    if value is None:  # the usual case (no nodeAffinity): skip the Mapping ABC check
-        return None
-    return value.get(key) if isinstance(value, JSON_OBJECT) else None
-
-
-def scope_of(obj: Mapping[str, Any]) -> NodeScope:
-    """The node scope of a PV (``spec.nodeAffinity.required``) or StorageClass
-    (``allowedTopologies``, whose ``matchLabelExpressions`` mean ``In``)."""
-    if obj.get("kind") == "StorageClass":
-        topologies = obj.get("allowedTopologies")
-        if not isinstance(topologies, list) or not topologies:
-            return ALL_NODES
-        terms = []
-        for topo in topologies:
-            exprs = topo.get("matchLabelExpressions") if isinstance(topo, JSON_OBJECT) else None
-            reqs = _requirements(exprs)
-            # Topology requirements have no operator: it is always In.
-            reqs = tuple(SelectorRequirement(r.key, "In", r.values) for r in reqs)
-            terms.append(SelectorTerm(match_expressions=reqs))
-        return NodeScope(tuple(terms))
-    affinity = _child(obj.get("spec"), "nodeAffinity")
-    raw_terms = _child(_child(affinity, "required"), "nodeSelectorTerms")
-    if not isinstance(raw_terms, list) or not raw_terms:
-        return ALL_NODES
-    return NodeScope(
-        tuple(
-            SelectorTerm(
-                match_expressions=_requirements(t.get("matchExpressions")),
-                match_fields=_requirements(t.get("matchFields")),
-            )
-            if isinstance(t, JSON_OBJECT)
-            else SelectorTerm()
-            for t in raw_terms
-        )
-    )

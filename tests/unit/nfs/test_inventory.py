@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from webhook.engine.node_scope import scope_of
 from webhook.nfs.inventory import (
     ALL_NODES,
     KernelView,
@@ -16,7 +17,7 @@ from webhook.nfs.inventory import (
     node_from_object,
     nodes_from_objects,
 )
-from webhook.nfs.scope import Node, NodeScope, SelectorRequirement, SelectorTerm, scope_of
+from webhook.nfs.scope import Node, NodeScope, SelectorRequirement, SelectorTerm
 
 ZONE = "topology.kubernetes.io/zone"
 HOST = "kubernetes.io/hostname"

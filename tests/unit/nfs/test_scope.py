@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from webhook.engine.node_scope import scope_of
 from webhook.nfs.scope import (
     ALL_NODES,
     Node,
@@ -13,7 +14,6 @@ from webhook.nfs.scope import (
     SelectorRequirement,
     SelectorTerm,
     node_in_scope,
-    scope_of,
 )
 
 ZONE = "topology.kubernetes.io/zone"
