@@ -1,5 +1,7 @@
 """Node inventory benchmark: kernels_in, kernel-range matching, memory, review latency.
 
+(Over 400 lines: four benchmarks that share one generated node fleet.)
+
     .venv/bin/python -m bench.inventory [--nodes 5000] [--rules 1000] [--json]
 
 A synthetic fleet of realistic Node objects (labels as cloud nodes carry them,

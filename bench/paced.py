@@ -123,10 +123,6 @@ class PacedResult:
     def answered(self) -> int:
         return len(self.latencies)
 
-    @property
-    def achieved_rate(self) -> float:
-        return self.answered / self.elapsed if self.elapsed else 0.0
-
 
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of ``values``; NaN when empty."""

@@ -1,5 +1,7 @@
 """`make bench`: nfsguard against a floor, served the same way, in the same run.
 
+(Over 400 lines: servers, the paced and wrk loops and the report of one run.)
+
     .venv/bin/python -m bench.run [--rounds 3] [--served-rules 100,10000] [--baseline DIR]
                                   [--doc docs/performance.md] [--json out.json]
 

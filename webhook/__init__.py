@@ -1,14 +1,19 @@
 """nfsguard: keep NFS volumes off protocol versions known to break.
 
-Layout (the folders tell the architecture):
+The folders tell the layers (docs/architecture.md; import-linter holds them):
 
-- ``webhook.core``: pure logic, no I/O: NFS option semantics, kernels, targets,
-  the policy model and engine, decisions.
-- ``webhook.admission``: the AdmissionReview v1 wire format and the review handler.
-- ``webhook.server``: Flask app, gunicorn runner, metrics, policy hot reload.
-- ``webhook.cluster``: kubernetes-client adapters (node inventory, certificates).
+- ``webhook.nfs``: NFS semantics: option grammar, kernels, patterns, node scope.
+- ``webhook.api``: frozen types: policy, driver profile, target, decision, review.
+- ``webhook.config``: YAML documents, schemas, policies and profiles: ``load``, lint.
+- ``webhook.engine``: one review of one object, step by step: ``Engine.evaluate``.
+- ``webhook.admission``: AdmissionReview in and out, the handler, the recorder port.
 - ``webhook.audit``: the tamper-evident decision trail.
+- ``webhook.cluster``: kubernetes-client adapters (node inventory, certificates).
+- ``webhook.files``: reading policy, manifest and package files.
+- ``webhook.server`` and ``webhook.suites``: the served webhook; policy test suites.
 - ``webhook.cli``: the ``nfsguard`` command.
+
+``nfs``, ``api``, ``config`` and ``engine`` do no I/O.
 """
 
 __version__ = "0.1.0"

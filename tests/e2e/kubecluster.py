@@ -1,5 +1,7 @@
 """A real etcd + kube-apiserver, and the real nfsguard server, on 127.0.0.1.
 
+(Over 400 lines: etcd, kube-apiserver, PKI and webhook servers of one harness.)
+
 Shared by tests/e2e (through conftest.py) and bench/apiserver_latency.py. Plain library
 code: no pytest in here. Everything binds to 127.0.0.1 only, and every process is started in
 its own process group, is killed with its parent (PR_SET_PDEATHSIG) and is stopped again at

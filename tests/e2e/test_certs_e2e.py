@@ -1,5 +1,7 @@
 """Certificates and deploy manifests against the real kube-apiserver.
 
+(Over 400 lines: the certificate lifecycle end to end, on one control plane.)
+
 - Every shipped manifest passes the apiserver's own validation (server-side dry run:
   schema, CEL matchConditions, Pod Security "restricted" for the pod templates).
 - `nfsguard certs sync`, running with exactly the shipped RBAC (impersonating the

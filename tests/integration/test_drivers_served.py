@@ -3,6 +3,8 @@
 answer for an object of every profiled driver: allowed or denied, the same patch,
 the same warnings, the same denial message.
 
+(Over 400 lines: one served case per profiled driver, on one server fixture.)
+
 The policy directory holds a blanket pin rule (no export filter, the kind that
 reaches every driver), a stricter rule for Ceph NFS (``onUnsupportedPin: deny``) and
 an operator ``NFSDriverProfile`` (vSphere file volumes) next to the policies.

@@ -1,5 +1,7 @@
 """Policy hot reload in a real `nfsguard serve` (gunicorn, 2 gthread workers, TLS).
 
+(Over 400 lines: every reload path shares one ConfigMap-shaped directory fixture.)
+
 The policy directory is laid out as the kubelet lays out a ConfigMap volume
 (``..2026_..`` data directories, an ``..data`` symlink swapped atomically, and
 ``file.yaml -> ..data/file.yaml`` links), and every change is made the kubelet's

@@ -1,5 +1,7 @@
 """The live node inventory against a real HTTP server on loopback.
 
+(Over 400 lines: the fake API server and every watch failure it can stage.)
+
 ``FakeNodeAPI`` speaks the Kubernetes wire format for ``/api/v1/nodes`` (paged
 list with resourceVersion; watch as chunked newline-delimited JSON events,
 BOOKMARK, ``ERROR`` 410 for a compacted resourceVersion) and can drop

@@ -2,6 +2,8 @@
 answering AdmissionReviews while its tls.crt/tls.key are replaced, and new connections
 get the new certificate, without a restart and without one failed request.
 
+(Over 400 lines: each renewal race needs its own server; they share the helpers here.)
+
 Three ways the files change in real life:
 - the kubelet's atomic swap of a Secret volume (``..data`` symlink renamed over);
 - a writer that replaces tls.key, then tls.crt (a window with a mismatched pair);

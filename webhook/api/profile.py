@@ -177,11 +177,3 @@ class DriverProfile:
             return False
         sets = [self.versions, *(v for by in self.versions_by for _, v in by.values)]
         return all(pin in s for s in sets)
-
-    def describe_versions(self) -> str:
-        if self.pin is PinMode.NEVER:
-            return "never pinned: the driver sets the version itself"
-        text = ", ".join(sorted(self.versions))
-        if self.versions_by:
-            text += " (per object: " + ", ".join(by.ref.text for by in self.versions_by) + ")"
-        return text

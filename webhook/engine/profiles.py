@@ -6,7 +6,7 @@ whose ``match`` holds reads the object.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 from webhook.api.kube import ObjectKind
 from webhook.api.profile import DriverProfile, ObjectMatch
@@ -76,7 +76,3 @@ class DriverProfiles:
         """Whether a profile names ``driver`` exactly (not by a glob): then an object of
         that driver no profile matches is not an NFS volume (e.g. Azure SMB)."""
         return (kind, driver) in self._exact
-
-    def with_operator(self, operator: Sequence[DriverProfile]) -> DriverProfiles:
-        names = {p.name for p in operator}
-        return DriverProfiles([*operator, *(p for p in self.profiles if p.name not in names)])

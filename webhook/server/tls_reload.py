@@ -162,7 +162,6 @@ class CachedServerContext:
         self._lock = threading.Lock()
         self._ctx: ssl.SSLContext | None = None
         self._key: tuple[tuple[int, int, int, int], ...] | None = None
-        self.reloads = 0
 
     def _stat(self) -> tuple[tuple[int, int, int, int], ...] | None:
         try:
@@ -183,7 +182,6 @@ class CachedServerContext:
                 log.warning("tls files in %s do not load; keeping the previous pair", self.tls_dir)
                 return self._ctx
             if self._ctx is not None:
-                self.reloads += 1
                 log.info("loaded renewed tls files from %s", self.tls_dir)
             self._ctx, self._key = ctx, key
             return ctx

@@ -1,5 +1,7 @@
 """`nfsguard policy test`: suites of cases with expected outcomes and golden objects.
 
+(Over 400 lines: one test per suite feature and per refusal, all on one tmp layout.)
+
 Real files in a temporary directory, the real command in-process through click
 (tests/integration/test_cli_entry_points.py runs it as the installed binary).
 """

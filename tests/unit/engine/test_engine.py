@@ -1,6 +1,8 @@
 """The policy engine (webhook/engine/engine.py) over real policy text and real
 objects: actions, precedence, where options live, matching, node kernels, decisions.
 
+(Over 400 lines: one test per rule of policy-language.md; split by topic below.)
+
 Every patch is applied with jsonpatch and the result checked against the invariant of
 policy-language.md: the option string the node will mount with holds exactly one
 version option, ``nfsvers=<pin>``, and no other place on the object holds one.

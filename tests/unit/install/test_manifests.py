@@ -1,6 +1,8 @@
 """manifests/: strict schema validation for the pinned Kubernetes release, plus the
 hardening and wiring properties the deployment depends on.
 
+(Over 400 lines: one test per hardening property, all over one rendered set.)
+
 Regenerate the policy ConfigMap from policies/ with
 ``python tests/unit/install/test_manifests.py --write-policies-configmap``.
 """
