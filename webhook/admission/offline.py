@@ -16,15 +16,13 @@ from typing import Any
 import jsonpatch
 
 from webhook.api.decision import Decision
+from webhook.api.kube import object_name
 from webhook.api.review import AdmissionRequest, UserInfo
 
 
 def object_label(obj: Mapping[str, Any]) -> str:
     """``Kind/name`` (``Kind/generateName*`` before the apiserver names it) in messages."""
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
-    assert isinstance(meta, Mapping)
-    name = meta.get("name") or (f"{meta.get('generateName')}*" if meta.get("generateName") else "?")
-    return f"{obj.get('kind', '?')}/{name}"
+    return f"{obj.get('kind', '?')}/{object_name(obj) or '?'}"
 
 
 def offline_request(obj: Mapping[str, Any], operation: str, uid: str) -> AdmissionRequest:

@@ -10,7 +10,7 @@ Also the Kubernetes names nfsguard reads: annotations, operations, object kinds.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 JSON_OBJECT: Final = (dict, Mapping)
 
@@ -24,3 +24,18 @@ PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
 #: The kinds nfsguard reads: the two objects that carry NFS mount options to a node.
 ObjectKind = Literal["PersistentVolume", "StorageClass"]
+
+
+def object_name(obj: Mapping[str, Any] | None) -> str:
+    """How nfsguard names an object in messages and records: ``metadata.name``, or
+    ``<generateName>*`` before the apiserver has named it (a CREATE with generateName,
+    apiserver/pkg/registry/rest/create.go), or "" when it has neither. Lenient: the
+    engine's reading checks the shapes (engine/view.py)."""
+    meta = obj.get("metadata") if obj is not None else None
+    if not isinstance(meta, JSON_OBJECT):
+        return ""
+    name = meta.get("name")
+    if isinstance(name, str) and name:
+        return name
+    generate = meta.get("generateName")
+    return f"{generate}*" if isinstance(generate, str) and generate else ""

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook.api.kube import object_name
+
 
 @dataclass(frozen=True)
 class UserInfo:
@@ -37,8 +39,4 @@ class AdmissionRequest:
     @property
     def display_name(self) -> str:
         """The name, or ``generateName*`` when the apiserver has not named it yet."""
-        if self.name:
-            return self.name
-        meta = (self.object or {}).get("metadata") or {}
-        generate = meta.get("generateName") if isinstance(meta, Mapping) else None
-        return f"{generate}*" if generate else ""
+        return self.name or object_name(self.object)

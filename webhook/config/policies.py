@@ -30,10 +30,10 @@ from webhook.config.schema import Wording, schema_problems
 from webhook.nfs.kernels import KernelRange
 from webhook.nfs.patterns import (
     ExportPattern,
-    LabelRequirement,
     LabelSelector,
     NamePattern,
 )
+from webhook.nfs.scope import SelectorRequirement
 
 POLICY_KIND = "NFSMountPolicy"
 
@@ -136,7 +136,7 @@ def _build_match(
                         f"{ctx}operator {op} takes no values",
                     )
                 )
-            exprs.append(LabelRequirement(e["key"], op, values))
+            exprs.append(SelectorRequirement(e["key"], op, tuple(sorted(values))))
         selector = LabelSelector(
             tuple(sorted((sel.get("matchLabels") or {}).items())), tuple(exprs)
         )

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.api.kube import object_name
 from webhook.engine.engine import Evaluation
 from webhook.engine.index import CompiledRule
 from webhook.nfs.options import is_version_option
@@ -33,13 +34,7 @@ class Explanation:
 
 
 def _name(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata")
-    if isinstance(meta, Mapping):
-        if isinstance(meta.get("name"), str) and meta["name"]:
-            return str(meta["name"])
-        if isinstance(meta.get("generateName"), str):
-            return f"{meta['generateName']}*"
-    return "?"
+    return object_name(obj) or "?"
 
 
 def explain(

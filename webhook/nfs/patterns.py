@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from webhook.nfs.scope import SelectorRequirement
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -192,31 +194,16 @@ class NamePattern:
 
 
 @dataclass(frozen=True)
-class LabelRequirement:
-    key: str
-    operator: str  # In, NotIn, Exists, DoesNotExist
-    values: frozenset[str] = frozenset()
-
-    def holds(self, labels: Mapping[str, str]) -> bool:
-        value = labels.get(self.key)
-        if self.operator == "In":
-            return value is not None and value in self.values
-        if self.operator == "NotIn":
-            return value is None or value not in self.values
-        if self.operator == "Exists":
-            return value is not None
-        return value is None  # DoesNotExist
-
-
-@dataclass(frozen=True)
 class LabelSelector:
-    """metav1.LabelSelector: matchLabels and matchExpressions, all ANDed."""
+    """metav1.LabelSelector: matchLabels and matchExpressions, all ANDed. Its
+    requirements are the node selector's (webhook.nfs.scope), restricted by the
+    loader to In, NotIn, Exists and DoesNotExist, so both evaluate alike."""
 
     match_labels: tuple[tuple[str, str], ...] = ()
-    match_expressions: tuple[LabelRequirement, ...] = ()
+    match_expressions: tuple[SelectorRequirement, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         for key, value in self.match_labels:
             if labels.get(key) != value:
                 return False
-        return all(req.holds(labels) for req in self.match_expressions)
+        return all(req.holds(labels.get(req.key)) for req in self.match_expressions)
