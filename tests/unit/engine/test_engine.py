@@ -11,6 +11,7 @@ version option, ``nfsvers=<pin>``, and no other place on the object holds one.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import jsonpatch
 import pytest
 
+from tests.fixtures import samples
 from tests.support import engine_for
 from webhook.api.decision import Action, Decision, Outcome
 from webhook.api.kube import Operation
@@ -62,98 +64,11 @@ def engine(*docs: str) -> Engine:
     return engine_for([(f"{i:02d}-policy.yaml", d) for i, d in enumerate(docs)])
 
 
-def pv(
-    *,
-    server: str = SERVER,
-    path: str = EXPORT,
-    mount_options: list[str] | None = None,
-    annotations: dict[str, str] | None = None,
-    labels: dict[str, str] | None = None,
-    storage_class: str | None = None,
-    name: str = "pv-nfs",
-    node_affinity: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """An in-tree NFS PV as the apiserver sends it (defaults applied)."""
-    spec: dict[str, Any] = {
-        "capacity": {"storage": "10Gi"},
-        "accessModes": ["ReadWriteMany"],
-        "persistentVolumeReclaimPolicy": "Retain",
-        "volumeMode": "Filesystem",
-        "nfs": {"server": server, "path": path},
-    }
-    if mount_options is not None:
-        spec["mountOptions"] = mount_options
-    if storage_class is not None:
-        spec["storageClassName"] = storage_class
-    if node_affinity is not None:
-        spec["nodeAffinity"] = node_affinity
-    meta: dict[str, Any] = {"name": name, "creationTimestamp": None}
-    if annotations:
-        meta["annotations"] = annotations
-    if labels:
-        meta["labels"] = labels
-    return {
-        "kind": "PersistentVolume",
-        "apiVersion": "v1",
-        "metadata": meta,
-        "spec": spec,
-        "status": {"phase": "Pending"},
-    }
-
-
-def csi_pv(
-    *,
-    server: str = SERVER,
-    share: str = "/data1",
-    subdir: str | None = "k8sdev/hl",
-    attrs: dict[str, str] | None = None,
-    mount_options: list[str] | None = None,
-    driver: str = "nfs.csi.k8s.io",
-    storage_class: str = "nfs-csi",
-) -> dict[str, Any]:
-    volume_attributes: dict[str, str] = {"server": server, "share": share}
-    if subdir is not None:
-        volume_attributes["subdir"] = subdir
-    volume_attributes.update(attrs or {})
-    obj = pv(mount_options=mount_options, storage_class=storage_class)
-    del obj["spec"]["nfs"]
-    obj["spec"]["csi"] = {
-        "driver": driver,
-        "volumeHandle": f"{server}#{share}#{subdir or ''}#",
-        "volumeAttributes": volume_attributes,
-    }
-    return obj
-
-
-def storage_class(
-    *,
-    name: str = "nfs-ssd",
-    provisioner: str = "nfs.csi.k8s.io",
-    server: str | None = SERVER,
-    share: str | None = "/data1/k8sdev",
-    mount_options: list[str] | None = None,
-    labels: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    obj: dict[str, Any] = {
-        "kind": "StorageClass",
-        "apiVersion": "storage.k8s.io/v1",
-        "metadata": {"name": name},
-        "provisioner": provisioner,
-        "reclaimPolicy": "Delete",
-        "volumeBindingMode": "Immediate",
-    }
-    params = {}
-    if server is not None:
-        params["server"] = server
-    if share is not None:
-        params["share"] = share
-    if params:
-        obj["parameters"] = params
-    if mount_options is not None:
-        obj["mountOptions"] = mount_options
-    if labels:
-        obj["metadata"]["labels"] = labels
-    return obj
+# The shared builders (tests/fixtures/samples.py), with this file's defaults: every CSI
+# PV is named pv-nfs and mounts the incident's export.
+pv = samples.pv
+csi_pv = functools.partial(samples.csi_pv, "pv-nfs", subdir="k8sdev/hl")
+storage_class = samples.storage_class
 
 
 # -- the invariant ---------------------------------------------------------------------
