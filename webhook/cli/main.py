@@ -16,6 +16,7 @@ from webhook.cli.errors import Group
 from webhook.cli.policy import policy
 from webhook.cli.review import review
 from webhook.cli.serve import serve
+from webhook.cli.webhook_config import webhook_config
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +30,7 @@ cli.add_command(review)
 cli.add_command(policy)
 cli.add_command(certs)
 cli.add_command(audit)
+cli.add_command(webhook_config)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import click
 
 from webhook.cli.common import load_engine, load_inventory, policy_option
 from webhook.cli.errors import Refused, one_line
+from webhook.cli.webhook_config import endpoint_options, webhook_settings
 
 
 @click.command()
@@ -67,6 +68,28 @@ from webhook.cli.errors import Refused, one_line
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info"
 )
 @click.option("--print-example", is_flag=True, help="Print a ready-to-paste curl command.")
+@click.option(
+    "--register",
+    is_flag=True,
+    help="Keep the MutatingWebhookConfiguration from this server (one writer, by Lease).",
+)
+@endpoint_options
+@click.option(
+    "--ca-bundle",
+    "register_ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --register: the CA put in caBundle (default: TLS_DIR/ca.crt).",
+)
+@click.option("--lease-namespace", default=None, help="With --register (default: the service's).")
+@click.option("--lease-name", default="nfsguard-registration", show_default=True)
+@click.option(
+    "--register-interval", type=click.FloatRange(0.2, 3600), default=5.0, show_default=True
+)
+@click.option(
+    "--register-owner",
+    metavar="CLUSTERROLE",
+    help="With --register: owner of the configuration (deleting it removes the configuration).",
+)
 def serve(
     policies: tuple[str, ...],
     tls_dir: Path,
@@ -84,6 +107,17 @@ def serve(
     reload_interval: float,
     log_level: str,
     print_example: bool,
+    register: bool,
+    webhook_name: str,
+    service_namespace: str,
+    service_name: str,
+    url: str | None,
+    failure_policy: str,
+    register_ca: Path | None,
+    lease_namespace: str | None,
+    lease_name: str,
+    register_interval: float,
+    register_owner: str | None,
 ) -> None:
     """Serve POST /mutate (AdmissionReview v1), /healthz, /readyz and /metrics."""
     if audit_stdout and not audit_log:
@@ -112,7 +146,23 @@ def serve(
         ) from None
     # prometheus-client picks multiprocess mode at import: set it before importing the server.
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="nfsguard-metrics-"))
+    from webhook.server.registration_loop import RegisterSettings
     from webhook.server.runner import ServeSettings, run
+
+    registering = None
+    if register:
+        registering = RegisterSettings(
+            webhook=webhook_settings(
+                webhook_name, service_namespace, service_name, url, failure_policy, managed=True
+            ),
+            ca_file=register_ca or tls_dir / "ca.crt",
+            lease_namespace=lease_namespace or service_namespace,
+            lease_name=lease_name,
+            interval=register_interval,
+            owner_cluster_role=register_owner,
+            kubeconfig=kubeconfig,
+            in_cluster=in_cluster,
+        )
 
     names = ", ".join(f"{p.name} {p.version}" for p in engine.policies)
     click.echo(f"nfsguard: serving {names} on https://{host}:{port}/mutate", err=True)
@@ -135,6 +185,7 @@ def serve(
             node_stale_after=node_stale_after,
             reload_interval=reload_interval,
             log_level=log_level,
+            register=registering,
         )
     )
 

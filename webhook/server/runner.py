@@ -28,6 +28,7 @@ from webhook.nfs.inventory import (
 from webhook.server.app import WebhookApp
 from webhook.server.health import HealthCheck, WorkerReadiness
 from webhook.server.policy_store import PolicyStore
+from webhook.server.registration_loop import RegisterSettings, Registrar
 from webhook.server.tls_reload import gunicorn_ssl_context
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class ServeSettings:
     node_stale_after: float = 60.0
     reload_interval: float = 2.0
     log_level: str = "info"
+    #: ``--register``: the master keeps the webhook configuration (registration_loop.py).
+    register: RegisterSettings | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -132,9 +135,28 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "control_socket_disable": True,
             "child_exit": _child_exit,
         }
+        if s.register is not None:
+            # The master, once: before the first fork, so no worker inherits the thread.
+            options["when_ready"] = self._start_registrar
+            options["on_exit"] = self._stop_registrar
         for key, value in options.items():
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
+
+    def _start_registrar(self, server: Any) -> None:
+        s = self.settings
+        assert s.register is not None
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(s.host, s.host)
+        netloc = f"[{host}]:{s.port}" if ":" in host else f"{host}:{s.port}"
+        self.registrar = Registrar(
+            s.register, s.policies, f"https://{netloc}/readyz", tuple(self.policy_sources)
+        )
+        self.registrar.start()
+
+    def _stop_registrar(self, server: Any) -> None:
+        registrar = getattr(self, "registrar", None)
+        if registrar is not None:
+            registrar.stop()
 
     def load(self) -> WSGIApplication:
         return build_app(self.settings, self.policy_sources)

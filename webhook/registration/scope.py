@@ -1,0 +1,309 @@
+"""What may reach the webhook: the engine's scope as apiserver CEL ``matchConditions``.
+
+With ``failurePolicy: Fail`` every object that reaches an unavailable webhook is
+refused, and for cluster-scoped PVs and StorageClasses ``namespaceSelector`` never
+skips anything (Kubernetes API reference, MatchConditions / NamespaceSelector). So
+the blast radius of an outage is exactly what the matchConditions let through. This
+module translates what ``webhook.engine.reading.read_target`` reads as in scope,
+from the same loaded profiles and rules, into CEL:
+
+- a PV with ``spec.nfs`` that an in-tree profile's match holds for;
+- a CSI PV / StorageClass whose driver / provisioner a profile's match holds for
+  (names exact or glob, volumeAttributes / parameters conditions, access modes);
+- a CSI PV / StorageClass of a driver named by a rule (``match.provisioners``) that
+  no profile names exactly (read generically, webhook/engine/reading.py).
+
+and, whatever the object: never an object being deleted (``deletionTimestamp``), and
+never an UPDATE that changes ``claimRef`` or ``finalizers`` while leaving every
+mutable option place as it was (the PV controller's bind, the protection
+controllers' finalizers: nfsguard would change nothing there, and refusing them
+leaves PVs unbound or ``Terminating``).
+
+CEL rules (k8s.io/apiserver pkg/admission/plugin/webhook/matchconditions): each
+condition is a boolean; all must be true for the call; an evaluation error counts as
+a webhook failure, so every field access is guarded with ``has()`` or optional
+syntax (``.?``, ``[?]``); at most 64 conditions. Globs become anchored RE2 regexes
+for ``matches()``. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from webhook.api.kube import LEGACY_ANNOTATION, PROVISIONED_BY
+from webhook.api.profile import DriverProfile, ObjectMatch, ValueCondition
+from webhook.engine.engine import Engine
+from webhook.nfs.patterns import NamePattern
+
+#: The apiserver's limit on matchConditions per webhook (admissionregistration validation).
+MAX_MATCH_CONDITIONS = 64
+
+PV = "persistentvolumes"
+SC = "storageclasses"
+
+
+def cel_string(text: str) -> str:
+    """A CEL single-quoted string literal for ``text``."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def re2_of(pattern: NamePattern) -> str:
+    """An anchored RE2 regex matching what ``pattern`` matches (webhook/nfs/patterns.py
+    compiles globs to Python regexes ending in ``\\Z``; RE2 has no ``\\Z``)."""
+    if pattern.glob is None:
+        return "^" + re.escape(pattern.text) + "$"
+    body = pattern.glob.pattern
+    if body.endswith(r"\Z"):
+        body = body[: -len(r"\Z")]
+    return "^(?:" + body + ")$"
+
+
+def name_test(value: str, patterns: Sequence[NamePattern]) -> str:
+    """CEL: ``value`` (a string expression) is one of ``patterns``."""
+    exact = sorted({p.text for p in patterns if p.glob is None})
+    parts: list[str] = []
+    if len(exact) == 1:
+        parts.append(f"{value} == {cel_string(exact[0])}")
+    elif exact:
+        parts.append(f"{value} in [{', '.join(cel_string(e) for e in exact)}]")
+    for p in patterns:
+        if p.glob is not None:
+            parts.append(f"{value}.matches({cel_string(re2_of(p))})")
+    return _any(parts)
+
+
+def _any(parts: Sequence[str]) -> str:
+    parts = [p for p in parts if p != "false"]
+    if "true" in parts:
+        return "true"
+    if not parts:
+        return "false"
+    return parts[0] if len(parts) == 1 else "(" + " || ".join(parts) + ")"
+
+
+def _all(parts: Sequence[str]) -> str:
+    parts = [p for p in parts if p != "true"]
+    if "false" in parts:
+        return "false"
+    if not parts:
+        return "true"
+    return parts[0] if len(parts) == 1 else "(" + " && ".join(parts) + ")"
+
+
+def _condition(cond: ValueCondition, attrs: str) -> str:
+    """CEL for a profile's volumeAttributes/parameters condition: a key equal to
+    ``cond.key`` ignoring case, whose value one of the globs matches (any value when
+    none). ``attrs`` is a map expression that exists (the caller guards it)."""
+    key = f"k.lowerAscii() == {cel_string(cond.key)}"
+    if not cond.values:
+        return f"{attrs}.exists(k, {key})"
+    return f"{attrs}.exists(k, {key} && {name_test(f'{attrs}[k]', cond.values)})"
+
+
+def _conditions(m: ObjectMatch, attrs: str | None) -> str:
+    if not m.conditions:
+        return "true"
+    if attrs is None:  # an in-tree PV has no attributes: every condition fails
+        return "false"
+    return _all([f"has({attrs})", *(_condition(c, attrs) for c in m.conditions)])
+
+
+def _access_modes(m: ObjectMatch) -> str:
+    if not m.access_modes:
+        return "true"
+    return (
+        "has(object.spec.accessModes) && object.spec.accessModes.exists(a, a in ["
+        + ", ".join(cel_string(a) for a in m.access_modes)
+        + "])"
+    )
+
+
+def _pv_in_tree(m: ObjectMatch) -> str:
+    """The PV half of ``_holds`` for an in-tree PV (the caller tested ``spec.nfs``)."""
+    if not m.in_tree:
+        return "false"
+    parts = []
+    if m.provisioned_by:
+        annotation = f"object.metadata.annotations[{cel_string(PROVISIONED_BY)}]"
+        parts.append(
+            f"(has(object.metadata.annotations) && {cel_string(PROVISIONED_BY)} in "
+            f"object.metadata.annotations && {name_test(annotation, m.provisioned_by)})"
+        )
+    parts.append(_access_modes(m))
+    parts.append(_conditions(m, None))
+    return _all(parts)
+
+
+def _pv_csi(m: ObjectMatch) -> str:
+    """The PV half of ``_holds`` for a CSI PV (the caller tested ``spec.csi.driver``)."""
+    if not m.csi_drivers:
+        return "false"
+    return _all(
+        [
+            name_test("object.spec.csi.driver", m.csi_drivers),
+            _access_modes(m),
+            _conditions(m, "object.spec.csi.volumeAttributes"),
+        ]
+    )
+
+
+def _sc(m: ObjectMatch) -> str:
+    if not m.provisioners:
+        return "false"
+    return _all(
+        [name_test("object.provisioner", m.provisioners), _conditions(m, "object.parameters")]
+    )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the loaded profiles and rules can act on, as the engine reads objects."""
+
+    profiles: tuple[DriverProfile, ...]
+    rule_drivers: tuple[NamePattern, ...]  # match.provisioners of every loaded rule
+
+    @classmethod
+    def of(cls, engine: Engine) -> Scope:
+        drivers: dict[str, NamePattern] = {}
+        for compiled in engine.rules:
+            for p in compiled.rule.match.provisioners or ():
+                drivers.setdefault(p.text, p)
+        return cls(tuple(engine.profiles), tuple(drivers[k] for k in sorted(drivers)))
+
+    def claimed(self, kind: str) -> frozenset[str]:
+        """Driver names a profile names exactly for ``kind`` (DriverProfiles.claims)."""
+        out: set[str] = set()
+        for profile in self.profiles:
+            rules = profile.rules_for(kind)
+            if rules is None:
+                continue
+            m = rules.match
+            names = m.csi_drivers if kind == "PersistentVolume" else m.provisioners
+            out.update(n.text for n in names if n.glob is None)
+        return frozenset(out)
+
+    def _generic(self, value: str, kind: str) -> str:
+        """A driver a rule names and no profile names exactly: read generically."""
+        claimed_set = self.claimed(kind)
+        # A name a profile names exactly is read by that profile or not at all.
+        drivers = [p for p in self.rule_drivers if p.glob is not None or p.text not in claimed_set]
+        if not drivers:
+            return "false"
+        named = name_test(value, drivers)
+        if all(p.glob is None for p in drivers):
+            return named
+        claimed = sorted(claimed_set)
+        if not claimed:
+            return named
+        if len(claimed) == 1:
+            return f"({named} && {value} != {cel_string(claimed[0])})"
+        return f"({named} && !({value} in [{', '.join(cel_string(c) for c in claimed)}]))"
+
+    def pv_expression(self) -> str:
+        in_tree = _any(
+            _dedupe(
+                _pv_in_tree(p.persistent_volume.match)
+                for p in self.profiles
+                if p.persistent_volume is not None
+            )
+        )
+        csi = _any(
+            _dedupe(
+                [
+                    *(
+                        _pv_csi(p.persistent_volume.match)
+                        for p in self.profiles
+                        if p.persistent_volume is not None
+                    ),
+                    self._generic("object.spec.csi.driver", "PersistentVolume"),
+                ]
+            )
+        )
+        return _any(
+            [
+                p
+                for p in (
+                    _all(["has(object.spec.nfs)", in_tree]),
+                    _all(
+                        [
+                            "!has(object.spec.nfs) && has(object.spec.csi) "
+                            "&& has(object.spec.csi.driver)",
+                            csi,
+                        ]
+                    ),
+                )
+                if p != "false"
+            ]
+        )
+
+    def sc_expression(self) -> str:
+        return _all(
+            [
+                "has(object.provisioner)",
+                _any(
+                    _dedupe(
+                        [
+                            *(
+                                _sc(p.storage_class.match)
+                                for p in self.profiles
+                                if p.storage_class is not None
+                            ),
+                            self._generic("object.provisioner", "StorageClass"),
+                        ]
+                    )
+                ),
+            ]
+        )
+
+
+def _dedupe(parts: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for p in parts:
+        if p != "false":
+            seen.setdefault(p, None)
+    return list(seen)
+
+
+_OPTIONS_UNCHANGED = (
+    "(request.resource.resource == 'persistentvolumes' "
+    "? (object.?spec.?mountOptions == oldObject.?spec.?mountOptions && "
+    f"object.metadata.?annotations[?{cel_string(LEGACY_ANNOTATION)}] == "
+    f"oldObject.metadata.?annotations[?{cel_string(LEGACY_ANNOTATION)}]) "
+    ": object.?mountOptions == oldObject.?mountOptions)"
+)
+_BIND_OR_FINALIZERS = (
+    "(object.?spec.?claimRef != oldObject.?spec.?claimRef || "
+    "object.metadata.?finalizers != oldObject.metadata.?finalizers)"
+)
+
+
+def match_conditions(scope: Scope) -> list[dict[str, str]]:
+    """The webhook's matchConditions (all must hold for the apiserver to call it)."""
+    conditions = [
+        {
+            # Deletion completes by finalizer-removing UPDATEs: never in the way.
+            "name": "not-being-deleted",
+            "expression": "!has(object.metadata) || !has(object.metadata.deletionTimestamp)",
+        },
+        {
+            # The PV controller's bind and the protection controllers' finalizer
+            # edits change no option: nfsguard would change nothing there.
+            "name": "not-a-bind-or-finalizer-update",
+            "expression": (
+                "request.operation != 'UPDATE' || oldObject == null || "
+                f"!({_OPTIONS_UNCHANGED} && {_BIND_OR_FINALIZERS})"
+            ),
+        },
+        {
+            "name": "nfs-in-scope",
+            "expression": (
+                f"request.resource.resource == {cel_string(PV)} ? {scope.pv_expression()} : "
+                f"request.resource.resource == {cel_string(SC)} ? {scope.sc_expression()} : "
+                "false"
+            ),
+        },
+    ]
+    assert len(conditions) <= MAX_MATCH_CONDITIONS
+    return conditions
