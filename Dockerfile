@@ -41,4 +41,6 @@ ENTRYPOINT ["nfsguard"]
 CMD ["serve", "--policy", "/etc/nfsguard/policies", "--tls-dir", "/etc/nfsguard/tls", \
      "--host", "0.0.0.0", "--port", "8443", \
      "--audit-log", "/var/log/nfsguard/audit.log", "--audit-stdout", \
-     "--audit-key", "/etc/nfsguard/audit-key/audit.key", "--in-cluster"]
+     "--audit-key", "/etc/nfsguard/audit-key/audit.key", "--in-cluster", \
+     "--register", "--ca-bundle", "/etc/nfsguard/tls/ca-bundle.crt", \
+     "--register-owner", "nfsguard-registration"]

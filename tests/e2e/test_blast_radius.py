@@ -341,7 +341,7 @@ def test_with_no_server_only_nfs_objects_a_policy_names_are_refused(
         )
         core_v1.delete_persistent_volume(existing)  # Terminating: the finalizer holds it
         read = core_v1.read_persistent_volume(existing)
-        assert read.metadata.deletion_timestamp is not None
+        assert read.metadata is not None and read.metadata.deletion_timestamp is not None
         core_v1.patch_persistent_volume(existing, {"metadata": {"finalizers": None}})
         wait_until("the deleted NFS PV to go", lambda: _gone(core_v1, existing))
 
@@ -359,7 +359,7 @@ def _gone(core: k8s.CoreV1Api, name: str) -> bool:
     try:
         core.read_persistent_volume(name)
     except k8s.ApiException as e:
-        return e.status == 404
+        return bool(e.status == 404)
     return False
 
 

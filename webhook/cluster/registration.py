@@ -49,6 +49,10 @@ def _with_digest(desired: Json, owner: Json | None) -> Json:
     return body
 
 
+def _plain(api: client.ApiClient) -> Any:
+    return api
+
+
 def managed(current: Any) -> bool:
     labels = (current.metadata.labels if current.metadata else None) or {}
     return bool(labels.get(MANAGED_BY) == REGISTRAR)
@@ -56,7 +60,9 @@ def managed(current: Any) -> bool:
 
 def apply_configuration(api: client.ApiClient, desired: Json, owner: Json | None = None) -> Applied:
     """Make the configuration ``desired`` (a MutatingWebhookConfiguration document) live."""
-    admission = client.AdmissionregistrationV1Api(api)
+    # Any: the client's models are typed, and a plain document is what we have (the
+    # client serializes a dict body as it is).
+    admission: Any = client.AdmissionregistrationV1Api(api)
     name = str(desired["metadata"]["name"])
     body = _with_digest(desired, owner)
     try:
@@ -70,7 +76,7 @@ def apply_configuration(api: client.ApiClient, desired: Json, owner: Json | None
     if not managed(current):
         return "foreign"
     annotations = (current.metadata.annotations if current.metadata else None) or {}
-    owners = api.sanitize_for_serialization(current.metadata.owner_references or [])
+    owners = _plain(api).sanitize_for_serialization(current.metadata.owner_references or [])
     if annotations.get(DIGEST) == digest_of(desired) and owners == ([owner] if owner else []):
         return "unchanged"
     body["metadata"]["resourceVersion"] = current.metadata.resource_version
@@ -82,7 +88,7 @@ def apply_configuration(api: client.ApiClient, desired: Json, owner: Json | None
 def delete_configuration(api: client.ApiClient, name: str, *, only_managed: bool = True) -> str:
     """Remove the configuration ``name``: ``deleted``, ``absent`` or ``foreign`` (not
     registered by nfsguard and ``only_managed``: left alone)."""
-    admission = client.AdmissionregistrationV1Api(api)
+    admission: Any = client.AdmissionregistrationV1Api(api)
     try:
         current = admission.read_mutating_webhook_configuration(name)
     except ApiException as exc:
@@ -103,7 +109,7 @@ def delete_configuration(api: client.ApiClient, name: str, *, only_managed: bool
 def owner_of_cluster_role(api: client.ApiClient, name: str) -> Json:
     """An ownerReference to the ClusterRole ``name`` (a cluster-scoped owner, as a
     cluster-scoped dependent needs). Raises ApiException when it cannot be read."""
-    role = client.RbacAuthorizationV1Api(api).read_cluster_role(name)
+    role: Any = client.RbacAuthorizationV1Api(api).read_cluster_role(name)
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",

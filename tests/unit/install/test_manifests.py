@@ -4,7 +4,9 @@ hardening and wiring properties the deployment depends on.
 (Over 400 lines: one test per hardening property, all over one rendered set.)
 
 Regenerate the policy ConfigMap from policies/ with
-``python tests/unit/install/test_manifests.py --write-policies-configmap``.
+``python tests/unit/install/test_manifests.py --write-policies-configmap``, and the
+GitOps webhook configuration from the same files with
+``python tests/unit/install/test_manifests.py --write-webhook-config``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ REPO = Path(__file__).resolve().parents[3]
 MANIFESTS = REPO / "manifests"
 POLICIES = REPO / "policies"
 KUSTOMIZATION = MANIFESTS / "Kustomization"
+GITOPS = MANIFESTS / "gitops"
+GITOPS_WEBHOOK = GITOPS / "90-webhook.yaml"
 NAMESPACE = "nfsguard"
 CLUSTER_SCOPED = {
     "Namespace",
@@ -85,13 +89,16 @@ def webhook_container() -> Json:
 
 
 def mwc() -> Json:
-    return one("MutatingWebhookConfiguration")
+    """The GitOps option's static configuration (the base install registers itself)."""
+    (doc,) = load_docs(GITOPS_WEBHOOK)
+    assert doc["kind"] == "MutatingWebhookConfiguration"
+    return doc
 
 
 # ------------------------------------------------------------------ schema
 
 
-@pytest.mark.parametrize("path", manifest_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*manifest_files(), GITOPS_WEBHOOK], ids=lambda p: p.name)
 def test_strict_schema_validation(path: Path) -> None:
     version = kube_version()
     docs = load_docs(path)
@@ -232,7 +239,7 @@ def test_server_command_and_mounts_agree() -> None:
     assert policies["configMap"]["name"] == one("ConfigMap")["metadata"]["name"]
     tls = volumes[mounts["/etc/nfsguard/tls"]["name"]]["secret"]
     # only the serving pair: the CA key never enters the server's pod
-    assert sorted(i["key"] for i in tls["items"]) == ["tls.crt", "tls.key"]
+    assert sorted(i["key"] for i in tls["items"]) == ["ca-bundle.crt", "tls.crt", "tls.key"]
     assert tls["defaultMode"] & 0o007 == 0
     audit = volumes[mounts["/var/log/nfsguard"]["name"]]
     assert "emptyDir" in audit and audit["emptyDir"]["sizeLimit"]
@@ -327,7 +334,7 @@ def test_rbac_is_least_privilege_for_certs() -> None:
             else:
                 assert names == [secret_name] and set(rule["verbs"]) <= {"get", "update"}, rule
             assert not {"list", "watch", "delete", "deletecollection"} & set(rule["verbs"])
-        if "mutatingwebhookconfigurations" in rule["resources"]:
+        if "mutatingwebhookconfigurations" in rule["resources"] and name == "nfsguard-certs":
             assert rule["resourceNames"] == [mwc()["metadata"]["name"]], rule
             assert set(rule["verbs"]) <= {"get", "patch"}, rule
     # bindings reach the cert service account, and only it
@@ -388,22 +395,77 @@ def test_webhook_opt_out_and_own_namespace() -> None:
     } in wh["namespaceSelector"]["matchExpressions"]
 
 
-def test_match_condition_only_drops_pvs_without_nfs_or_csi() -> None:
-    (wh,) = mwc()["webhooks"]
-    (cond,) = wh["matchConditions"]
-    expr = " ".join(cond["expression"].split())
-    assert expr == (
-        "request.resource.resource != 'persistentvolumes' || !has(object.spec) || "
-        "has(object.spec.nfs) || has(object.spec.csi)"
+def generated_webhook_config() -> str:
+    """What `nfsguard webhook-config` prints for the policies the ConfigMap ships."""
+    from click.testing import CliRunner
+
+    from webhook.cli.main import cli
+
+    args = ["webhook-config"]
+    for name in policy_files():
+        args += ["--policy", str(POLICIES / name)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_gitops_webhook_config_is_generated_from_the_shipped_policies() -> None:
+    assert GITOPS_WEBHOOK.read_text() == generated_webhook_config(), (
+        "manifests/gitops/90-webhook.yaml drifted from `nfsguard webhook-config`: regenerate "
+        "with `python tests/unit/install/test_manifests.py --write-webhook-config`"
     )
 
 
-def test_webhook_choices_are_explained_in_comments() -> None:
-    text = (MANIFESTS / "90-webhook.yaml").read_text()
-    for field in ("sideEffects", "failurePolicy", "timeoutSeconds", "reinvocationPolicy"):
-        lines = text.splitlines()
-        at = next(i for i, ln in enumerate(lines) if ln.strip().startswith(f"{field}:"))
-        assert lines[at - 1].strip().startswith("#"), f"{field} has no comment above it"
+def test_match_conditions_guard_deletion_binds_and_scope() -> None:
+    (wh,) = mwc()["webhooks"]
+    names = [c["name"] for c in wh["matchConditions"]]
+    assert names == ["not-being-deleted", "not-a-bind-or-finalizer-update", "nfs-in-scope"]
+    assert len(names) <= 64
+    scope = wh["matchConditions"][2]["expression"]
+    assert "'nfs.csi.k8s.io'" in scope and "has(object.spec.nfs)" in scope
+    assert "ebs.csi.aws.com" not in scope
+
+
+def test_base_install_registers_itself_and_ships_no_webhook_configuration() -> None:
+    kinds = {d["kind"] for _, d in all_docs()}
+    assert "MutatingWebhookConfiguration" not in kinds
+    args = webhook_container()["args"]
+    assert "--register" in args
+    assert args[args.index("--ca-bundle") + 1] == "/etc/nfsguard/tls/ca-bundle.crt"
+    owner = args[args.index("--register-owner") + 1]
+    assert one("ClusterRole", owner)["metadata"]["name"] == owner
+
+
+def test_gitops_kustomization_is_the_base_plus_the_static_configuration() -> None:
+    kust = yaml.safe_load((GITOPS / "Kustomization").read_text())
+    assert kust["resources"] == ["..", "90-webhook.yaml"]
+
+
+def test_rbac_is_least_privilege_for_registration() -> None:
+    role = one("ClusterRole", "nfsguard-registration")
+    for rule in role["rules"]:
+        if rule["resources"] == ["mutatingwebhookconfigurations"]:
+            if "resourceNames" not in rule:
+                assert rule["verbs"] == ["create"], rule
+            else:
+                assert rule["resourceNames"] == [mwc()["metadata"]["name"]], rule
+                assert set(rule["verbs"]) <= {"get", "update"}, rule
+        else:
+            assert rule["resources"] == ["clusterroles"] and rule["verbs"] == ["get"]
+            assert rule["resourceNames"] == ["nfsguard-registration"]
+    lease = one("Role", "nfsguard-registration")
+    for rule in lease["rules"]:
+        assert rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"]
+        if "resourceNames" not in rule:
+            assert rule["verbs"] == ["create"]
+        else:
+            assert rule["resourceNames"] == ["nfsguard-registration"]
+            assert set(rule["verbs"]) <= {"get", "update"}
+    for kind in ("RoleBinding", "ClusterRoleBinding"):
+        b = one(kind, "nfsguard-registration")
+        assert b["subjects"] == [
+            {"kind": "ServiceAccount", "name": "nfsguard", "namespace": NAMESPACE}
+        ]
 
 
 # ------------------------------------------------------------------ policy ConfigMap
@@ -457,5 +519,8 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--write-policies-configmap"]:
         write_policies_configmap()
         print(f"wrote {MANIFESTS / '30-policies.yaml'}")
+    elif sys.argv[1:] == ["--write-webhook-config"]:
+        GITOPS_WEBHOOK.write_text(generated_webhook_config())
+        print(f"wrote {GITOPS_WEBHOOK}")
     else:
         sys.exit(__doc__)
