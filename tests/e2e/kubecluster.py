@@ -572,7 +572,8 @@ class WebhookServer:
             ]
             if self.kubeconfig is not None:
                 argv += ["--kubeconfig", str(self.kubeconfig)]
-            argv += self.extra_args
+            # "{port}" in an extra argument: the port this attempt serves on (--url).
+            argv += [a.replace("{port}", str(self.port)) for a in self.extra_args]
             self.process = ManagedProcess(
                 "nfsguard", argv, self.workdir / f"nfsguard-{self.port}.log"
             )

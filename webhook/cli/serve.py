@@ -86,6 +86,13 @@ from webhook.cli.webhook_config import endpoint_options, webhook_settings
     "--register-interval", type=click.FloatRange(0.2, 3600), default=5.0, show_default=True
 )
 @click.option(
+    "--lease-duration",
+    type=click.IntRange(1, 3600),
+    default=15,
+    show_default=True,
+    help="Seconds another replica waits for a silent holder before it takes over.",
+)
+@click.option(
     "--register-owner",
     metavar="CLUSTERROLE",
     help="With --register: owner of the configuration (deleting it removes the configuration).",
@@ -117,6 +124,7 @@ def serve(
     lease_namespace: str | None,
     lease_name: str,
     register_interval: float,
+    lease_duration: int,
     register_owner: str | None,
 ) -> None:
     """Serve POST /mutate (AdmissionReview v1), /healthz, /readyz and /metrics."""
@@ -159,6 +167,7 @@ def serve(
             lease_namespace=lease_namespace or service_namespace,
             lease_name=lease_name,
             interval=register_interval,
+            lease_duration=lease_duration,
             owner_cluster_role=register_owner,
             kubeconfig=kubeconfig,
             in_cluster=in_cluster,
