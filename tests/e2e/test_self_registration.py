@@ -63,7 +63,7 @@ def new_driver_pv(name: str) -> dict[str, Any]:
     }
 
 
-def read_config(admission: k8s.AdmissionregistrationV1Api, name: str) -> Any | None:
+def read_config(admission: k8s.AdmissionregistrationV1Api, name: str) -> Any:
     try:
         return admission.read_mutating_webhook_configuration(name)
     except k8s.ApiException as e:
@@ -233,8 +233,9 @@ def test_two_servers_never_both_write(
             writers = [s for s in servers if "registration: created" in _log(s)]
             standby = [s for s in servers if "registration: standby" in _log(s)]
             assert len(writers) == 1 and len(standby) == 1, [_log(s)[-2000:] for s in servers]
-            holder = coordination.read_namespaced_lease(lease, "default").spec.holder_identity
-            assert holder.endswith(f"_{writers[0].process.pid}") if writers[0].process else False
+            spec = coordination.read_namespaced_lease(lease, "default").spec
+            assert spec is not None and writers[0].process is not None
+            assert str(spec.holder_identity).endswith(f"_{writers[0].process.pid}")
             # The writer's configuration names the writer's URL.
             cfg = read_config(admissionregistration_v1, name)
             assert cfg.webhooks[0].client_config.url == f"{writers[0].url}/mutate"
