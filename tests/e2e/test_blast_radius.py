@@ -295,6 +295,8 @@ def test_with_no_server_only_nfs_objects_a_policy_names_are_refused(
     core_v1.create_persistent_volume(
         pv_model(nfs_pv(existing, "192.0.2.10", "/exports/e", ["nfsvers=4.2"]))
     )
+    labelled = cleanup.pv("down-labelled-nfs")
+    core_v1.create_persistent_volume(pv_model(nfs_pv(labelled, "192.0.2.10", "/exports/l")))
     nothing_listens = f"https://{LOOPBACK}:{free_port()}"
     cfg = webhook_configuration_for(nothing_listens, b"", name=SHIPPED_DOWN, failure_policy=None)
     for wh in cfg["webhooks"]:
@@ -349,6 +351,9 @@ def test_with_no_server_only_nfs_objects_a_policy_names_are_refused(
         with pytest.raises(k8s.ApiException) as exc:
             core_v1.create_persistent_volume(pv_model(probe))
         assert "failed calling webhook" in (exc.value.body or "")
+        with pytest.raises(k8s.ApiException) as edit:
+            core_v1.patch_persistent_volume(labelled, {"metadata": {"labels": {"x": "y"}}})
+        assert "failed calling webhook" in (edit.value.body or "")
         with pytest.raises(k8s.ApiException):
             storage_v1.create_storage_class(
                 sc_model(storage_class("down-nfs-sc", "nfs.csi.k8s.io", {"server": "s"}))

@@ -189,6 +189,12 @@ def test_a_replica_that_cannot_confirm_its_health_never_writes(
         loop = registrar(f"{server.url}/readyz")
         assert loop.step() == "created"
         assert loop.step() == "unchanged"
+        # A hand edit while the server is healthy is repaired on the next period.
+        admissionregistration_v1.patch_mutating_webhook_configuration(
+            name, [{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}]
+        )
+        assert loop.step() == "updated"
+        assert read_config(admissionregistration_v1, name).webhooks[0].failure_policy == "Fail"
         version = read_config(admissionregistration_v1, name).metadata.resource_version
 
         # The server goes away, and the policy files change to name a driver: the loop

@@ -4,8 +4,9 @@ The document comes from ``webhook.registration.configuration`` (pure); this adap
 only talks to the apiserver:
 
 - ``apply_configuration``: create it, or replace it when what nfsguard would write
-  differs from what is there (a digest of the desired document in an annotation, so
-  the defaults the apiserver fills in never look like a change). A configuration of
+  differs from what is there (a digest of the desired document in an annotation, and
+  every field nfsguard sets still as it set it: the defaults the apiserver fills in
+  never look like a change, a hand edit is repaired). A configuration of
   that name WITHOUT nfsguard's managed-by label was put there by someone else (a
   GitOps tool applying manifests/gitops/): it is left alone.
 - ``delete_configuration``: uninstall; by default only one nfsguard registered.
@@ -77,12 +78,30 @@ def apply_configuration(api: client.ApiClient, desired: Json, owner: Json | None
         return "foreign"
     annotations = (current.metadata.annotations if current.metadata else None) or {}
     owners = _plain(api).sanitize_for_serialization(current.metadata.owner_references or [])
-    if annotations.get(DIGEST) == digest_of(desired) and owners == ([owner] if owner else []):
+    same = annotations.get(DIGEST) == digest_of(desired) and owners == ([owner] if owner else [])
+    if same and _covers(_plain(api).sanitize_for_serialization(current), desired):
         return "unchanged"
     body["metadata"]["resourceVersion"] = current.metadata.resource_version
     admission.replace_mutating_webhook_configuration(name, body)  # 409 if edited meanwhile
     log.info("MutatingWebhookConfiguration %s updated", name)
     return "updated"
+
+
+def _covers(current: Any, desired: Any) -> bool:
+    """Whether ``current`` (as the apiserver returns it, defaults filled in) still holds
+    every field of ``desired`` as nfsguard wrote it: a hand edit (a failurePolicy patched
+    to Ignore, a matchCondition removed) is repaired on the next period."""
+    if isinstance(desired, dict):
+        return isinstance(current, dict) and all(
+            k in current and _covers(current[k], v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(current, list)
+            and len(current) == len(desired)
+            and all(_covers(c, d) for c, d in zip(current, desired, strict=True))
+        )
+    return bool(current == desired)
 
 
 def delete_configuration(api: client.ApiClient, name: str, *, only_managed: bool = True) -> str:
