@@ -621,12 +621,12 @@ def test_reapplying_the_shipped_webhook_keeps_the_injected_ca_bundle(
     core_v1: k8s.CoreV1Api,
     admissionregistration_v1: Any,
 ) -> None:
-    """`kubectl apply` (client-side) and server-side apply of 90-webhook.yaml, which has no
+    """`kubectl apply` (client-side) and server-side apply of gitops/90-webhook.yaml, which has no
     caBundle, leave the injected one in place. The shipped registration points at a
     Service with no pods here and fails closed, so it is removed again at once."""
     from kubernetes.dynamic import DynamicClient
 
-    (shipped,) = docs("90-webhook.yaml")
+    (shipped,) = docs("gitops/90-webhook.yaml")
     dyn: Any = DynamicClient(api_client)  # type: ignore[no-untyped-call]
     mwcs = dyn.resources.get(api_version=shipped["apiVersion"], kind=shipped["kind"])
     tool = kubectl(kube_assets)
@@ -640,7 +640,7 @@ def test_reapplying_the_shipped_webhook_keeps_the_injected_ca_bundle(
                 str(kubeconfig),
                 "apply",
                 "-f",
-                str(MANIFESTS / "90-webhook.yaml"),
+                str(MANIFESTS / "gitops" / "90-webhook.yaml"),
             ],
             capture_output=True,
             text=True,

@@ -277,3 +277,40 @@ def _no_leases_left(api_client: k8s.ApiClient) -> Iterator[None]:
     for lease in ("e2e-selfreg", "e2e-health"):
         with contextlib.suppress(k8s.ApiException):
             coordination.delete_namespaced_lease(lease, "default")
+
+
+def test_certs_sync_leaves_the_registration_to_the_server(
+    kubeconfig: Path, core_v1: k8s.CoreV1Api
+) -> None:
+    """The install Job runs before any replica has registered: with --webhook-optional a
+    missing configuration is a note (exit 0), without it a finding (exit 1)."""
+    import subprocess
+    import sys
+
+    from tests.e2e.kubecluster import loopback_env
+
+    secret = "nfsguard-e2e-optional-tls"
+    base = [
+        str(Path(sys.executable).parent / "nfsguard"),
+        "certs",
+        "sync",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--namespace",
+        "default",
+        "--secret",
+        secret,
+        "--webhook",
+        "nfsguard-e2e-not-registered",
+    ]
+    try:
+        run = subprocess.run(
+            [*base, "--webhook-optional"], capture_output=True, text=True, env=loopback_env()
+        )
+        assert run.returncode == 0, run.stderr
+        assert "not registered yet (serve --register writes it with the CA)" in run.stdout
+        strict = subprocess.run(base, capture_output=True, text=True, env=loopback_env())
+        assert strict.returncode == 1 and "caBundle NOT injected" in strict.stderr
+    finally:
+        with contextlib.suppress(k8s.ApiException):
+            core_v1.delete_namespaced_secret(secret, "default")

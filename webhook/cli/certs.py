@@ -114,6 +114,12 @@ def generate(
 @click.option("--in-cluster", is_flag=True, help="Use the pod's service account.")
 @click.option("--dns-name", "dns_names", multiple=True, help="Extra DNS SAN (repeatable).")
 @click.option("--ip", "ips", multiple=True, help="IP SAN (repeatable), for url webhooks.")
+@click.option(
+    "--webhook-optional",
+    is_flag=True,
+    help="A missing webhook configuration is not a failure (serve --register writes it, "
+    "with the CA, once a replica is ready).",
+)
 @_serving_days
 @_renew_days
 def sync(
@@ -125,6 +131,7 @@ def sync(
     in_cluster: bool,
     dns_names: tuple[str, ...],
     ips: tuple[str, ...],
+    webhook_optional: bool,
     serving_days: int,
     renew_before_days: int,
 ) -> ExitCode:
@@ -166,10 +173,15 @@ def sync(
         click.echo(f"secret {namespace}/{secret_name} {verb}: {'; '.join(result.secret_changes)}")
     else:
         click.echo(f"secret {namespace}/{secret_name} up to date")
-    if result.webhook_missing:
+    if result.webhook_missing and webhook_optional:
+        click.echo(
+            f"caBundle not injected: MutatingWebhookConfiguration {webhook_config} not "
+            "registered yet (serve --register writes it with the CA)"
+        )
+    elif result.webhook_missing:
         click.echo(
             f"caBundle NOT injected: MutatingWebhookConfiguration {webhook_config} not found "
-            "(apply manifests/90-webhook.yaml, then run again)",
+            "(apply manifests/gitops/90-webhook.yaml, then run again)",
             err=True,
         )
     elif result.webhooks_patched:
@@ -180,7 +192,7 @@ def sync(
         f"serving certificate valid until {result.serving_not_after:%Y-%m-%d}; "
         f"CA until {result.ca_not_after:%Y-%m-%d}; {result.trusted_cas} CA(s) trusted"
     )
-    return ExitCode.FINDING if result.webhook_missing else ExitCode.OK
+    return ExitCode.FINDING if result.webhook_missing and not webhook_optional else ExitCode.OK
 
 
 @certs.command()
