@@ -177,7 +177,17 @@ def corpus() -> list[Json]:
             ]
         }
     }
+    # The apiserver allows the annotation only on volume types that take mount options.
+    iscsi = {
+        "iscsi": {"targetPortal": "10.0.0.9:3260", "iqn": "iqn.2001-04.com.example:d", "lun": 1}
+    }
+    ebs_legacy = other_pv("c-iscsi-legacy-annotation", iscsi)
+    ebs_legacy["metadata"]["annotations"] = {"volume.beta.kubernetes.io/mount-options": "vers=4.2"}
+    openebs = nfs_pv("c-openebs", "10.0.0.6", "/")
+    openebs["metadata"]["annotations"] = {"pv.kubernetes.io/provisioned-by": "openebs.io/nfsrwx"}
     return [
+        ebs_legacy,
+        openebs,
         nfs_pv("c-in-tree", "10.0.0.5", "/export", ["nfsvers=4.2"]),
         ganesha,
         legacy,
