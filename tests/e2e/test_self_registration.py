@@ -6,7 +6,10 @@ no `service:` configuration is ever created here).
 - a policy naming a new CSI driver makes that driver's PVs reviewed, no manual step;
 - a server that loses its health never empties or rewrites the configuration;
 - two serve instances never both write: one holds the Lease, the other stands by
-  and takes over when the holder is gone.
+  and takes over when the holder is gone;
+- `certs sync --webhook-optional` (the install Job) does not fail before registration;
+- uninstall: an ownerReference to the registration ClusterRole, `webhook-config
+  --delete` removes only what nfsguard registered.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.e2e.conftest import WebhookFactory
-from tests.e2e.kubecluster import LOOPBACK, WebhookServer, free_port, pv_model, wait_until
+from tests.e2e.kubecluster import (
+    LOOPBACK,
+    WebhookServer,
+    free_port,
+    mwc_model,
+    pv_model,
+    wait_until,
+)
 from webhook.registration.configuration import Endpoint, WebhookSettings
 from webhook.server.registration_loop import RegisterSettings, Registrar
 
@@ -314,3 +324,63 @@ def test_certs_sync_leaves_the_registration_to_the_server(
     finally:
         with contextlib.suppress(k8s.ApiException):
             core_v1.delete_namespaced_secret(secret, "default")
+
+
+def test_uninstall_removes_only_what_nfsguard_registered(
+    tmp_path: Path,
+    kubeconfig: Path,
+    api_client: k8s.ApiClient,
+    admissionregistration_v1: k8s.AdmissionregistrationV1Api,
+) -> None:
+    """The registered configuration is owned by the registration ClusterRole (the garbage
+    collector removes it with the manifests), and `webhook-config --delete` removes it
+    directly; one applied by GitOps (no managed-by label) is left alone."""
+    import subprocess
+    import sys
+
+    from tests.e2e.kubecluster import loopback_env
+    from tests.e2e.test_blast_radius import engine_for
+    from webhook.cluster.registration import apply_configuration, owner_of_cluster_role
+    from webhook.registration.configuration import webhook_configuration
+
+    rbac = k8s.RbacAuthorizationV1Api(api_client)
+    role = "nfsguard-e2e-registration"
+    rbac.create_cluster_role(k8s.V1ClusterRole(metadata=k8s.V1ObjectMeta(name=role), rules=[]))
+    eng = engine_for(E2E / "policies" / "main.yaml")
+    url = Endpoint(url=f"https://{LOOPBACK}:{free_port()}/mutate")
+    managed_name, foreign_name = "nfsguard-e2e-managed", "nfsguard-e2e-foreign"
+    cli = [str(Path(sys.executable).parent / "nfsguard"), "webhook-config", "--delete"]
+    cli += ["--kubeconfig", str(kubeconfig), "--webhook-name"]
+    try:
+        with (
+            deleted_afterwards(admissionregistration_v1, managed_name),
+            deleted_afterwards(admissionregistration_v1, foreign_name),
+        ):
+            owner = owner_of_cluster_role(api_client, role)
+            doc = webhook_configuration(
+                eng, WebhookSettings(name=managed_name, endpoint=url, managed=True)
+            )
+            doc["webhooks"][0]["failurePolicy"] = "Ignore"  # nothing listens: stay harmless
+            assert apply_configuration(api_client, doc, owner) == "created"
+            assert apply_configuration(api_client, doc, owner) == "unchanged"
+            refs = read_config(admissionregistration_v1, managed_name).metadata.owner_references
+            assert [(r.kind, r.name, r.uid) for r in refs] == [("ClusterRole", role, owner["uid"])]
+            foreign = webhook_configuration(
+                eng, WebhookSettings(name=foreign_name, endpoint=url, failure_policy="Ignore")
+            )
+            admissionregistration_v1.create_mutating_webhook_configuration(mwc_model(foreign))
+            assert apply_configuration(api_client, {**foreign}, None) == "foreign"
+
+            gone = subprocess.run(
+                [*cli, managed_name], capture_output=True, text=True, env=loopback_env()
+            )
+            assert gone.returncode == 0 and "deleted" in gone.stdout, gone.stderr
+            assert read_config(admissionregistration_v1, managed_name) is None
+            kept = subprocess.run(
+                [*cli, foreign_name], capture_output=True, text=True, env=loopback_env()
+            )
+            assert kept.returncode == 2 and "left alone" in kept.stderr, kept.stderr
+            assert read_config(admissionregistration_v1, foreign_name) is not None
+    finally:
+        with contextlib.suppress(k8s.ApiException):
+            rbac.delete_cluster_role(role)

@@ -85,6 +85,7 @@ class PolicyStore:
         builtin_profiles: Sequence[DriverProfile],
         schemas: Schemas,
         fallback: Sequence[tuple[str, str]] = (),
+        counted: bool = True,
     ) -> None:
         """Load the policies at ``paths`` (with ``builtin_profiles`` and ``schemas``,
         read once by the caller). When they do not load and ``fallback`` (file name,
@@ -92,6 +93,9 @@ class PolicyStore:
         with those instead, report the problems as a rejected reload and keep
         polling; without a fallback, raise (PolicyError, SourceError)."""
         self.paths = tuple(paths)
+        #: False for the registration loop's own store in the gunicorn master: the reload
+        #: counters are the workers' (one per serving process), never counted twice.
+        self._counted = counted
         self._builtin_profiles = tuple(builtin_profiles)
         self._schemas = schemas
         self._lock = threading.Lock()
@@ -120,13 +124,17 @@ class PolicyStore:
         self._status = ReloadStatus(
             "rejected", _now(), self._fingerprint, 0, tuple(problems[:_MAX_REPORTED])
         )
-        metrics.POLICY_RELOADS.labels("rejected").inc()
+        self._count("rejected")
         for problem in problems:
             log.error("policy load rejected: %s", problem)
         log.error(
             "policy files do not load; this worker serves the policy read at start: %s",
             ", ".join(f"{p.name} {p.version}" for p in self._engine.policies),
         )
+
+    def _count(self, result: str) -> None:
+        if self._counted:
+            metrics.POLICY_RELOADS.labels(result).inc()
 
     def _load(self, sources: Sequence[tuple[str, str]]) -> LoadResult:
         return load(sources, builtin_profiles=self._builtin_profiles, schemas=self._schemas)
@@ -163,7 +171,7 @@ class PolicyStore:
             self._engine = engine  # the swap: one reference assignment
             self._fingerprint = fp
             self._status = ReloadStatus("accepted", _now(), fp, self._status.generation + 1)
-        metrics.POLICY_RELOADS.labels("accepted").inc()
+        self._count("accepted")
         for warning in result.warnings:
             log.warning("policy reload: %s", warning)
         log.info(
@@ -185,7 +193,7 @@ class PolicyStore:
             self._status.generation,
             tuple(problems[:_MAX_REPORTED]),
         )
-        metrics.POLICY_RELOADS.labels("rejected").inc()
+        self._count("rejected")
         for problem in problems:
             log.error("policy reload rejected: %s", problem)
         log.error(

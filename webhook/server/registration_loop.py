@@ -80,6 +80,7 @@ class Registrar:
             builtin_profiles=packaged.builtin_profiles(),
             schemas=packaged.schemas(),
             fallback=policy_fallback,
+            counted=False,
         )
         self.api = make_api_client(settings.kubeconfig, in_cluster=settings.in_cluster, watch=True)
         self.lease = LeaseLock(
