@@ -18,6 +18,7 @@ import ctypes
 import datetime
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -340,6 +341,29 @@ AUDIT_POLICY = {
 }
 
 
+def blackhole_service_cidr() -> str:
+    """A service CIDR of this harness's own, routed to a blackhole before the apiserver
+    starts: a webhook registered by ``service:`` makes kube-apiserver dial a ClusterIP,
+    and with no kube-proxy here that packet would follow the default route off the
+    machine (delivery.md, last section). A blackhole makes such a dial fail at once,
+    locally. Each harness takes a /24 no other route uses (``ip route add`` refuses a
+    taken one), so concurrent harnesses never remove each other's route."""
+    for _ in range(64):
+        cidr = f"10.{random.randrange(64, 250)}.{random.randrange(0, 256)}.0/24"
+        proc = subprocess.run(
+            ["ip", "route", "add", "blackhole", cidr], capture_output=True, text=True, check=False
+        )
+        if proc.returncode == 0:
+            return cidr
+        if "File exists" not in proc.stderr:
+            raise RuntimeError(f"cannot blackhole a service CIDR: {proc.stderr.strip()}")
+    raise RuntimeError("no free /24 for the service CIDR blackhole")
+
+
+def remove_blackhole(cidr: str) -> None:
+    subprocess.run(["ip", "route", "del", "blackhole", cidr], capture_output=True, check=False)
+
+
 class ControlPlane:
     """etcd + kube-apiserver on free 127.0.0.1 ports, with an admin kubeconfig.
 
@@ -366,6 +390,7 @@ class ControlPlane:
         self.port = 0
         self.kubeconfig = workdir / "kubeconfig"
         self.audit_log = workdir / "apiserver-audit.log"
+        self.service_cidr = ""
 
     @property
     def url(self) -> str:
@@ -383,6 +408,7 @@ class ControlPlane:
         audit_policy = self.workdir / "audit-policy.yaml"
         audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY))
         try:
+            self.service_cidr = blackhole_service_cidr()
             self._start_etcd()
             for attempt in range(3):  # a free port can be taken between probe and bind
                 try:
@@ -442,7 +468,7 @@ class ControlPlane:
             f"--secure-port={self.port}",
             f"--bind-address={LOOPBACK}",
             f"--advertise-address={LOOPBACK}",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            f"--service-cluster-ip-range={self.service_cidr}",
             "--allow-privileged=true",
             "--authorization-mode=RBAC",
             f"--service-account-issuer=https://{LOOPBACK}:{self.port}/",
@@ -516,6 +542,9 @@ class ControlPlane:
         for p in (self.apiserver, self.etcd):
             if p is not None:
                 p.stop()
+        if self.service_cidr:
+            remove_blackhole(self.service_cidr)
+            self.service_cidr = ""
 
 
 # ---------------------------------------------------------------------------------------------
