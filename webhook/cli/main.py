@@ -14,7 +14,9 @@ from webhook.cli.audit import audit
 from webhook.cli.certs import certs
 from webhook.cli.errors import Group
 from webhook.cli.policy import policy
+from webhook.cli.remediate import remediate
 from webhook.cli.review import review
+from webhook.cli.scan import scan
 from webhook.cli.serve import serve
 from webhook.cli.webhook_config import webhook_config
 
@@ -31,6 +33,8 @@ cli.add_command(policy)
 cli.add_command(certs)
 cli.add_command(audit)
 cli.add_command(webhook_config)
+cli.add_command(scan)
+cli.add_command(remediate)
 
 
 def main() -> None:

@@ -1,0 +1,267 @@
+"""What ``nfsguard scan`` and ``remediate`` share: where objects come from (files or a
+live cluster), one pass over them, and the output (table, JSON, YAML, JSON lines).
+
+Order of a pass, so memory holds the pod index and the report, never the PVs: first
+pods, PVCs and FailedMount events (webhook/engine/stranded.py keeps a few fields of
+each), then PVs and StorageClasses streamed page by page, each evaluated as a CREATE of
+itself (``Engine.evaluate``, the admission engine) and classified
+(webhook/engine/scan.py). Table and JSON lines print as rows come (the table spools
+each verdict's rows to a temporary file to group them); JSON and YAML keep the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+import click
+import yaml
+
+from webhook.admission.errors import BadRequest
+from webhook.api.kube import object_name
+from webhook.api.target import InvalidObject
+from webhook.cli.common import load_engine
+from webhook.cli.errors import Refused
+from webhook.cluster.client import make_api_client
+from webhook.cluster.scan import ClusterError, ClusterObjects
+from webhook.engine.engine import Engine
+from webhook.engine.scan import VERDICT_ORDER, Classification, classify
+from webhook.engine.scan_report import Uncovered, empty_summary, row, summary_line
+from webhook.engine.stranded import PodIndex, PodRef
+from webhook.files.sources import load_manifests, read_text
+from webhook.nfs.inventory import (
+    NodeInventory,
+    StaticInventory,
+    UnknownInventory,
+    nodes_from_objects,
+)
+
+SCANNED_KINDS = ("PersistentVolume", "StorageClass")
+INDEX_KINDS = ("Pod", "PersistentVolumeClaim", "Event")
+
+
+class Source(Protocol):
+    def objects(self, kind: str) -> Iterable[dict[str, Any]]: ...
+    def inventory(self) -> NodeInventory: ...
+    def label(self, obj: Mapping[str, Any]) -> str: ...
+
+
+class FileSource:
+    """``kubectl get pv,sc,pods,pvc -o yaml`` (plus events, nodes) output, offline."""
+
+    def __init__(self, files: Iterable[str], nodes_file: str | None = None) -> None:
+        self.by_kind: dict[str, list[dict[str, Any]]] = {}
+        self.where: dict[int, str] = {}
+        for source in files:
+            name = "<stdin>" if source == "-" else source
+            for obj in load_manifests(read_text(source), name):
+                self.by_kind.setdefault(str(obj.get("kind", "")), []).append(obj)
+                self.where[id(obj)] = name
+        self.nodes_file = nodes_file
+
+    def objects(self, kind: str) -> Iterable[dict[str, Any]]:
+        return self.by_kind.get(kind, [])
+
+    def inventory(self) -> NodeInventory:
+        if self.nodes_file is not None:
+            docs = load_manifests(read_text(self.nodes_file), self.nodes_file)
+            return StaticInventory(nodes_from_objects(docs))
+        nodes = self.by_kind.get("Node")
+        if nodes:
+            return StaticInventory(nodes_from_objects(nodes))
+        return UnknownInventory("offline scan without --nodes")
+
+    def label(self, obj: Mapping[str, Any]) -> str:
+        return f"{self.where.get(id(obj), '?')}: {obj.get('kind')}/{object_name(obj) or '?'}"
+
+
+class LiveSource:
+    """A cluster, through paged lists (webhook/cluster/scan.py)."""
+
+    def __init__(self, cluster: ClusterObjects) -> None:
+        self.cluster = cluster
+
+    def objects(self, kind: str) -> Iterable[dict[str, Any]]:
+        if kind == "Event":
+            return self.cluster.list(kind, field_selector="reason=FailedMount")
+        return self.cluster.list(kind)
+
+    def inventory(self) -> NodeInventory:
+        return StaticInventory(nodes_from_objects(self.cluster.list("Node")))
+
+    def label(self, obj: Mapping[str, Any]) -> str:
+        return f"{obj.get('kind')}/{object_name(obj) or '?'}"
+
+
+def connect(kubeconfig: str | None, in_cluster: bool, page: int) -> ClusterObjects:
+    try:
+        api = make_api_client(kubeconfig, in_cluster=in_cluster)
+    except Exception as exc:  # kubernetes.config.ConfigException and file errors
+        raise Refused(f"nfsguard: no usable cluster credentials: {exc}") from None
+    return ClusterObjects(api, page=page)
+
+
+@dataclass
+class Scanned:
+    obj: Mapping[str, Any]
+    classification: Classification
+    pods: list[PodRef]
+
+    @property
+    def resource_version(self) -> str:
+        meta = self.obj.get("metadata")
+        rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+        return str(rv) if rv else ""
+
+
+def evaluate_one(
+    engine: Engine, obj: Mapping[str, Any], inventory: NodeInventory, label: str
+) -> Classification | None:
+    """The verdict on one object as it stands (a CREATE review of it)."""
+    try:
+        return classify(engine.evaluate(obj, operation="CREATE", inventory=inventory))
+    except InvalidObject as exc:
+        raise BadRequest(f"{label}: {exc}") from None
+
+
+class Pass:
+    """One pass over a source: index pods first, then classify PVs and StorageClasses."""
+
+    def __init__(self, engine: Engine, source: Source) -> None:
+        self.engine, self.source = engine, source
+        self.index = PodIndex()
+        self.ignored = 0
+        try:
+            for kind in INDEX_KINDS:
+                for obj in source.objects(kind):
+                    self.index.add(obj)
+            self.inventory = source.inventory()
+        except ClusterError as exc:
+            raise Refused(f"nfsguard: {exc}") from None
+
+    def __iter__(self) -> Iterator[Scanned]:
+        try:
+            for kind in SCANNED_KINDS:
+                for obj in self.source.objects(kind):
+                    c = evaluate_one(self.engine, obj, self.inventory, self.source.label(obj))
+                    if c is None:
+                        self.ignored += 1
+                        continue
+                    pods = self.index.pods_of(c.target.name) if kind == "PersistentVolume" else []
+                    yield Scanned(obj, c, pods)
+        except ClusterError as exc:
+            raise Refused(f"nfsguard: {exc}") from None
+
+
+# --- output -----------------------------------------------------------------------------
+
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json", "yaml", "jsonl"]),
+    default="table",
+    show_default=True,
+    help="table (grouped by verdict), json/yaml (one document), jsonl (a row per line).",
+)
+
+
+class Report:
+    """Collects rows and the summary; prints as the mode allows (streaming where it can)."""
+
+    def __init__(
+        self,
+        mode: str,
+        out: IO[str] | None = None,
+        *,
+        columns: Callable[[dict[str, Any]], list[str]] | None = None,
+    ) -> None:
+        self.mode = mode
+        self.out = out or sys.stdout
+        self.summary = empty_summary()
+        self.rows: list[dict[str, Any]] = []
+        self.stranded = 0
+        self.uncovered = Uncovered()
+        self._spool: dict[str, IO[str]] = {}
+        self._columns = columns
+
+    def add(self, scanned: Scanned, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        c = scanned.classification
+        r = row(c, scanned.pods, resource_version=scanned.resource_version)
+        if extra:
+            r.update(extra)
+        self.summary[c.verdict.value] += 1
+        self.stranded += sum(1 for p in scanned.pods if p.stranded)
+        if self.uncovered.note(c, scanned.pods):
+            r["uncoveredStranded"] = True
+        if self.mode in ("json", "yaml"):
+            self.rows.append(r)
+        elif self.mode == "jsonl":
+            self.out.write(json.dumps(r, sort_keys=False) + "\n")
+        else:
+            spool = self._spool.get(r["verdict"])
+            if spool is None:
+                spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+                self._spool[r["verdict"]] = spool
+            spool.write(json.dumps(r) + "\n")
+        return r
+
+    def finish(self, ignored: int = 0) -> None:
+        if self.mode == "json":
+            json.dump({"objects": self.rows, "summary": self.summary}, self.out, indent=2)
+            self.out.write("\n")
+        elif self.mode == "yaml":
+            doc = {"objects": self.rows, "summary": self.summary}
+            self.out.write(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+        elif self.mode == "jsonl":
+            self.out.write(json.dumps({"summary": self.summary}) + "\n")
+        else:
+            self._table(ignored)
+
+    def _table(self, ignored: int) -> None:
+        w = self.out.write
+        for verdict in VERDICT_ORDER:
+            spool = self._spool.pop(verdict.value, None)
+            if spool is None:
+                continue
+            w(f"{verdict.value.upper()} ({self.summary[verdict.value]})\n")
+            spool.seek(0)
+            for line in spool:
+                for text in table_lines(json.loads(line), self._columns):
+                    w(text + "\n")
+            spool.close()
+            w("\n")
+        w(summary_line(self.summary, stranded=self.stranded, ignored=ignored) + "\n")
+
+
+def table_lines(
+    r: Mapping[str, Any], columns: Callable[[dict[str, Any]], list[str]] | None = None
+) -> list[str]:
+    """One line per object, then what to act on: the patch, the way out, stranded pods."""
+    rule = r["rule"] or "-"
+    lines = [
+        f"  {r['kind']}/{r['name']}  export={r['export'] or '-'}  "
+        f"version={r['version']}  rule={rule}"
+    ]
+    if r.get("uncoveredStranded"):
+        lines.append("    no rule covers this export, and it strands pods (see --suggest-policy)")
+    if r["patch"]:
+        lines.append(f"    patch: {json.dumps(r['patch'])}")
+    if r.get("wayOut"):
+        lines.append(f"    why: {r['reason']}")
+        lines.append(f"    way out: {r['wayOut']}")
+    elif r["verdict"] == "denied":
+        lines.append(f"    why: {r['reason']}")
+    for p in r["pods"]:
+        mark = "STRANDED" if p["stranded"] else p["phase"] or "?"
+        lines.append(f"    pod {p['namespace']}/{p['name']} on {p['node'] or '-'}: {mark}")
+    if columns is not None:
+        lines.extend(columns(dict(r)))
+    return lines
+
+
+def policy_engine(policies: tuple[str, ...]) -> Engine:
+    return load_engine(policies)
