@@ -26,6 +26,7 @@ _PATHS = {
     "Pod": ("/api/v1/pods", "v1"),
     "PersistentVolumeClaim": ("/api/v1/persistentvolumeclaims", "v1"),
     "Event": ("/api/v1/events", "v1"),
+    "Node": ("/api/v1/nodes", "v1"),
 }
 DEFAULT_PAGE = 500  # kubectl's --chunk-size default
 

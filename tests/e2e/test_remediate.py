@@ -1,0 +1,112 @@
+"""A change between ``remediate``'s plan and its patch is neither lost nor overwritten:
+the resourceVersion precondition makes the real apiserver answer 409, and the object
+is read again and planned again (webhook/cli/remediate.py, webhook/cluster/scan.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.e2e.kubecluster import Cleanup, nfs_pv, pv_model
+from webhook.audit import NullAuditRecorder
+from webhook.cli.remediate import Applier
+from webhook.cli.scanning import Scanned, evaluate_one
+from webhook.cluster.client import make_api_client
+from webhook.cluster.scan import ClusterObjects, Conflict
+from webhook.config.load import load
+from webhook.engine.engine import Engine
+from webhook.engine.scan import ScanVerdict
+from webhook.files import packaged
+from webhook.nfs.inventory import UnknownInventory
+
+POLICY = """\
+apiVersion: nfsguard.io/v1alpha1
+kind: NFSMountPolicy
+metadata: {name: remediate-e2e}
+spec:
+  version: "r-1"
+  pin: "4.0"
+  rules:
+  - name: pin-filer
+    match:
+      exports:
+      - server: 192.0.2.77
+    action: pin
+"""
+
+
+@pytest.fixture
+def engine() -> Engine:
+    loaded = load(
+        [("policy.yaml", POLICY)],
+        builtin_profiles=packaged.builtin_profiles(),
+        schemas=packaged.schemas(),
+    ).checked()
+    return Engine(loaded.policies, loaded.profiles)
+
+
+@pytest.fixture
+def cluster(kubeconfig: Path) -> ClusterObjects:
+    return ClusterObjects(make_api_client(kubeconfig), page=50)
+
+
+def planned(cluster: ClusterObjects, engine: Engine, name: str) -> Scanned:
+    obj = cluster.get("PersistentVolume", name)
+    assert obj is not None
+    c = evaluate_one(engine, obj, UnknownInventory("test"), name)
+    assert c is not None and c.verdict is ScanVerdict.FIXABLE
+    return Scanned(obj, c, [])
+
+
+def applier(cluster: ClusterObjects, engine: Engine) -> Applier:
+    return Applier(cluster, engine, UnknownInventory("test"), NullAuditRecorder(), "test", 3)
+
+
+def test_a_stale_patch_is_refused_with_409(
+    cluster: ClusterObjects, engine: Engine, core_v1: k8s.CoreV1Api, cleanup: Cleanup
+) -> None:
+    name = cleanup.pv("remediate-stale")
+    core_v1.create_persistent_volume(pv_model(nfs_pv(name, "192.0.2.77", "/e", ["hard"])))
+    scanned = planned(cluster, engine, name)
+    core_v1.patch_persistent_volume(name, {"metadata": {"labels": {"touched": "yes"}}})
+    with pytest.raises(Conflict):
+        cluster.patch(
+            "PersistentVolume",
+            name,
+            scanned.resource_version,
+            list(scanned.classification.patch or ()),
+        )
+    assert core_v1.read_persistent_volume(name).spec.mount_options == ["hard"]
+
+
+def test_a_concurrent_change_is_kept_and_the_pin_replanned(
+    cluster: ClusterObjects, engine: Engine, core_v1: k8s.CoreV1Api, cleanup: Cleanup
+) -> None:
+    name = cleanup.pv("remediate-concurrent")
+    core_v1.create_persistent_volume(pv_model(nfs_pv(name, "192.0.2.77", "/e", ["hard"])))
+    scanned = planned(cluster, engine, name)
+    # someone else edits the options between the plan and the patch
+    core_v1.patch_persistent_volume(
+        name, {"spec": {"mountOptions": ["hard", "noatime", "vers=4.1"]}}
+    )
+    result = applier(cluster, engine).apply(scanned)
+    assert result["result"] == "applied" and result["attempts"] == 2
+    assert core_v1.read_persistent_volume(name).spec.mount_options == [
+        "hard",
+        "noatime",
+        "nfsvers=4.0",
+    ]
+
+
+def test_a_concurrent_fix_is_left_alone(
+    cluster: ClusterObjects, engine: Engine, core_v1: k8s.CoreV1Api, cleanup: Cleanup
+) -> None:
+    name = cleanup.pv("remediate-raced")
+    core_v1.create_persistent_volume(pv_model(nfs_pv(name, "192.0.2.77", "/e", ["hard"])))
+    scanned = planned(cluster, engine, name)
+    core_v1.patch_persistent_volume(name, {"spec": {"mountOptions": ["soft", "vers=4.0"]}})
+    result = applier(cluster, engine).apply(scanned)
+    assert result["result"] == "changed meanwhile, now compliant: left alone"
+    assert core_v1.read_persistent_volume(name).spec.mount_options == ["soft", "vers=4.0"]
