@@ -13,7 +13,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pytest
 import yaml
@@ -77,6 +77,25 @@ EXPECTED = {
     ("StorageClass", "scan-csi-sc"): "fixable",
     ("StorageClass", "scan-longhorn-sc"): "not-fixable-in-place",
 }
+
+
+M = TypeVar("M")
+
+
+def model(cls: type[M], d: dict[str, Any]) -> M:
+    """A client model from a camelCase manifest (the kubernetes client's from_dict)."""
+    m = cls.from_dict(d)  # type: ignore[attr-defined]
+    assert m is not None
+    return cast(M, m)
+
+
+def stored(api: k8s.CoreV1Api | k8s.StorageV1Api, obj: Any) -> dict[str, Any]:
+    """What the apiserver stored, as plain camelCase JSON."""
+    return cast(dict[str, Any], api.api_client.sanitize_for_serialization(obj))
+
+
+def pv_of(core: k8s.CoreV1Api, name: str) -> dict[str, Any]:
+    return stored(core, core.read_persistent_volume(name))
 
 
 def _pvs() -> list[dict[str, Any]]:
@@ -173,25 +192,34 @@ def cluster_state(api_client: k8s.ApiClient) -> Iterator[None]:
     with contextlib.suppress(k8s.ApiException):
         core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=NS)))
     with contextlib.suppress(k8s.ApiException):  # no controller-manager makes it here
-        core.create_namespaced_service_account(NS, {"metadata": {"name": "default"}})
-    created_pvs = [core.create_persistent_volume(pv_model(pv)).metadata.name for pv in _pvs()]
-    created_scs = [storage.create_storage_class(sc_model(sc)).metadata.name for sc in _scs()]
+        core.create_namespaced_service_account(
+            NS, model(k8s.V1ServiceAccount, {"metadata": {"name": "default"}})
+        )
+    created_pvs = [pv["metadata"]["name"] for pv in _pvs()]
+    created_scs = [sc["metadata"]["name"] for sc in _scs()]
+    for pv_obj in _pvs():
+        core.create_persistent_volume(pv_model(pv_obj))
+    for sc_obj in _scs():
+        storage.create_storage_class(sc_model(sc_obj))
     for pod, claim, pv, owned in PODS:
         core.create_namespaced_persistent_volume_claim(
             NS,
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": claim},
-                "spec": {
-                    "accessModes": ["ReadWriteMany"],
-                    "resources": {"requests": {"storage": "1Gi"}},
-                    "storageClassName": "",
-                    "volumeName": pv,
+            model(
+                k8s.V1PersistentVolumeClaim,
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": claim},
+                    "spec": {
+                        "accessModes": ["ReadWriteMany"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                        "storageClassName": "",
+                        "volumeName": pv,
+                    },
                 },
-            },
+            ),
         )
-        core.create_namespaced_pod(NS, _pod(pod, claim, owned))
+        core.create_namespaced_pod(NS, model(k8s.V1Pod, _pod(pod, claim, owned)))
         status = {
             "status": {
                 "phase": "Pending",
@@ -210,20 +238,23 @@ def cluster_state(api_client: k8s.ApiClient) -> Iterator[None]:
         core.patch_namespaced_pod_status(pod, NS, status)
         core.create_namespaced_event(
             NS,
-            {
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {"name": f"{pod}.failedmount"},
-                "involvedObject": {"kind": "Pod", "namespace": NS, "name": pod},
-                "reason": "FailedMount",
-                "type": "Warning",
-                "count": 50,
-                "message": (
-                    "Unable to attach or mount volumes: unmounted volumes=[code-data]: "
-                    "timed out waiting for the condition"
-                ),
-                "source": {"component": "kubelet", "host": "node003"},
-            },
+            model(
+                k8s.CoreV1Event,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Event",
+                    "metadata": {"name": f"{pod}.failedmount"},
+                    "involvedObject": {"kind": "Pod", "namespace": NS, "name": pod},
+                    "reason": "FailedMount",
+                    "type": "Warning",
+                    "count": 50,
+                    "message": (
+                        "Unable to attach or mount volumes: unmounted volumes=[code-data]: "
+                        "timed out waiting for the condition"
+                    ),
+                    "source": {"component": "kubelet", "host": "node003"},
+                },
+            ),
         )
     yield
     for pod, claim, _, _ in PODS:
@@ -349,7 +380,7 @@ def test_remediate_applies_in_one_pass_records_and_is_idempotent(
         k for k, v in EXPECTED.items() if v == "fixable"
     }
     # a plan changes nothing
-    assert core_v1.read_persistent_volume("scan-intree").spec.mount_options == ["hard"]
+    assert pv_of(core_v1, "scan-intree")["spec"]["mountOptions"] == ["hard"]
 
     log = tmp_path / "audit.jsonl"
     code, out, err = nfsguard(
@@ -371,27 +402,29 @@ def test_remediate_applies_in_one_pass_records_and_is_idempotent(
     fixable = {k for k, v in EXPECTED.items() if v == "fixable"}
     assert {k for k, o in done.items() if o.get("result") == "applied"} == fixable
     assert code == 1  # the not-fixable and denied ones are still at risk
-    assert core_v1.read_persistent_volume("scan-intree").spec.mount_options == [
-        "hard",
-        "nfsvers=4.0",
-    ]
-    legacy = core_v1.read_persistent_volume("scan-legacy")
-    assert legacy.metadata.annotations[LEGACY] == "hard,nfsvers=4.0"
-    assert legacy.spec.mount_options is None
-    assert core_v1.read_persistent_volume("scan-csi").spec.mount_options == ["hard", "nfsvers=4.0"]
-    assert storage_v1.read_storage_class("scan-nfs-ssd").mount_options == ["nfsvers=4.0"]
+    assert pv_of(core_v1, "scan-intree")["spec"]["mountOptions"] == ["hard", "nfsvers=4.0"]
+    legacy = pv_of(core_v1, "scan-legacy")
+    assert legacy["metadata"]["annotations"][LEGACY] == "hard,nfsvers=4.0"
+    assert "mountOptions" not in legacy["spec"]
+    assert pv_of(core_v1, "scan-csi")["spec"]["mountOptions"] == ["hard", "nfsvers=4.0"]
+    sc = stored(storage_v1, storage_v1.read_storage_class("scan-nfs-ssd"))
+    assert sc["mountOptions"] == ["nfsvers=4.0"]
     # the immutable ones are untouched
-    va = core_v1.read_persistent_volume("scan-csi-va").spec
-    assert va.mount_options is None and va.csi.volume_attributes["mountOptions"] == "vers=4.1"
+    va = pv_of(core_v1, "scan-csi-va")["spec"]
+    assert "mountOptions" not in va and va["csi"]["volumeAttributes"]["mountOptions"] == "vers=4.1"
 
     # stranded pods: the owned one is deleted, the bare one never
     app = next(p for p in done[("PersistentVolume", "scan-intree")]["pods"] if p["name"] == "app-0")
     assert app["restart"].startswith("deleted")
     bare = next(p for p in done[("PersistentVolume", "scan-csi")]["pods"] if p["name"] == "bare-0")
     assert bare["restart"].startswith("bare pod")
-    assert core_v1.read_namespaced_pod("bare-0", NS).metadata.deletion_timestamp is None
+    assert (
+        "deletionTimestamp"
+        not in stored(core_v1, core_v1.read_namespaced_pod("bare-0", NS))["metadata"]
+    )
     with contextlib.suppress(k8s.ApiException):  # gone, or Terminating (no kubelet to finish)
-        assert core_v1.read_namespaced_pod("app-0", NS).metadata.deletion_timestamp is not None
+        app_pod = stored(core_v1, core_v1.read_namespaced_pod("app-0", NS))
+        assert "deletionTimestamp" in app_pod["metadata"]
     assert "node003" in err and "reboot" in err
 
     # every change on record, in a chain audit verify accepts
@@ -407,9 +440,9 @@ def test_remediate_applies_in_one_pass_records_and_is_idempotent(
 
     # a second run changes nothing
     rv_before = {
-        n: core_v1.read_persistent_volume(n).metadata.resource_version
-        for _, n in fixable
-        if _ == "PersistentVolume"
+        n: pv_of(core_v1, n)["metadata"]["resourceVersion"]
+        for kind, n in fixable
+        if kind == "PersistentVolume"
     }
     code, out, _ = nfsguard(
         "remediate",
@@ -429,7 +462,7 @@ def test_remediate_applies_in_one_pass_records_and_is_idempotent(
     assert not [k for k, o in again.items() if o.get("result") == "applied"]
     assert {k for k, o in again.items() if o["verdict"] == "fixable"} == set()
     for n, rv in rv_before.items():
-        assert core_v1.read_persistent_volume(n).metadata.resource_version == rv
+        assert pv_of(core_v1, n)["metadata"]["resourceVersion"] == rv
     assert [json.loads(x)["type"] for x in log.read_text().splitlines()].count("decision") == len(
         fixable
     )

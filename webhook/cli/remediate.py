@@ -209,7 +209,7 @@ def remediate(
             raise Refused(f"nfsguard: {exc}") from None
         who = actor or source.cluster.whoami() or "nfsguard-remediate"
         applier = Applier(source.cluster, engine, run.inventory, recorder, who, retries)
-    report = Report(output)
+    report = Report(output, columns=_remediate_lines)
     left = 0
     hung: set[str] = set()
     try:
@@ -244,6 +244,18 @@ def remediate(
     if not apply_:
         left = sum(report.summary[v.value] for v in ScanVerdict if v.at_risk)
     return ExitCode.FINDING if left else ExitCode.OK
+
+
+def _remediate_lines(r: dict[str, Any]) -> list[str]:
+    """The table's extra lines for remediate: what is (or would be) done, and to which pods."""
+    if r.get("action", "none") == "none":
+        return []
+    attempts = f" after {r['attempts']} attempt(s)" if r.get("attempts") else ""
+    lines = [f"    {r['action']}: {r['result']}{attempts}"]
+    lines += [
+        f"    pod {p['namespace']}/{p['name']}: {p['restart']}" for p in r["pods"] if "restart" in p
+    ]
+    return lines
 
 
 def _action(verdict: ScanVerdict) -> str:

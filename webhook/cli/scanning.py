@@ -170,7 +170,10 @@ output_option = click.option(
 
 
 class Report:
-    """Collects rows and the summary; prints as the mode allows (streaming where it can)."""
+    """Counts verdicts and prints rows; memory holds counters and the uncovered exports'
+    evidence, never the rows: JSON lines go out as they come, and the table, JSON and
+    YAML forms spool rows to temporary files (one per verdict for the table) and write
+    the document at the end, so the report can be larger than memory."""
 
     def __init__(
         self,
@@ -182,11 +185,17 @@ class Report:
         self.mode = mode
         self.out = out or sys.stdout
         self.summary = empty_summary()
-        self.rows: list[dict[str, Any]] = []
         self.stranded = 0
         self.uncovered = Uncovered()
         self._spool: dict[str, IO[str]] = {}
         self._columns = columns
+
+    def _spooled(self, key: str) -> IO[str]:
+        spool = self._spool.get(key)
+        if spool is None:
+            spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in finish
+            self._spool[key] = spool
+        return spool
 
     def add(self, scanned: Scanned, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         c = scanned.classification
@@ -197,42 +206,54 @@ class Report:
         self.stranded += sum(1 for p in scanned.pods if p.stranded)
         if self.uncovered.note(c, scanned.pods):
             r["uncoveredStranded"] = True
-        if self.mode in ("json", "yaml"):
-            self.rows.append(r)
-        elif self.mode == "jsonl":
-            self.out.write(json.dumps(r, sort_keys=False) + "\n")
+        line = json.dumps(r) + "\n"
+        if self.mode == "jsonl":
+            self.out.write(line)
         else:
-            spool = self._spool.get(r["verdict"])
-            if spool is None:
-                spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
-                self._spool[r["verdict"]] = spool
-            spool.write(json.dumps(r) + "\n")
+            self._spooled(r["verdict"] if self.mode == "table" else "rows").write(line)
         return r
 
+    def _rows(self, key: str) -> Iterator[dict[str, Any]]:
+        spool = self._spool.pop(key, None)
+        if spool is None:
+            return
+        with spool:
+            spool.seek(0)
+            for line in spool:
+                yield json.loads(line)
+
     def finish(self, ignored: int = 0) -> None:
+        w = self.out.write
         if self.mode == "json":
-            json.dump({"objects": self.rows, "summary": self.summary}, self.out, indent=2)
-            self.out.write("\n")
+            w('{\n  "objects": [')
+            for n, r in enumerate(self._rows("rows")):
+                w(("," if n else "") + "\n    " + json.dumps(r))
+            w('\n  ],\n  "summary": ' + json.dumps(self.summary) + "\n}\n")
         elif self.mode == "yaml":
-            doc = {"objects": self.rows, "summary": self.summary}
-            self.out.write(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+            w("objects:")
+            empty = True
+            for r in self._rows("rows"):
+                if empty:
+                    w("\n")
+                    empty = False
+                w(yaml.safe_dump([r], sort_keys=False, default_flow_style=False))
+            if empty:
+                w(" []\n")
+            w(yaml.safe_dump({"summary": self.summary}, sort_keys=False))
         elif self.mode == "jsonl":
-            self.out.write(json.dumps({"summary": self.summary}) + "\n")
+            w(json.dumps({"summary": self.summary}) + "\n")
         else:
             self._table(ignored)
 
     def _table(self, ignored: int) -> None:
         w = self.out.write
         for verdict in VERDICT_ORDER:
-            spool = self._spool.pop(verdict.value, None)
-            if spool is None:
+            if verdict.value not in self._spool:
                 continue
             w(f"{verdict.value.upper()} ({self.summary[verdict.value]})\n")
-            spool.seek(0)
-            for line in spool:
-                for text in table_lines(json.loads(line), self._columns):
+            for r in self._rows(verdict.value):
+                for text in table_lines(r, self._columns):
                     w(text + "\n")
-            spool.close()
             w("\n")
         w(summary_line(self.summary, stranded=self.stranded, ignored=ignored) + "\n")
 

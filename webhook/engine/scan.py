@@ -155,10 +155,13 @@ def way_out(target: NFSTarget, pin: str) -> str:
             "csi-driver-nfs with the complete nfsOptions set"
         )
     return (
-        f"the volume source (spec.csi.volumeAttributes) is immutable: 1. kubectl patch pv {name} "
-        '-p \'{"spec":{"persistentVolumeReclaimPolicy":"Retain"}}\'; 2. save it '
-        f"(kubectl get pv {name} -o yaml); 3. delete the pods using it, then kubectl delete pv "
-        f"{name}; 4. create it again with the same name and spec.claimRef (namespace, name, "
-        f"uid of the PVC), {option} in spec.mountOptions and no version option in "
-        "volumeAttributes.mountOptions; 5. restore the reclaim policy"
+        f"the volume source (spec.csi.volumeAttributes) is immutable; recreate PV {name}: "
+        f'1. kubectl patch pv {name} -p \'{{"spec":{{"persistentVolumeReclaimPolicy":'
+        f'"Retain"}}}}\' (so nothing deletes the data); 2. kubectl get pv {name} -o yaml > '
+        f"{name}.yaml; 3. stop the pods using it; kubectl delete pv {name} --wait=false and "
+        f'kubectl patch pv {name} --type=merge -p \'{{"metadata":{{"finalizers":null}}}}\' '
+        "(pv-protection holds a bound PV); 4. in the file drop uid, resourceVersion, "
+        "creationTimestamp and status, keep spec.claimRef (namespace, name, uid), put "
+        f"{option} in spec.mountOptions and no version option in volumeAttributes.mountOptions; "
+        f"kubectl create -f {name}.yaml (the PVC binds again); 5. restore the reclaim policy"
     )
