@@ -364,6 +364,32 @@ def test_scan_reports_every_shape_and_the_pods_it_strands(
     assert out.strip().splitlines()[-1].startswith("summary: ")
 
 
+def test_policies_from_the_configmap_the_install_ships(
+    cluster_state: None, kubeconfig: Path, policy_file: Path, core_v1: k8s.CoreV1Api
+) -> None:
+    cm = {"metadata": {"name": "scan-policies"}, "data": {"site.yaml": POLICY}}
+    core_v1.create_namespaced_config_map(NS, model(k8s.V1ConfigMap, cm))
+    try:
+        _, from_file = scan_json(kubeconfig, policy_file)
+        code, out, err = nfsguard(
+            "scan",
+            "--policy-configmap",
+            f"{NS}/scan-policies",
+            "--kubeconfig",
+            str(kubeconfig),
+            "-o",
+            "json",
+        )
+        assert code == 1, err
+        assert ours(json.loads(out)) == ours(from_file)
+        code, _, err = nfsguard(
+            "scan", "--policy-configmap", f"{NS}/missing", "--kubeconfig", str(kubeconfig)
+        )
+        assert code == 2 and err.strip() == f"nfsguard: ConfigMap {NS}/missing not found"
+    finally:
+        core_v1.delete_namespaced_config_map("scan-policies", NS)
+
+
 def test_remediate_applies_in_one_pass_records_and_is_idempotent(
     cluster_state: None,
     kubeconfig: Path,

@@ -24,17 +24,16 @@ import click
 
 from webhook.api.review import AdmissionRequest, UserInfo
 from webhook.audit import AuditWriteError, AuditWriter, NullAuditRecorder, open_recorder
-from webhook.cli.common import nodes_option, policy_option
 from webhook.cli.errors import ExitCode, Refused
-from webhook.cli.scan import open_source, with_live_options
 from webhook.cli.scanning import (
     LiveSource,
     Pass,
     Report,
     Scanned,
+    Where,
     evaluate_one,
     output_option,
-    policy_engine,
+    where_options,
 )
 from webhook.cluster.scan import ClusterError, ClusterObjects, Conflict
 from webhook.engine.engine import Engine
@@ -146,10 +145,8 @@ def _rv(obj: Mapping[str, Any]) -> str:
 
 
 @click.command()
-@policy_option
-@nodes_option
+@where_options
 @output_option
-@with_live_options
 @click.option("--apply", "apply_", is_flag=True, help="Carry the plan out (else only print it).")
 @click.option(
     "--audit-log", type=click.Path(dir_okay=False), help="Record every change in this audit chain."
@@ -172,21 +169,22 @@ def _rv(obj: Mapping[str, Any]) -> str:
     show_default=True,
     help="Re-plans after a conflict.",
 )
-@click.argument("files", nargs=-1)
 def remediate(
     policies: tuple[str, ...],
+    policy_configmap: str | None,
     nodes_file: str | None,
-    output: str,
     kubeconfig: str | None,
     in_cluster: bool,
+    as_user: str | None,
     page_size: int,
+    files: tuple[str, ...],
+    output: str,
     apply_: bool,
     audit_log: str | None,
     audit_key: str | None,
     actor: str | None,
     restart_stranded: bool,
     retries: int,
-    files: tuple[str, ...],
 ) -> ExitCode:
     """Plan (default) or --apply the in-place fixes scan finds, and print the safe
     procedure for objects that cannot be fixed in place.
@@ -197,8 +195,11 @@ def remediate(
         raise Refused("nfsguard: --apply and --restart-stranded need a cluster, not FILES")
     if restart_stranded and not apply_:
         raise Refused("nfsguard: --restart-stranded goes with --apply")
-    engine = policy_engine(policies)
-    source = open_source(files, nodes_file, kubeconfig, in_cluster, page_size)
+    where = Where(
+        files, policies, policy_configmap, nodes_file, kubeconfig, in_cluster, as_user, page_size
+    )
+    source = where.source()
+    engine = where.engine(source)
     run = Pass(engine, source)
     applier: Applier | None = None
     if apply_:

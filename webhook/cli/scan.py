@@ -8,89 +8,37 @@ exit codes: docs/after-an-incident.md; the JSON form: webhook/data/scan-output.s
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 import yaml
 
-from webhook.cli.common import nodes_option, policy_option
 from webhook.cli.errors import ExitCode, Refused
-from webhook.cli.scanning import (
-    FileSource,
-    LiveSource,
-    Pass,
-    Report,
-    Source,
-    connect,
-    output_option,
-    policy_engine,
-)
-from webhook.cluster.scan import DEFAULT_PAGE
+from webhook.cli.scanning import Pass, Report, Where, output_option, where_options
 from webhook.engine.scan_report import suggest_policy
-
-live_options = [
-    click.option(
-        "--kubeconfig", type=click.Path(dir_okay=False, exists=True), help="Scan this cluster."
-    ),
-    click.option("--in-cluster", is_flag=True, help="Use the pod's service account."),
-    click.option(
-        "--page-size",
-        type=click.IntRange(1, 10000),
-        default=DEFAULT_PAGE,
-        show_default=True,
-        help="Objects per list page (limit/continue).",
-    ),
-]
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def with_live_options(f: F) -> F:
-    """The options of a live run (--kubeconfig, --in-cluster, --page-size)."""
-    for option in reversed(live_options):
-        f = option(f)
-    return f
-
-
-def open_source(
-    files: tuple[str, ...],
-    nodes_file: str | None,
-    kubeconfig: str | None,
-    in_cluster: bool,
-    page: int,
-) -> Source:
-    if files and (kubeconfig or in_cluster):
-        raise Refused("nfsguard: give FILES or --kubeconfig/--in-cluster, not both")
-    if files:
-        return FileSource(files, nodes_file)
-    return LiveSource(connect(kubeconfig, in_cluster, page))
 
 
 @click.command()
-@policy_option
-@nodes_option
+@where_options
 @output_option
-@with_live_options
 @click.option(
     "--suggest-policy",
     "suggest_file",
     type=click.Path(dir_okay=False),
     help="Write a site policy pinning exports that strand pods while no rule covers them.",
 )
-@click.argument("files", nargs=-1)
 def scan(
     policies: tuple[str, ...],
+    policy_configmap: str | None,
     nodes_file: str | None,
-    output: str,
     kubeconfig: str | None,
     in_cluster: bool,
+    as_user: str | None,
     page_size: int,
-    suggest_file: str | None,
     files: tuple[str, ...],
+    output: str,
+    suggest_file: str | None,
 ) -> ExitCode:
     """Report every NFS PV and StorageClass: compliant, fixable, not-fixable-in-place,
     denied or exempt, with the pods each PV strands.
@@ -100,9 +48,11 @@ def scan(
     Exit 0 when nothing is at risk, 1 when something is (a fixable, not fixable or
     denied object, or pods stranded on an export no rule covers), 2 on bad input.
     """
-    engine = policy_engine(policies)
-    source = open_source(files, nodes_file, kubeconfig, in_cluster, page_size)
-    run = Pass(engine, source)
+    where = Where(
+        files, policies, policy_configmap, nodes_file, kubeconfig, in_cluster, as_user, page_size
+    )
+    source = where.source()
+    run = Pass(where.engine(source), source)
     report = Report(output)
     for scanned in run:
         report.add(scanned)

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 import click
 import yaml
@@ -24,15 +24,17 @@ import yaml
 from webhook.admission.errors import BadRequest
 from webhook.api.kube import object_name
 from webhook.api.target import InvalidObject
-from webhook.cli.common import load_engine
+from webhook.cli.common import load_engine, nodes_option
 from webhook.cli.errors import Refused
 from webhook.cluster.client import make_api_client
-from webhook.cluster.scan import ClusterError, ClusterObjects
+from webhook.cluster.scan import DEFAULT_PAGE, ClusterError, ClusterObjects
+from webhook.config.load import load
 from webhook.engine.engine import Engine
 from webhook.engine.scan import VERDICT_ORDER, Classification, classify
 from webhook.engine.scan_report import Uncovered, empty_summary, row, summary_line
 from webhook.engine.stranded import PodIndex, PodRef
-from webhook.files.sources import load_manifests, read_text
+from webhook.files import packaged
+from webhook.files.sources import POLICY_SUFFIXES, load_manifests, read_text
 from webhook.nfs.inventory import (
     NodeInventory,
     StaticInventory,
@@ -99,12 +101,107 @@ class LiveSource:
         return f"{obj.get('kind')}/{object_name(obj) or '?'}"
 
 
-def connect(kubeconfig: str | None, in_cluster: bool, page: int) -> ClusterObjects:
+def connect(
+    kubeconfig: str | None, in_cluster: bool, page: int, as_user: str | None = None
+) -> ClusterObjects:
+    """The cluster, as kubectl would reach it; ``as_user`` impersonates (kubectl --as)."""
     try:
         api = make_api_client(kubeconfig, in_cluster=in_cluster)
     except Exception as exc:  # kubernetes.config.ConfigException and file errors
         raise Refused(f"nfsguard: no usable cluster credentials: {exc}") from None
+    if as_user:
+        api.set_default_header("Impersonate-User", as_user)  # type: ignore[no-untyped-call]
     return ClusterObjects(api, page=page)
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a run reads its objects and policies (the options scan and remediate share)."""
+
+    files: tuple[str, ...]
+    policies: tuple[str, ...]
+    policy_configmap: str | None
+    nodes_file: str | None
+    kubeconfig: str | None
+    in_cluster: bool
+    as_user: str | None
+    page_size: int
+
+    def source(self) -> Source:
+        if self.files and (self.kubeconfig or self.in_cluster or self.as_user):
+            raise Refused("nfsguard: give FILES or --kubeconfig/--in-cluster/--as, not both")
+        if self.files:
+            return FileSource(self.files, self.nodes_file)
+        cluster = connect(self.kubeconfig, self.in_cluster, self.page_size, self.as_user)
+        return LiveSource(cluster)
+
+    def engine(self, source: Source) -> Engine:
+        """The policies of --policy, or of the ConfigMap the install ships (read live)."""
+        if bool(self.policies) == bool(self.policy_configmap):
+            raise Refused("nfsguard: give --policy PATH or --policy-configmap NAMESPACE/NAME")
+        if self.policies:
+            return load_engine(self.policies)
+        assert self.policy_configmap is not None
+        if not isinstance(source, LiveSource):
+            raise Refused("nfsguard: --policy-configmap reads a cluster, not FILES")
+        namespace, _, name = self.policy_configmap.partition("/")
+        if not namespace or not name:
+            raise Refused("nfsguard: --policy-configmap takes NAMESPACE/NAME")
+        try:
+            cm = source.cluster.get_namespaced("ConfigMap", namespace, name)
+        except ClusterError as exc:
+            raise Refused(f"nfsguard: {exc}") from None
+        if cm is None:
+            raise Refused(f"nfsguard: ConfigMap {namespace}/{name} not found")
+        data = cm.get("data") or {}
+        sources = [
+            (f"configmap/{namespace}/{name}/{key}", str(text))
+            for key, text in sorted(data.items())
+            if key.endswith(POLICY_SUFFIXES) and not key.startswith(".")
+        ]
+        if not sources:
+            raise Refused(f"nfsguard: ConfigMap {namespace}/{name} holds no *.yaml policy")
+        builtin, schemas = packaged.builtin_profiles(), packaged.schemas()
+        loaded = load(sources, builtin_profiles=builtin, schemas=schemas).checked()
+        return Engine(loaded.policies, loaded.profiles)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_WHERE_OPTIONS = [
+    click.option(
+        "--policy",
+        "policies",
+        multiple=True,
+        help="Policy file or directory (repeatable).",
+    ),
+    click.option(
+        "--policy-configmap",
+        metavar="NAMESPACE/NAME",
+        help="Read the policies from this ConfigMap (shipped: nfsguard/nfsguard-policies).",
+    ),
+    nodes_option,
+    click.option(
+        "--kubeconfig", type=click.Path(dir_okay=False, exists=True), help="Use this kubeconfig."
+    ),
+    click.option("--in-cluster", is_flag=True, help="Use the pod's service account."),
+    click.option("--as", "as_user", metavar="USER", help="Impersonate USER (as kubectl --as)."),
+    click.option(
+        "--page-size",
+        type=click.IntRange(1, 10000),
+        default=DEFAULT_PAGE,
+        show_default=True,
+        help="Objects per list page (limit/continue).",
+    ),
+    click.argument("files", nargs=-1),
+]
+
+
+def where_options(f: F) -> F:
+    """The options of ``Where``, in its order, and FILES."""
+    for option in reversed(_WHERE_OPTIONS):
+        f = option(f)
+    return f
 
 
 @dataclass
@@ -284,7 +381,3 @@ def table_lines(
     if columns is not None:
         lines.extend(columns(dict(r)))
     return lines
-
-
-def policy_engine(policies: tuple[str, ...]) -> Engine:
-    return load_engine(policies)

@@ -116,6 +116,17 @@ class ClusterObjects:
         obj.setdefault("apiVersion", api_version)
         return obj
 
+    def get_namespaced(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A namespaced object (``ConfigMap``), or None when it does not exist."""
+        path = {"ConfigMap": "configmaps"}[kind]
+        try:
+            obj: dict[str, Any] = self._call("GET", f"/api/v1/namespaces/{namespace}/{path}/{name}")
+        except ClusterError as exc:
+            if " 404 " in str(exc):
+                return None
+            raise
+        return obj
+
     def patch(
         self, kind: str, name: str, resource_version: str, ops: Sequence[Any]
     ) -> dict[str, Any]:
