@@ -117,3 +117,8 @@ def test_a_concurrent_fix_is_left_alone(
     result = applier(cluster, engine).apply(scanned)
     assert result["result"] == "changed meanwhile, now compliant: left alone"
     assert options(core_v1, name) == ["soft", "vers=4.0"]
+
+
+def test_who_runs_it_is_the_user_the_apiserver_authenticates(cluster: ClusterObjects) -> None:
+    # the harness's kubeconfig user (a client certificate), as a SelfSubjectReview says
+    assert cluster.whoami() != ""

@@ -327,6 +327,8 @@ def test_scan_reports_every_shape_and_the_pods_it_strands(
     assert [
         (p["namespace"], p["name"], p["node"], p["phase"], p["stranded"]) for p in intree["pods"]
     ] == [(NS, "app-0", "node003", "Pending", True)]
+    assert intree["claim"] == {"namespace": NS, "name": "code-data"}
+    assert found[("PersistentVolume", "scan-legacy")]["claim"] is None
     legacy = found[("PersistentVolume", "scan-legacy")]
     assert legacy["patch"] == [
         {

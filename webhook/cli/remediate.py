@@ -208,6 +208,12 @@ def remediate(
             recorder = open_recorder(audit_log, key_file=audit_key)
         except (AuditWriteError, ValueError, OSError) as exc:
             raise Refused(f"nfsguard: {exc}") from None
+        if audit_log is None:
+            click.echo(
+                "nfsguard: no --audit-log: remediate records nothing itself (a registered "
+                "webhook still records each UPDATE)",
+                err=True,
+            )
         who = actor or source.cluster.whoami() or "nfsguard-remediate"
         applier = Applier(source.cluster, engine, run.inventory, recorder, who, retries)
     report = Report(output, columns=_remediate_lines)

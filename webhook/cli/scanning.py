@@ -209,6 +209,7 @@ class Scanned:
     obj: Mapping[str, Any]
     classification: Classification
     pods: list[PodRef]
+    claim: tuple[str, str] | None = None  # the PVC bound to a PV: (namespace, name)
 
     @property
     def resource_version(self) -> str:
@@ -250,8 +251,11 @@ class Pass:
                     if c is None:
                         self.ignored += 1
                         continue
-                    pods = self.index.pods_of(c.target.name) if kind == "PersistentVolume" else []
-                    yield Scanned(obj, c, pods)
+                    if kind == "PersistentVolume":
+                        name = c.target.name
+                        yield Scanned(obj, c, self.index.pods_of(name), self.index.claim_of(name))
+                    else:
+                        yield Scanned(obj, c, [])
         except ClusterError as exc:
             raise Refused(f"nfsguard: {exc}") from None
 
@@ -298,7 +302,7 @@ class Report:
 
     def add(self, scanned: Scanned, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         c = scanned.classification
-        r = row(c, scanned.pods, resource_version=scanned.resource_version)
+        r = row(c, scanned.pods, resource_version=scanned.resource_version, claim=scanned.claim)
         if extra:
             r.update(extra)
         self.summary[c.verdict.value] += 1

@@ -17,7 +17,13 @@ from webhook.engine.scan import Classification, ScanVerdict
 from webhook.engine.stranded import PodRef
 
 
-def row(c: Classification, pods: Sequence[PodRef], *, resource_version: str = "") -> dict[str, Any]:
+def row(
+    c: Classification,
+    pods: Sequence[PodRef],
+    *,
+    resource_version: str = "",
+    claim: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     """One object of the report, from its classification and the pods that use it."""
     t, ev = c.target, c.evaluation
     eff = ev.effective
@@ -39,6 +45,7 @@ def row(c: Classification, pods: Sequence[PodRef], *, resource_version: str = ""
         "effectiveVersion": eff.to_dict(),
         "patch": [dict(op) for op in c.patch] if c.patch is not None else None,
         "pods": [p.to_dict() for p in pods],
+        "claim": {"namespace": claim[0], "name": claim[1]} if claim is not None else None,
         "driver": t.driver,
         "storageClass": t.storage_class,
         "outcome": d.outcome.value,

@@ -135,12 +135,13 @@ class PodIndex:
     def add_event(self, obj: Mapping[str, Any]) -> None:
         if obj.get("reason") != "FailedMount":
             return
-        involved = _map(obj.get("involvedObject"))
+        # core/v1 names the pod in involvedObject, events.k8s.io/v1 in regarding
+        involved = _map(obj.get("involvedObject") or obj.get("regarding"))
         if involved.get("kind") != "Pod":
             return
         key = (str(involved.get("namespace", "default")), str(involved.get("name", "?")))
         count, messages = self._events.get(key, (0, []))
-        raw = obj.get("count")
+        raw = obj.get("count") or _map(obj.get("series")).get("count")
         count += raw if isinstance(raw, int) and raw > 0 else 1
         message = obj.get("message") or obj.get("note")
         if isinstance(message, str) and message not in messages and len(messages) < _MAX_MESSAGES:

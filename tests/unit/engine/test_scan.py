@@ -266,6 +266,30 @@ def test_stranded_needs_pending_container_creating_and_failed_mount() -> None:
     assert idx.claim_of("pv1") == ("dev", "c1")
 
 
+def test_events_k8s_io_shape_counts_too() -> None:
+    idx = PodIndex()
+    idx.add(_pod("stuck", "c1"))
+    idx.add(
+        {
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "c1", "namespace": "dev"},
+            "spec": {"volumeName": "pv1"},
+        }
+    )
+    idx.add(
+        {
+            "kind": "Event",
+            "apiVersion": "events.k8s.io/v1",
+            "reason": "FailedMount",
+            "note": "MountVolume.SetUp failed",
+            "series": {"count": 7},
+            "regarding": {"kind": "Pod", "namespace": "dev", "name": "stuck"},
+        }
+    )
+    (pod,) = idx.pods_of("pv1")
+    assert pod.stranded and pod.failed_mounts == 7 and pod.messages == ["MountVolume.SetUp failed"]
+
+
 def test_uncovered_stranded_export_gets_a_suggested_rule(engine: Engine) -> None:
     idx = PodIndex()
     idx.add(_pod("q", "c1"))
