@@ -122,3 +122,42 @@ def test_a_concurrent_fix_is_left_alone(
 def test_who_runs_it_is_the_user_the_apiserver_authenticates(cluster: ClusterObjects) -> None:
     # the harness's kubeconfig user (a client certificate), as a SelfSubjectReview says
     assert cluster.whoami() != ""
+
+
+def test_the_csi_way_out_runs_as_printed_on_the_apiserver(
+    cluster: ClusterObjects, engine: Engine, core_v1: k8s.CoreV1Api, cleanup: Cleanup
+) -> None:
+    """The API steps of the printed procedure for a bound csi-driver-nfs PV: Retain,
+    delete, release the finalizers pv-protection holds it with, recreate with the same
+    name and claimRef and fixed options. (Binding again is the PV controller's, which
+    this harness does not run.)"""
+    name = cleanup.pv("remediate-recreate")
+    obj = nfs_pv(name, "192.0.2.77", "/csi", csi=True)
+    obj["spec"]["csi"]["volumeAttributes"]["mountOptions"] = "hard,vers=4.1"
+    obj["spec"]["claimRef"] = {"namespace": "default", "name": "data", "uid": "1234"}
+    # what the StorageObjectInUseProtection admission plugin adds in a full cluster (this
+    # harness's apiserver runs without it): the finalizer that holds a bound PV
+    obj["metadata"]["finalizers"] = ["kubernetes.io/pv-protection"]
+    core_v1.create_persistent_volume(pv_model(obj))
+    current = cluster.get("PersistentVolume", name)
+    assert current is not None
+    c = evaluate_one(engine, current, UnknownInventory("test"), name)
+    assert c is not None and c.verdict is ScanVerdict.NOT_FIXABLE
+    assert "pv-protection" in c.way_out
+    assert "kubernetes.io/pv-protection" in current["metadata"]["finalizers"]
+
+    core_v1.patch_persistent_volume(name, {"spec": {"persistentVolumeReclaimPolicy": "Retain"}})
+    core_v1.delete_persistent_volume(name)
+    terminating = cluster.get("PersistentVolume", name)
+    assert terminating is not None and "deletionTimestamp" in terminating["metadata"]
+    core_v1.patch_persistent_volume(name, {"metadata": {"finalizers": None}})
+    assert cluster.get("PersistentVolume", name) is None
+
+    fixed = nfs_pv(name, "192.0.2.77", "/csi", ["nfsvers=4.0"], csi=True)
+    fixed["spec"]["csi"]["volumeAttributes"]["mountOptions"] = "hard"
+    fixed["spec"]["claimRef"] = {"namespace": "default", "name": "data", "uid": "1234"}
+    core_v1.create_persistent_volume(pv_model(fixed))
+    again = cluster.get("PersistentVolume", name)
+    assert again is not None and again["spec"]["claimRef"]["uid"] == "1234"
+    c = evaluate_one(engine, again, UnknownInventory("test"), name)
+    assert c is not None and c.verdict is ScanVerdict.COMPLIANT
