@@ -1,6 +1,8 @@
 """How one AdmissionReview is answered: parse, scope, decide, record, respond.
 
-Each step is one function below, in that order. The same ``evaluate`` (``decide``
+Each step is one function below, in that order. ``evaluate`` hands the engine the
+request's oldObject on UPDATE: an update that keeps an existing object's NFS options
+is never denied (webhook/engine/verdict.py ``settle``). The same ``evaluate`` (``decide``
 is its decision) serves ``nfsguard review``, ``policy test`` and ``policy explain``
 (which reads its whole trace), so files and the served webhook always give the
 same answers.
@@ -59,8 +61,11 @@ def evaluate(engine: Engine, request: AdmissionRequest, inventory: NodeInventory
     if obj is None:
         return IGNORED
     operation = cast(Operation, request.operation)  # CREATE or UPDATE: reviewed_object checked
+    old = request.old_object if operation == "UPDATE" else None
+    if old is not None and old.get("kind") is None:
+        old = {**old, "kind": request.kind}
     try:
-        return engine.evaluate(obj, operation=operation, inventory=inventory)
+        return engine.evaluate(obj, operation=operation, inventory=inventory, old=old)
     except InvalidObject as exc:
         raise UnreviewableObject(f"{request.kind} {request.display_name or '?'}: {exc}") from None
 
@@ -97,6 +102,12 @@ def audit_annotations(decision: Decision) -> dict[str, str]:
         out["version-before"] = decision.before.version
     if decision.after is not None and decision.after.version:
         out["version-after"] = decision.after.version
+    if decision.enforcement is not None:
+        out["enforcement"] = decision.enforcement.value
+    if decision.would_be is not None:
+        out["would-be"] = decision.would_be.value
+    if decision.existing:
+        out["existing"] = "options-unchanged"
     return out
 
 

@@ -25,9 +25,17 @@ def object_label(obj: Mapping[str, Any]) -> str:
     return f"{obj.get('kind', '?')}/{object_name(obj) or '?'}"
 
 
-def offline_request(obj: Mapping[str, Any], operation: str, uid: str) -> AdmissionRequest:
-    """The AdmissionRequest the apiserver would send for ``obj`` (on UPDATE, the object
-    is its own old object: a file holds one state)."""
+def offline_request(
+    obj: Mapping[str, Any],
+    operation: str,
+    uid: str,
+    old: Mapping[str, Any] | None = None,
+) -> AdmissionRequest:
+    """The AdmissionRequest the apiserver would send for ``obj``. ``old`` is the
+    oldObject of an UPDATE (``--old FILE``, a suite case's ``oldObject``): without
+    one, an UPDATE is judged as one that changes the NFS options (a file holds one
+    state), so authors see what their rule does; with one whose options are the
+    same, as an existing object's update (never denied)."""
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
     assert isinstance(meta, Mapping)
     name = meta.get("name")
@@ -38,7 +46,7 @@ def offline_request(obj: Mapping[str, Any], operation: str, uid: str) -> Admissi
         operation=operation,
         name=name if isinstance(name, str) else "",
         object=obj,
-        old_object=obj if operation == "UPDATE" else None,
+        old_object=old if operation == "UPDATE" else None,
         user=UserInfo(username="nfsguard-review"),
     )
 

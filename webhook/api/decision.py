@@ -33,6 +33,17 @@ class Action(StrEnum):
 _PRECEDENCE = {Action.EXEMPT: 0, Action.DENY: 1, Action.PIN: 2, Action.WARN: 3, Action.AUDIT: 4}
 
 
+class Enforcement(StrEnum):
+    """What the deciding rule's pin or denial does (``spec.enforcement``, a rule's
+    ``enforcement``): ``Enforce`` applies it; ``Audit`` admits the object unchanged
+    with a warning and records what Enforce would have done, so a policy can run for
+    a while before it changes anything (Kyverno's ``validationFailureAction: Audit``,
+    Gatekeeper's ``enforcementAction: warn``)."""
+
+    ENFORCE = "Enforce"
+    AUDIT = "Audit"
+
+
 class Outcome(StrEnum):
     """What happened to the object.
 
@@ -111,6 +122,15 @@ class Decision:
     warnings: tuple[str, ...] = ()
     nodes: str = ""  # how node kernels were known ("" when no rule needed them)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: The deciding rule's enforcement (None when no rule decided).
+    enforcement: Enforcement | None = None
+    #: Audit enforcement: what Enforce would have done (``mutated`` or ``denied``) and
+    #: the patch it would have sent; None and () when the decision is what happened.
+    would_be: Outcome | None = None
+    would_patch: tuple[PatchOperation, ...] = ()
+    #: An UPDATE whose NFS options are those of its oldObject: never denied (an
+    #: existing violation is allowed with a warning, so it can still be bound and deleted).
+    existing: bool = False
 
     @property
     def allowed(self) -> bool:

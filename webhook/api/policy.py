@@ -1,13 +1,30 @@
-"""The policy model: frozen dataclasses, built only by the loader."""
+"""The policy model: frozen dataclasses, built only by the loader.
+
+``Enforcement`` lives with the decision types (a decision carries it) and is
+re-exported here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 
-from webhook.api.decision import Action, RuleRef
+from webhook.api.decision import Action, Enforcement, RuleRef
 from webhook.nfs.kernels import KernelRange
 from webhook.nfs.patterns import ExportPattern, LabelSelector, NamePattern
+
+__all__ = [
+    "Action",
+    "Enforcement",
+    "Match",
+    "OnExplicit",
+    "OnUnsupportedPin",
+    "Policy",
+    "Position",
+    "Rule",
+    "RuleRef",
+    "UnknownNodes",
+]
 
 
 class UnknownNodes(StrEnum):
@@ -69,6 +86,8 @@ class Rule:
     exclude: Match | None = None
     on_explicit: OnExplicit = OnExplicit.REWRITE
     on_unsupported_pin: OnUnsupportedPin = OnUnsupportedPin.WARN
+    #: None: the policy's ``enforcement`` applies.
+    enforcement: Enforcement | None = None
     description: str = ""
     references: tuple[str, ...] = ()
     position: Position | None = None
@@ -81,9 +100,14 @@ class Policy:
     digest: str  # "sha256:<hex>" of the document's canonical JSON
     pin: str = "4.0"
     unknown_nodes: UnknownNodes = UnknownNodes.ASSUME_AFFECTED
+    enforcement: Enforcement = Enforcement.ENFORCE
     rules: tuple[Rule, ...] = ()
     source: str = ""
     position: Position | None = None
+
+    def enforcement_of(self, rule: Rule) -> Enforcement:
+        """The rule's own ``enforcement``, else the policy's."""
+        return rule.enforcement or self.enforcement
 
     def ref(self, rule: Rule) -> RuleRef:
         return RuleRef(self.name, self.version, self.digest, rule.name, rule.action)

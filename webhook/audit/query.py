@@ -101,7 +101,7 @@ def row(record: Mapping[str, Any]) -> tuple[str, ...]:
     time = str(record.get("time", ""))
     return (
         time[:19] + "Z" if len(time) > 19 else time,
-        str(record.get("outcome", "")),
+        outcome_cell(record),
         str(request.get("kind", "")),
         f"{namespace}/{name}" if namespace else name,
         str(user.get("username", "")),
@@ -110,6 +110,20 @@ def row(record: Mapping[str, Any]) -> tuple[str, ...]:
         "yes" if request.get("dryRun") else "no",
         str(record.get("seq", "")),
     )
+
+
+def outcome_cell(record: Mapping[str, Any]) -> str:
+    """The outcome, and why a pin or denial was only a warning: ``warned(audit:denied)``
+    for Audit enforcement (what Enforce would have done), ``warned(existing)`` for an
+    UPDATE that kept an existing object's NFS options. Records written before these
+    fields existed show their outcome alone."""
+    outcome = str(record.get("outcome", ""))
+    would = record.get("wouldBe")
+    if isinstance(would, str) and would:
+        return f"{outcome}(audit:{would})"
+    if record.get("existing") is True:
+        return f"{outcome}(existing)"
+    return outcome
 
 
 def table(records: Sequence[Mapping[str, Any]]) -> str:

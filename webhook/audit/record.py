@@ -226,6 +226,10 @@ def decision_body(request: AdmissionRequest, decision: Decision, *, time: str) -
         "target": _target(decision.target),
         "nodes": decision.nodes,
         "notes": list(decision.notes),
+        "enforcement": decision.enforcement.value if decision.enforcement is not None else None,
+        "wouldBe": decision.would_be.value if decision.would_be is not None else None,
+        "wouldPatch": [dict(op) for op in decision.would_patch],
+        "existing": decision.existing,
     }
 
 

@@ -37,8 +37,30 @@ nodes_option = click.option(
     help="Node inventory: kubectl get nodes -o yaml output (else each policy's unknownNodes).",
 )
 operation_option = click.option(
-    "--operation", type=click.Choice(["CREATE", "UPDATE"]), default="CREATE", show_default=True
+    "--operation",
+    type=click.Choice(["CREATE", "UPDATE"]),
+    default=None,
+    help="The request's operation [default: CREATE, or UPDATE with --old].",
 )
+old_option = click.option(
+    "--old",
+    "old_file",
+    type=click.Path(dir_okay=False),
+    help="The objects as stored before an UPDATE (oldObject), matched by Kind/name: an "
+    "update that keeps an existing object's NFS options is never denied.",
+)
+
+
+def operation_of(operation: str | None, old_file: str | None) -> str:
+    """``--operation``, defaulting to UPDATE when ``--old`` gives the old objects."""
+    return operation or ("UPDATE" if old_file is not None else "CREATE")
+
+
+def load_old(old_file: str | None) -> dict[str, dict[str, Any]]:
+    """The objects of ``--old``, by ``Kind/name``. Raises SourceError."""
+    if old_file is None:
+        return {}
+    return {object_label(o): o for o in load_manifests(read_text(old_file), old_file)}
 
 
 def load_engine(paths: Sequence[str]) -> Engine:

@@ -13,12 +13,15 @@ from pathlib import Path
 import click
 
 from webhook.admission.handler import evaluate
-from webhook.admission.offline import offline_request
+from webhook.admission.offline import object_label, offline_request
 from webhook.cli.common import (
     load_engine,
     load_inventory,
+    load_old,
     manifests,
     nodes_option,
+    old_option,
+    operation_of,
     operation_option,
     policy_option,
     reviewing,
@@ -107,6 +110,7 @@ def test_suites(paths: tuple[str, ...], keyword: str | None) -> ExitCode:
 @policy_option
 @nodes_option
 @operation_option
+@old_option
 @click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
@@ -114,7 +118,8 @@ def test_suites(paths: tuple[str, ...], keyword: str | None) -> ExitCode:
 def explain(
     policies: tuple[str, ...],
     nodes_file: str | None,
-    operation: str,
+    operation: str | None,
+    old_file: str | None,
     output: str,
     files: tuple[str, ...],
 ) -> ExitCode:
@@ -127,12 +132,14 @@ def explain(
     """
     engine = load_engine(policies)
     inventory = load_inventory(nodes_file)
+    olds = load_old(old_file)
+    op = operation_of(operation, old_file)
     results = []
     for count, (name, obj) in enumerate(manifests(files), 1):
-        request = offline_request(obj, operation, f"explain-{count}")
+        request = offline_request(obj, op, f"explain-{count}", olds.get(object_label(obj)))
         with reviewing(name, obj):
             evaluation = evaluate(engine, request, inventory)
-        results.append(explain_object(evaluation, obj, source=name, operation=operation))
+        results.append(explain_object(evaluation, obj, source=name, operation=op))
     if output == "json":
         json.dump([to_json(e) for e in results], sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -17,8 +17,11 @@ from webhook.admission.offline import admitted, object_label, offline_request
 from webhook.cli.common import (
     load_engine,
     load_inventory,
+    load_old,
     manifests,
     nodes_option,
+    old_option,
+    operation_of,
     operation_option,
     policy_option,
     reviewing,
@@ -30,9 +33,14 @@ from webhook.cli.errors import ExitCode
 @policy_option
 @nodes_option
 @operation_option
+@old_option
 @click.argument("files", nargs=-1, required=True)
 def review(
-    policies: tuple[str, ...], nodes_file: str | None, operation: str, files: tuple[str, ...]
+    policies: tuple[str, ...],
+    nodes_file: str | None,
+    operation: str | None,
+    old_file: str | None,
+    files: tuple[str, ...],
 ) -> ExitCode:
     """Print each object of FILES (or - for stdin) as it would be admitted.
 
@@ -41,12 +49,15 @@ def review(
     """
     engine = load_engine(policies)
     inventory = load_inventory(nodes_file)
+    olds = load_old(old_file)
+    op = operation_of(operation, old_file)
     out: list[dict[str, Any]] = []
     denied = 0
     for count, (name, obj) in enumerate(manifests(files), 1):
         label = object_label(obj)
         with reviewing(name, obj):
-            decision = decide(engine, offline_request(obj, operation, f"review-{count}"), inventory)
+            request = offline_request(obj, op, f"review-{count}", olds.get(label))
+            decision = decide(engine, request, inventory)
         for warning in decision.warnings:
             click.echo(f"{name}: {label}: warning: {warning}", err=True)
         if not decision.allowed:

@@ -17,6 +17,7 @@ import jsonschema
 
 from webhook.api.decision import Action
 from webhook.api.policy import (
+    Enforcement,
     Match,
     OnExplicit,
     OnUnsupportedPin,
@@ -227,6 +228,15 @@ def check_policy(
                     Severity.WARNING,
                 )
             )
+        if "enforcement" in raw and action not in (Action.PIN, Action.DENY):
+            problems.append(
+                Problem(
+                    doc.at((*path, "enforcement"), key=True),
+                    f'rule "{name}": enforcement changes only what pin and deny do '
+                    f"(a {action.value} rule never changes or refuses an object)",
+                    Severity.WARNING,
+                )
+            )
         rules.append(
             Rule(
                 name=name,
@@ -237,6 +247,7 @@ def check_policy(
                 if action is Action.PIN
                 else OnExplicit.REWRITE,
                 on_unsupported_pin=OnUnsupportedPin(raw.get("onUnsupportedPin", "warn")),
+                enforcement=Enforcement(raw["enforcement"]) if "enforcement" in raw else None,
                 description=raw.get("description", ""),
                 references=tuple(raw.get("references") or ()),
                 position=doc.at(path),
@@ -252,6 +263,7 @@ def check_policy(
         digest=digest_of(data),
         pin=spec.get("pin", "4.0"),
         unknown_nodes=UnknownNodes(spec.get("unknownNodes", "assumeAffected")),
+        enforcement=Enforcement(spec.get("enforcement", "Enforce")),
         rules=tuple(rules),
         source=doc.source,
         position=doc.start,

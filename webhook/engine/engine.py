@@ -7,6 +7,12 @@
 3. match       webhook/engine/matching.py  match/exclude, node kernels (NodeInventory port)
 4. act         webhook/engine/verdict.py   precedence, action, messages
 5. pin         webhook/engine/pin.py       options rewritten -> JSON Patch, checked
+6. settle      webhook/engine/verdict.py   existing objects (oldObject), Audit enforcement
+
+An object being deleted (``metadata.deletionTimestamp`` set) is never read: it is
+allowed untouched and not recorded, as if the webhook had not been called (the
+registered matchConditions may keep it from being sent at all; a webhook must never
+deny or mutate it, or its finalizers can never be removed: docs/policy-authoring.md).
 
 and returns everything it saw and concluded. ``decide`` (the webhook),
 ``policy explain`` (webhook/engine/explain.py) and later ``scan`` all read that
@@ -20,16 +26,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.api.decision import Decision, Outcome, Target
-from webhook.api.kube import Operation
+from webhook.api.kube import JSON_OBJECT, Operation
 from webhook.api.patch import PatchOperation
 from webhook.api.policy import Policy
 from webhook.api.profile import DriverProfile
-from webhook.api.target import NFSTarget
+from webhook.api.target import InvalidObject, NFSTarget
 from webhook.engine.index import CompiledRule, NamedProvisioners, RuleIndex, compile_rules
 from webhook.engine.matching import matching
 from webhook.engine.profiles import DriverProfiles
 from webhook.engine.reading import read_target
-from webhook.engine.verdict import act, deciding_rule, precedence_reason
+from webhook.engine.verdict import act, deciding_rule, precedence_reason, settle
 from webhook.nfs.inventory import NodeInventory, UnknownInventory
 from webhook.nfs.options import EffectiveVersion
 from webhook.nfs.patterns import parse_ip
@@ -53,6 +59,8 @@ class Evaluation:
     matched: tuple[CompiledRule, ...]
     deciding: CompiledRule | None
     decision: Decision
+    #: Why nothing was read, when ``target`` is None ("" for an object out of scope).
+    skipped: str = ""
 
     @property
     def effective(self) -> EffectiveVersion | None:
@@ -76,17 +84,33 @@ class Evaluation:
     def reason(self) -> str:
         """Why the outcome: out of scope, safe, no rule, or why the deciding rule won."""
         if self.target is None:
-            return "not an NFS object in scope"
+            return self.skipped or "not an NFS object in scope"
+        existing = "existing object: options unchanged; " if self.decision.existing else ""
         if self.effective is not None and not self.effective.affected:
             return "the effective version is safe: the object is compliant and no rule acts"
         if self.deciding is None:
             return "no rule matches: nfsguard leaves the object alone"
-        return precedence_reason(self.matched, self.deciding)
+        return existing + precedence_reason(self.matched, self.deciding)
 
 
 #: The trace of an object nfsguard does not review (out of scope, or a kind or
 #: operation it leaves alone): frozen, so one serves every such review.
 IGNORED = Evaluation(None, (), None, Decision(Outcome.IGNORED))
+#: The trace of an object being deleted: allowed untouched, unrecorded.
+DELETING = Evaluation(
+    None,
+    (),
+    None,
+    Decision(Outcome.IGNORED),
+    "being deleted (metadata.deletionTimestamp is set): allowed untouched",
+)
+
+
+def being_deleted(obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` carries ``metadata.deletionTimestamp`` (deletion has begun; only
+    finalizer removals and status updates follow, apiserver registry/rest/delete.go)."""
+    meta = obj.get("metadata")
+    return isinstance(meta, JSON_OBJECT) and bool(meta.get("deletionTimestamp"))
 
 
 class Engine:
@@ -117,9 +141,14 @@ class Engine:
         *,
         operation: Operation = "CREATE",
         inventory: NodeInventory = _NO_INVENTORY,
+        old: Mapping[str, Any] | None = None,
     ) -> Evaluation:
         """Review ``obj`` (a PV or StorageClass as the apiserver sends it) and return the
-        whole trace. Pure: ``obj`` is not modified. Raises InvalidObject."""
+        whole trace. ``old`` is the request's oldObject (UPDATE): when the NFS options
+        the node would mount with are the same on both, the object is an existing one
+        and is never denied (``settle``). Pure: neither is modified. Raises InvalidObject."""
+        if isinstance(obj, JSON_OBJECT) and being_deleted(obj):
+            return DELETING
         target = read_target(obj, self.provisioners, self.profiles)
         if target is None:
             return IGNORED
@@ -145,7 +174,8 @@ class Engine:
             )
             return Evaluation(target, matched, None, decision)
         deciding = deciding_rule(matched)
-        verdict = act(deciding, target, ev, operation)
+        existing = operation == "UPDATE" and old is not None and self._unchanged(target, old)
+        verdict = settle(act(deciding, target, ev, operation), deciding, target, existing=existing)
         decision = Decision(
             verdict.outcome,
             target=summary,
@@ -158,8 +188,26 @@ class Engine:
             warnings=verdict.warnings,
             nodes=nodes,
             notes=verdict.notes,
+            enforcement=verdict.enforcement,
+            would_be=verdict.would_be,
+            would_patch=verdict.would_patch,
+            existing=verdict.existing,
         )
         return Evaluation(target, matched, deciding, decision)
+
+    def _unchanged(self, target: NFSTarget, old: Mapping[str, Any]) -> bool:
+        """Whether ``old`` (the oldObject) has the NFS options ``target`` has: every
+        option place's entries, read through the same driver profile, and so the
+        options the node would mount with. Binding (``claimRef``), finalizers, labels
+        and other annotations do not count; an oldObject that cannot be read counts
+        as a change (the update is judged as a new object would be)."""
+        try:
+            before = read_target(old, self.provisioners, self.profiles)
+        except InvalidObject:
+            return False
+        if before is None or before.driver != target.driver:
+            return False
+        return _options_of(before) == _options_of(target)
 
     def decide(
         self,
@@ -167,6 +215,14 @@ class Engine:
         *,
         operation: Operation = "CREATE",
         inventory: NodeInventory = _NO_INVENTORY,
+        old: Mapping[str, Any] | None = None,
     ) -> Decision:
         """The decision alone: ``evaluate(...).decision``."""
-        return self.evaluate(obj, operation=operation, inventory=inventory).decision
+        return self.evaluate(obj, operation=operation, inventory=inventory, old=old).decision
+
+
+def _options_of(target: NFSTarget) -> tuple[object, ...]:
+    """What an UPDATE must keep to leave the NFS options alone: each place's entries
+    (present or not) and the options the node mounts with."""
+    places = tuple((p.label, p.present, p.entries) for p in target.places)
+    return (places, tuple(target.node_options()))

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.api.decision import Enforcement
 from webhook.api.kube import object_name
 from webhook.engine.engine import Evaluation
 from webhook.engine.index import CompiledRule
@@ -114,6 +115,10 @@ def to_json(e: Explanation) -> dict[str, Any]:
         "notes": list(d.notes),
         "after": d.after.to_dict() if d.after is not None else None,
         "patch": [dict(op) for op in trace.patch],
+        "enforcement": d.enforcement.value if d.enforcement is not None else None,
+        "wouldBe": d.would_be.value if d.would_be is not None else None,
+        "wouldPatch": [dict(op) for op in d.would_patch],
+        "existing": d.existing,
     }
 
 
@@ -178,6 +183,11 @@ def to_text(e: Explanation) -> str:
     elif reason:
         lines.append(f"  why:         {reason}")
     lines.append(f"  outcome:     {trace.outcome.value}")
+    if d.enforcement is Enforcement.AUDIT:
+        would = f" (Enforce would: {d.would_be.value})" if d.would_be is not None else ""
+        lines.append(f"  enforcement: {d.enforcement.value}{would}")
+    if d.existing:
+        lines.append("  existing:    yes: the NFS options are those of the old object")
     if d.message:
         lines.append(f"  message:     {d.message}")
     for w in d.warnings:
@@ -190,6 +200,11 @@ def to_text(e: Explanation) -> str:
             lines.append(f"  after:       {d.after.version} ({d.after.kind}): {safe}")
         lines.append("  patch:")
         for op in trace.patch:
+            value = f" {json.dumps(op['value'])}" if "value" in op else ""
+            lines.append(f"    {op['op']} {op['path']}{value}")
+    if d.would_patch:
+        lines.append("  would patch (not sent: Audit):")
+        for op in d.would_patch:
             value = f" {json.dumps(op['value'])}" if "value" in op else ""
             lines.append(f"    {op['op']} {op['path']}{value}")
     return "\n".join(lines)

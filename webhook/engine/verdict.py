@@ -5,7 +5,18 @@ order, then rule order); the lowest ``CompiledRule.rank`` decides. A pin is neve
 one the driver cannot take (``onUnsupportedPin``: warn or deny), never written to
 a field that cannot change on UPDATE (a warning instead), and never a patch the
 node would not mount as exactly the pin (webhook/engine/pin.py checks it).
-Warnings are cut to what kubectl shows whole.
+
+``settle`` then applies what only the request can say, after precedence (so it
+never changes which rule wins, only what the winner does):
+
+- an UPDATE whose NFS options are those of its oldObject is never denied: it is
+  allowed with a warning (Kyverno's ``allowExistingViolations``; a PV's binding and
+  finalizer removal are UPDATEs, kubernetes pkg/controller/volume/persistentvolume);
+  a pin on it is still written where the field may change;
+- ``Audit`` enforcement admits the object unchanged with a warning, and keeps what
+  Enforce would have done (``would_be``, ``would_patch``).
+
+Warnings are built to fit kubectl's line (webhook/engine/advice.py), never cut.
 """
 
 from __future__ import annotations
@@ -13,16 +24,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from webhook.api.decision import Action, Outcome
+from webhook.api.decision import Action, Enforcement, Outcome
 from webhook.api.kube import Operation
 from webhook.api.patch import PatchOperation
 from webhook.api.policy import OnExplicit, OnUnsupportedPin, Rule
 from webhook.api.target import NFSTarget
+from webhook.engine.advice import nfs_words, short_version, warning
 from webhook.engine.index import CompiledRule
 from webhook.engine.pin import PinIncomplete, PinRefused, check_pin, pin_plan
 from webhook.nfs.options import EffectiveVersion, VersionKind, pin_option
-
-_MAX_WARNING = 119  # kubectl shows warnings whole under 120 characters
 
 #: The precedence of actions, as messages and ``policy explain`` spell it.
 PRECEDENCE = " > ".join(a.value for a in sorted(Action, key=lambda a: a.precedence))
@@ -37,6 +47,13 @@ class Verdict(NamedTuple):
     patch: tuple[PatchOperation, ...] = ()
     after: EffectiveVersion | None = None  # None: unchanged
     notes: tuple[str, ...] = ()
+    #: What to do, in bounded words (webhook/engine/advice.py): what a warning says
+    #: when ``settle`` admits a denial or a pin unchanged.
+    advice: str = ""
+    enforcement: Enforcement | None = None
+    would_be: Outcome | None = None
+    would_patch: tuple[PatchOperation, ...] = ()
+    existing: bool = False
 
 
 def _rank(c: CompiledRule) -> tuple[int, int]:
@@ -82,20 +99,24 @@ def act(
     export = summary_export(target)
     seen = ev.describe()
     action = rule.action
+    kind, name = target.kind, target.name
     if action is Action.EXEMPT:
         return Verdict(Outcome.EXEMPT, f"exempt by {who}")
     if action is Action.AUDIT:
         return Verdict(Outcome.AUDITED, f"NFS {seen} for {export} audited by {who}")
     if action is Action.WARN:
-        warning = _short(
-            f"nfsguard: NFS {seen} on {export} is at risk ({rule.name}); consider {pin}"
+        advice = f"consider {pin} in mount options: {nfs_words(ev)} is at risk"
+        return Verdict(
+            Outcome.WARNED,
+            f"NFS {seen} for {export} warned by {who}",
+            (warning(advice, kind, name, rule.name),),
         )
-        return Verdict(Outcome.WARNED, f"NFS {seen} for {export} warned by {who}", (warning,))
     unsupported = target.can_take(policy.pin)
     if action is Action.DENY:
         return Verdict(
             Outcome.DENIED,
             f"{who} does not allow NFS {seen} for {export}: {_fix(pin, unsupported)}",
+            advice=_fix_advice(pin, unsupported),
         )
     # pin: never one the driver cannot take (webhook.api.profile profiles)
     if unsupported is not None:
@@ -105,15 +126,17 @@ def act(
         return Verdict(
             Outcome.DENIED,
             f"{who} does not allow the explicit NFS {seen} for {export}: {_fix(pin, unsupported)}",
+            advice=_fix_advice(pin, unsupported),
         )
     try:
         plan = pin_plan(target, policy.pin, operation)
     except PinRefused as exc:
-        warning = _short(
-            f"nfsguard: cannot pin {target.kind} {target.name} on update ({rule.name}); "
-            f"recreate it with {pin}"
+        advice = f"recreate it with {pin}: its NFS options cannot change in place"
+        return Verdict(
+            Outcome.WARNED,
+            f"{who} would pin {pin}, but {exc}",
+            (warning(advice, kind, name, rule.name),),
         )
-        return Verdict(Outcome.WARNED, f"{who} would pin {pin}, but {exc}", (warning,))
     except PinIncomplete as exc:
         advice = target.pin_advice or (
             f"give the complete option set with {pin} in the object's mount options"
@@ -122,23 +145,70 @@ def act(
             Outcome.DENIED,
             f"{who} would pin {pin} for {export}, but {exc}: {advice}",
             notes=(f"incomplete pin: {exc}",),
+            advice=f"list all mount options with {pin}",
         )
     if not plan.ops:
         return Verdict(Outcome.COMPLIANT, f"already pinned by {who}")
     after, wrong = check_pin(target, plan, policy.pin)
     if wrong is not None:
         return _unsupported_pin(rule, who, target, export, policy.pin, wrong)
-    old = ",".join(ev.options) or "no version"
-    warning = _short(
-        f"nfsguard: {old} -> {pin} by rule {rule.name} ({policy.name} {policy.version})"
-    )
+    advice = f"add {pin} to your manifest (pinned, was {short_version(ev)})"
     return Verdict(
         Outcome.MUTATED,
         f"{who} pinned {pin} for {export} (was NFS {seen})",
-        (warning,),
+        (warning(advice, kind, name, rule.name),),
         tuple(plan.ops),
         after,
+        advice=f"set {pin} in mount options",
     )
+
+
+def settle(
+    verdict: Verdict,
+    deciding: CompiledRule,
+    target: NFSTarget,
+    *,
+    existing: bool,
+) -> Verdict:
+    """``verdict`` as the request lets it stand: an existing violation (``existing``:
+    an UPDATE whose NFS options are those of its oldObject) is never denied, and
+    Audit enforcement admits pins and denials unchanged, keeping what Enforce would
+    have done. Both only ever allow more, and are recorded (outcome ``warned``)."""
+    enforcement = deciding.policy.enforcement_of(deciding.rule)
+    rule = deciding.rule.name
+    v = verdict._replace(enforcement=enforcement, existing=existing)
+    if existing and v.outcome is Outcome.DENIED:
+        v = v._replace(
+            outcome=Outcome.WARNED,
+            message=f"{v.message}; allowed: an UPDATE that keeps the NFS options of the "
+            "existing object is never denied",
+            warnings=(
+                *v.warnings,
+                warning(f"{v.advice} (allowed: options unchanged)", target.kind, target.name, rule),
+            ),
+            notes=(*v.notes, "existing object: options unchanged"),
+        )
+    elif existing:
+        v = v._replace(notes=(*v.notes, "existing object: options unchanged"))
+    if enforcement is Enforcement.AUDIT and v.outcome in (Outcome.MUTATED, Outcome.DENIED):
+        would, done = (
+            ("pin it", "pinned") if v.outcome is Outcome.MUTATED else ("deny it", "denied")
+        )
+        v = v._replace(
+            outcome=Outcome.WARNED,
+            message=f"audit: Enforce would have {done}: {v.message}",
+            warnings=(
+                warning(
+                    f"{v.advice} (audit: Enforce would {would})", target.kind, target.name, rule
+                ),
+            ),
+            patch=(),
+            after=None,
+            would_be=v.outcome,
+            would_patch=v.patch,
+            notes=(*v.notes, f"enforcement Audit: would be {v.outcome.value}"),
+        )
+    return v
 
 
 def _fix(pin: str, unsupported: str | None) -> str:
@@ -146,6 +216,13 @@ def _fix(pin: str, unsupported: str | None) -> str:
     if unsupported is not None:
         return f"{unsupported}; exempt this driver or narrow the rule"
     return f"set {pin} in mountOptions and remove every other version option"
+
+
+def _fix_advice(pin: str, unsupported: str | None) -> str:
+    """``_fix`` in the bounded words of a warning."""
+    if unsupported is not None:
+        return "ask for an exemption for its driver"
+    return f"set {pin} in mount options"
 
 
 def _unsupported_pin(
@@ -161,22 +238,19 @@ def _unsupported_pin(
     advice = f"; {target.pin_advice}" if target.pin_advice else ""
     message = f"{who} would pin {pin_option(pin)} for {export}, but {reason}{advice}"
     if rule.on_unsupported_pin is OnUnsupportedPin.DENY:
-        return Verdict(Outcome.DENIED, f"{message} (onUnsupportedPin: deny)", notes=(note,))
-    warning = _short(
-        f"nfsguard: {pin_option(pin)} not pinned on {target.driver} ({rule.name}): "
-        f"its servers cannot take it"
-    )
+        return Verdict(
+            Outcome.DENIED,
+            f"{message} (onUnsupportedPin: deny)",
+            notes=(note,),
+            advice=_fix_advice(pin_option(pin), reason),
+        )
+    advice = f"ask for an exemption: its driver cannot take {pin_option(pin)}"
     return Verdict(
         Outcome.WARNED,
         f"{message}; allowed unchanged (onUnsupportedPin: warn)",
-        (warning,),
+        (warning(advice, target.kind, target.name, rule.name),),
         notes=(note,),
     )
-
-
-def _short(text: str) -> str:
-    clean = text if text.isprintable() else "".join(c if c.isprintable() else " " for c in text)
-    return clean if len(clean) <= _MAX_WARNING else clean[: _MAX_WARNING - 3] + "..."
 
 
 def summary_export(target: NFSTarget) -> str:

@@ -156,13 +156,14 @@ class _Reader:
                 continue
             seen.add(name)
             obj = self._object(doc, path, raw, base)
+            old, old_ok = self._old(doc, path, raw, base)
             expect = self._expect(doc, (*path, "expect"), raw["expect"], base)
             inventory = (
                 self._nodes(doc, (*path, "nodes"), raw["nodes"], base)
                 if "nodes" in raw
                 else suite_nodes
             )
-            if obj is None or expect is None or inventory is None:
+            if obj is None or expect is None or inventory is None or not old_ok:
                 continue
             cases.append(
                 Case(
@@ -170,10 +171,11 @@ class _Reader:
                     name=name,
                     where=_line(doc, path),
                     obj=obj,
-                    operation=raw.get("operation", operation),
+                    operation=raw.get("operation", "UPDATE" if old is not None else operation),
                     inventory=inventory,
                     policies=tuple(policies),
                     expect=expect,
+                    old=old,
                 )
             )
         return cases
@@ -220,6 +222,34 @@ class _Reader:
             return None
         return objects[0]
 
+    def _old(
+        self, doc: Document, path: tuple[str | int, ...], raw: Mapping[str, Any], base: Path
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The case's oldObject (None when it has none) and whether it could be read."""
+        if "oldObject" in raw and "oldObjectFile" in raw:
+            self.problem(doc, path, "a case takes one of oldObject, oldObjectFile, not both")
+            return None, False
+        if "oldObject" in raw:
+            old: dict[str, Any] = raw["oldObject"]
+            return old, True
+        if "oldObjectFile" not in raw:
+            return None, True
+        objects = self._load(doc, (*path, "oldObjectFile"), raw["oldObjectFile"], base)
+        if objects is None:
+            return None, False
+        select = raw.get("select")
+        chosen = [o for o in objects if select is None or object_label(o) == select]
+        if len(chosen) != 1:
+            self.problem(
+                doc,
+                (*path, "oldObjectFile"),
+                f"{raw['oldObjectFile']} must hold one object"
+                + (f" {select}" if select else "")
+                + f", not {len(chosen)}",
+            )
+            return None, False
+        return chosen[0], True
+
     def _expect(
         self, doc: Document, path: tuple[str | int, ...], raw: Mapping[str, Any], base: Path
     ) -> Expect | None:
@@ -257,6 +287,9 @@ class _Reader:
             node_options=strings("nodeOptions"),
             message=raw.get("message"),
             warning=raw.get("warning"),
+            warnings=strings("warnings"),
+            would_be=raw.get("wouldBe"),
+            existing=raw.get("existing"),
             rule=raw.get("rule"),
             policy=raw.get("policy"),
         )

@@ -51,7 +51,8 @@ def run_case(engine: Engine, case: Case, uid: str) -> CaseResult:
     result = CaseResult(case)
     obj = copy.deepcopy(dict(case.obj))
     try:
-        decision = decide(engine, offline_request(obj, case.operation, uid), case.inventory)
+        request = offline_request(obj, case.operation, uid, case.old)
+        decision = decide(engine, request, case.inventory)
     except BadRequest as exc:
         result.failures.append(f"the object is rejected as a bad request: {exc.message}")
         return result
@@ -68,6 +69,14 @@ def run_case(engine: Engine, case: Case, uid: str) -> CaseResult:
         fail(f"message: expected to contain {exp.message!r}, got {decision.message!r}")
     if exp.warning is not None and not any(exp.warning in w for w in decision.warnings):
         fail(f"warning: expected one containing {exp.warning!r}, got {list(decision.warnings)}")
+    if exp.warnings is not None and list(decision.warnings) != list(exp.warnings):
+        fail(f"warnings: expected exactly {list(exp.warnings)}, got {list(decision.warnings)}")
+    if exp.would_be is not None:
+        got_would = decision.would_be.value if decision.would_be is not None else None
+        if got_would != exp.would_be:
+            fail(f"wouldBe: expected {exp.would_be}, got {got_would}")
+    if exp.existing is not None and decision.existing != exp.existing:
+        fail(f"existing: expected {exp.existing}, got {decision.existing}")
     if exp.golden is None and exp.mount_options is None and exp.node_options is None:
         return result
     if not decision.allowed:

@@ -39,6 +39,9 @@ class Expect:
     node_options: tuple[str, ...] | None = None
     message: str | None = None
     warning: str | None = None
+    warnings: tuple[str, ...] | None = None  # every warning, whole, in order
+    would_be: str | None = None
+    existing: bool | None = None
     rule: str | None = None
     policy: str | None = None
 
@@ -53,6 +56,7 @@ class Case:
     inventory: NodeInventory
     policies: tuple[str, ...]
     expect: Expect
+    old: Mapping[str, Any] | None = None  # the oldObject of an UPDATE
 
     @property
     def id(self) -> str:

@@ -294,4 +294,5 @@ def test_audit_annotations_only_for_deciding_rules() -> None:
         "rule": "incident-node003-hang",
         "version-before": "4.2",
         "version-after": "4.0",
+        "enforcement": "Enforce",
     }

@@ -86,6 +86,10 @@ def test_decision_record_carries_every_field(tmp_path: Path) -> None:
         },
         "nodes": "inventory: 3 nodes",
         "notes": ["pin written as a complete option set for the driver"],
+        "enforcement": None,
+        "wouldBe": None,
+        "wouldPatch": [],
+        "existing": False,
     }
     assert digest == record_hash(record)
 

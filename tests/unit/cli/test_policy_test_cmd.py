@@ -99,7 +99,7 @@ spec:
       objectFile: golden/pv-a.yaml
       rule: pin-filer
       policy: site
-      warning: vers=4.1 -> nfsvers=4.0
+      warning: (pinned, was 4.1)
   - name: pinned-mount-options
     object:
       apiVersion: storage.k8s.io/v1
@@ -141,7 +141,7 @@ spec:
         nfs: {server: nfs1.lab.example, path: /x}
     expect:
       outcome: warned
-      warning: is at risk (warn-lab)
+      warning: "is at risk: PersistentVolume/pv-lab (nfsguard rule warn-lab)"
   - name: audited
     object:
       apiVersion: v1
@@ -284,7 +284,7 @@ def test_a_wrong_golden_object_shows_a_yaml_diff(tmp_path: Path) -> None:
 def test_every_kind_of_wrong_expectation_is_reported(tmp_path: Path) -> None:
     suite = SUITE.split("  - name: pinned-mount-options")[0].replace(
         "      outcome: mutated\n      objectFile: golden/pv-a.yaml\n"
-        "      rule: pin-filer\n      policy: site\n      warning: vers=4.1 -> nfsvers=4.0\n",
+        "      rule: pin-filer\n      policy: site\n      warning: (pinned, was 4.1)\n",
         "      outcome: warned\n      rule: warn-lab\n      policy: other\n"
         "      message: nothing like this\n      warning: no such warning\n"
         "      mountOptions: [hard]\n      nodeOptions: [hard]\n",
@@ -299,8 +299,8 @@ def test_every_kind_of_wrong_expectation_is_reported(tmp_path: Path) -> None:
         "    message: expected to contain 'nothing like this', got 'rule \"pin-filer\" (policy "
         "site version 2026.11.27-1) pinned nfsvers=4.0 for 10.20.3.4:/exports/a (was NFS 4.1 "
         "(explicit))'",
-        "    warning: expected one containing 'no such warning', got ['nfsguard: vers=4.1 -> "
-        "nfsvers=4.0 by rule pin-filer (site 2026.11.27-1)']",
+        "    warning: expected one containing 'no such warning', got ['add nfsvers=4.0 to your "
+        "manifest (pinned, was 4.1): PersistentVolume/pv-a (nfsguard rule pin-filer)']",
         "    mountOptions: expected ['hard'], got ['hard', 'nfsvers=4.0,timeo=600']",
         "    nodeOptions: expected ['hard'], got ['hard', 'nfsvers=4.0', 'timeo=600']",
         "0 passed, 1 failed",
@@ -342,8 +342,8 @@ def test_bad_suite_unknown_key(tmp_path: Path) -> None:
         [],
         [
             "T/site.yaml:10: unknown key 'mountOption' in spec.cases[0].expect (allowed: "
-            "message, mountOptions, nodeOptions, object, objectFile, outcome, policy, rule, "
-            "warning)"
+            "existing, message, mountOptions, nodeOptions, object, objectFile, outcome, policy, "
+            "rule, warning, warnings, wouldBe)"
         ],
     )
 

@@ -353,6 +353,7 @@ def test_test_suites_named_to_lint_are_checked_as_policy_test_reads_them(tmp_pat
     assert code == 1
     assert lines == [
         f"{tmp_path}/suite.yaml:7: unknown key 'expected' in spec.cases[0] (allowed: "
-        "description, expect, name, nodes, object, objectFile, operation, select)",
+        "description, expect, name, nodes, object, objectFile, oldObject, oldObjectFile, "
+        "operation, select)",
         "1 error, 0 warnings",
     ]

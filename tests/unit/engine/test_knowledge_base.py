@@ -177,4 +177,4 @@ def test_make_run_still_serves_the_policies_directory() -> None:
     proc = nfsguard("review", "--policy", str(REPO / "policies"), "-", stdin=yaml.safe_dump(obj))
     assert proc.exit_code == 0, proc.stderr
     assert "mountOptions:\n  - nfsvers=4.0\n  - hard\n" in proc.stdout
-    assert "by rule incident-node003-hang (site-rules" in proc.stderr
+    assert 'rule "incident-node003-hang" (policy site-rules' in proc.stderr
