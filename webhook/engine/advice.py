@@ -7,6 +7,9 @@ A warning here is built to fit, never cut:
 
     <advice>: <Kind>/<name> (nfsguard rule <rule>)
 
+e.g. ``add nfsvers=4.0 to the manifest (pinned, was 4.2): PersistentVolume/pv-a
+(nfsguard rule incident)``.
+
 - ``advice`` is what to do, in fixed words with bounded values (a pin option, a
   version): at most ``MAX_ADVICE`` characters, checked when it is built, so no
   object or policy field can push it off the line;
@@ -14,8 +17,9 @@ A warning here is built to fit, never cut:
   (object names may be 253 characters) keeps its first and last characters around
   ``...``: enough to tell ``pvc-<uid>`` names apart, and the full name is in the
   request, the decision message, the audit record and ``explain``;
-- the rule is named when it fits whole, else just ``(nfsguard)``: the rule, policy,
-  version and export are always in the decision message and the audit record.
+- then ``(nfsguard rule <rule>)`` when it fits, else ``(nfsguard)``, else (a name that
+  fits whole only without it) nothing: the rule, policy, version and export are always
+  in the decision message, the audit record and ``explain``.
 
 Control characters (dropped silently by the apiserver with the whole warning) are
 replaced by spaces.
@@ -27,8 +31,9 @@ from webhook.nfs.options import EffectiveVersion, VersionKind
 
 #: kubectl shows a warning whole under 120 characters.
 MAX_WARNING = 119
-#: The longest advice any warning may carry, so that kind and some name always fit.
-MAX_ADVICE = 74
+#: The longest advice any warning may carry: with it, a ``PersistentVolume/`` name of up
+#: to 40 characters (``pvc-<uid>``, what provisioners name PVs) always fits whole.
+MAX_ADVICE = 60
 #: Characters of a shortened name kept on each side of "...".
 _KEEP_MIN = 6
 
@@ -43,9 +48,9 @@ def short_version(ev: EffectiveVersion) -> str:
     if ev.kind is VersionKind.NEGOTIATED:
         return f"negotiated {ev.version}"
     if ev.kind is VersionKind.CONFLICTING:
-        return "conflicting versions"
+        return "conflicting"
     if ev.kind is VersionKind.INVALID:
-        return "an invalid version"
+        return "invalid"
     return f"{ev.version}"
 
 
@@ -53,8 +58,10 @@ def nfs_words(ev: EffectiveVersion) -> str:
     """The version as a noun (``NFS 4.1``, ``negotiated NFS 4.2``)."""
     if ev.kind is VersionKind.NEGOTIATED:
         return f"negotiated NFS {ev.version}"
-    if ev.kind in (VersionKind.CONFLICTING, VersionKind.INVALID):
-        return short_version(ev).replace("version", "NFS version")
+    if ev.kind is VersionKind.CONFLICTING:
+        return "a conflicting NFS version"
+    if ev.kind is VersionKind.INVALID:
+        return "an invalid NFS version"
     return f"NFS {ev.version}"
 
 
@@ -78,8 +85,10 @@ def warning(advice: str, kind: str, name: str, rule: str) -> str:
         raise ValueError(f"advice over {MAX_ADVICE} characters: {advice!r}")
     name = printable(name) or "?"
     head = f"{advice}: {kind}/"
-    named = f" (nfsguard rule {printable(rule)})"
-    if len(head) + len(name) + len(named) <= MAX_WARNING:
-        return f"{head}{name}{named}"
     tail = " (nfsguard)"
+    for text in (f"{head}{name} (nfsguard rule {printable(rule)})", f"{head}{name}{tail}"):
+        if len(text) <= MAX_WARNING:
+            return text
+    if len(head) + len(name) <= MAX_WARNING:
+        return f"{head}{name}"
     return f"{head}{shorten_name(name, MAX_WARNING - len(head) - len(tail))}{tail}"

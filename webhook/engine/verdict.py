@@ -105,7 +105,7 @@ def act(
     if action is Action.AUDIT:
         return Verdict(Outcome.AUDITED, f"NFS {seen} for {export} audited by {who}")
     if action is Action.WARN:
-        advice = f"consider {pin} in mount options: {nfs_words(ev)} is at risk"
+        advice = f"consider {pin}: {nfs_words(ev)} is at risk"
         return Verdict(
             Outcome.WARNED,
             f"NFS {seen} for {export} warned by {who}",
@@ -131,7 +131,7 @@ def act(
     try:
         plan = pin_plan(target, policy.pin, operation)
     except PinRefused as exc:
-        advice = f"recreate it with {pin}: its NFS options cannot change in place"
+        advice = f"recreate it with {pin}: its options cannot change"
         return Verdict(
             Outcome.WARNED,
             f"{who} would pin {pin}, but {exc}",
@@ -145,21 +145,21 @@ def act(
             Outcome.DENIED,
             f"{who} would pin {pin} for {export}, but {exc}: {advice}",
             notes=(f"incomplete pin: {exc}",),
-            advice=f"list all mount options with {pin}",
+            advice=f"set {pin} + all options",
         )
     if not plan.ops:
         return Verdict(Outcome.COMPLIANT, f"already pinned by {who}")
     after, wrong = check_pin(target, plan, policy.pin)
     if wrong is not None:
         return _unsupported_pin(rule, who, target, export, policy.pin, wrong)
-    advice = f"add {pin} to your manifest (pinned, was {short_version(ev)})"
+    advice = f"add {pin} to the manifest (pinned, was {short_version(ev)})"
     return Verdict(
         Outcome.MUTATED,
         f"{who} pinned {pin} for {export} (was NFS {seen})",
         (warning(advice, kind, name, rule.name),),
         tuple(plan.ops),
         after,
-        advice=f"set {pin} in mount options",
+        advice=f"set {pin} in mountOptions",
     )
 
 
@@ -198,9 +198,7 @@ def settle(
             outcome=Outcome.WARNED,
             message=f"audit: Enforce would have {done}: {v.message}",
             warnings=(
-                warning(
-                    f"{v.advice} (audit: Enforce would {would})", target.kind, target.name, rule
-                ),
+                warning(f"{v.advice} (audit: would {would})", target.kind, target.name, rule),
             ),
             patch=(),
             after=None,
@@ -221,8 +219,8 @@ def _fix(pin: str, unsupported: str | None) -> str:
 def _fix_advice(pin: str, unsupported: str | None) -> str:
     """``_fix`` in the bounded words of a warning."""
     if unsupported is not None:
-        return "ask for an exemption for its driver"
-    return f"set {pin} in mount options"
+        return "ask to exempt its driver"
+    return f"set {pin} in mountOptions"
 
 
 def _unsupported_pin(
@@ -244,7 +242,7 @@ def _unsupported_pin(
             notes=(note,),
             advice=_fix_advice(pin_option(pin), reason),
         )
-    advice = f"ask for an exemption: its driver cannot take {pin_option(pin)}"
+    advice = f"ask to exempt its driver: it cannot take {pin_option(pin)}"
     return Verdict(
         Outcome.WARNED,
         f"{message}; allowed unchanged (onUnsupportedPin: warn)",

@@ -299,7 +299,7 @@ def test_every_kind_of_wrong_expectation_is_reported(tmp_path: Path) -> None:
         "    message: expected to contain 'nothing like this', got 'rule \"pin-filer\" (policy "
         "site version 2026.11.27-1) pinned nfsvers=4.0 for 10.20.3.4:/exports/a (was NFS 4.1 "
         "(explicit))'",
-        "    warning: expected one containing 'no such warning', got ['add nfsvers=4.0 to your "
+        "    warning: expected one containing 'no such warning', got ['add nfsvers=4.0 to the "
         "manifest (pinned, was 4.1): PersistentVolume/pv-a (nfsguard rule pin-filer)']",
         "    mountOptions: expected ['hard'], got ['hard', 'nfsvers=4.0,timeo=600']",
         "    nodeOptions: expected ['hard'], got ['hard', 'nfsvers=4.0', 'timeo=600']",

@@ -171,7 +171,7 @@ def test_text_for_the_incident_pv(tmp_path: Path) -> None:
             "  outcome:     mutated",
             '  message:     rule "incident" (policy site version 7) pinned nfsvers=4.0 for '
             "192.168.100.7:/data1/k8sdev/hl (was NFS 4.2 (explicit))",
-            "  warning:     add nfsvers=4.0 to your manifest (pinned, was 4.2): "
+            "  warning:     add nfsvers=4.0 to the manifest (pinned, was 4.2): "
             "PersistentVolume/code-data (nfsguard rule incident)",
             "  after:       4.0 (explicit): safe",
             "  patch:",
