@@ -76,7 +76,7 @@ def test_a_pv_that_predates_a_deny_rule_can_be_bound_labelled_and_deleted(
         kind="PersistentVolumeClaim", namespace="default", name="data", uid="0000-1"
     )
     data, status, headers = core_v1.replace_persistent_volume_with_http_info(name, pv)
-    assert status == 200
+    assert status == 200 and data.spec is not None
     assert data.spec.claim_ref is not None and data.spec.claim_ref.name == "data"
     assert data.spec.mount_options == ["hard"]  # a deny rule never changes the object
     (warning,) = [w for w in warnings_of(headers) if "nfsguard" in w]
@@ -85,8 +85,8 @@ def test_a_pv_that_predates_a_deny_rule_can_be_bound_labelled_and_deleted(
 
     # Label it.
     core_v1.patch_persistent_volume(name, {"metadata": {"labels": {"team": "data"}}})
-    labels = core_v1.read_persistent_volume(name).metadata.labels
-    assert labels == {"team": "data"}
+    labelled = core_v1.read_persistent_volume(name).metadata
+    assert labelled is not None and labelled.labels == {"team": "data"}
 
     # An UPDATE that asks for 4.2 is judged as a new object: denied.
     with pytest.raises(k8s.ApiException) as asked:
@@ -97,15 +97,15 @@ def test_a_pv_that_predates_a_deny_rule_can_be_bound_labelled_and_deleted(
 
     # Delete it: deletionTimestamp is set, and the finalizer removal (an UPDATE) completes it.
     core_v1.delete_persistent_volume(name)
-    terminating = core_v1.read_persistent_volume(name)
-    assert terminating.metadata.deletion_timestamp is not None
+    terminating = core_v1.read_persistent_volume(name).metadata
+    assert terminating is not None and terminating.deletion_timestamp is not None
     core_v1.patch_persistent_volume(name, {"metadata": {"finalizers": None}})
 
     def gone() -> bool:
         try:
             core_v1.read_persistent_volume(name)
         except k8s.ApiException as e:
-            return e.status == 404
+            return bool(e.status == 404)
         return False
 
     wait_until(f"PV {name} to be deleted", gone, 30)
@@ -135,7 +135,7 @@ def test_audit_mode_admits_unchanged_and_records_what_enforce_would_do(
     data, status, headers = core_v1.create_persistent_volume_with_http_info(
         pv_model(nfs_pv(denied_name, "192.0.2.40", "/exports/a", ["hard"]))
     )
-    assert status == 201 and data.spec.mount_options == ["hard"]
+    assert status == 201 and data.spec is not None and data.spec.mount_options == ["hard"]
     (warning,) = [w for w in warnings_of(headers) if "nfsguard" in w]
     assert warning.startswith("set nfsvers=4.0 in mountOptions (audit: would deny it)")
     assert f"PersistentVolume/{denied_name}" in warning
@@ -144,7 +144,7 @@ def test_audit_mode_admits_unchanged_and_records_what_enforce_would_do(
     data, status, headers = core_v1.create_persistent_volume_with_http_info(
         pv_model(nfs_pv(pinned_name, "192.0.2.41", "/exports/b", ["hard", "nfsvers=4.2"]))
     )
-    assert status == 201
+    assert status == 201 and data.spec is not None
     assert version_options(data.spec.mount_options) == ["nfsvers=4.2"]  # unchanged
     (warning,) = [w for w in warnings_of(headers) if "nfsguard" in w]
     assert warning.startswith("set nfsvers=4.0 in mountOptions (audit: would pin it)")
