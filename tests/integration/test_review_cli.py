@@ -222,9 +222,9 @@ def test_update_operation(tmp_path: Path) -> None:
 
 
 def served_answer(
-    server: ServerHandle, obj: Mapping[str, Any], operation: str = "CREATE"
+    server: ServerHandle, obj: Mapping[str, Any], operation: str = "CREATE", existing: bool = False
 ) -> tuple[bool, dict[str, Any], list[str]]:
-    review = admission_review(obj, operation=operation, old=obj if operation == "UPDATE" else None)
+    review = admission_review(obj, operation=operation, old=obj if existing else None)
     http = post_review(server, review)
     assert http.status_code == 200, http.text
     response = http.json()["response"]
@@ -262,7 +262,12 @@ def assert_same_answers(
     the same patches), the same denials, the same warnings, in the same order."""
     manifest = tmp_path / "table.yaml"
     manifest.write_text(dump_all(objects))
-    result = run_review(*cli_args, "--operation", operation, str(manifest))
+    # "UPDATE-existing": the oldObject is the object itself (its NFS options kept), offline
+    # through --old; a plain UPDATE has no oldObject (judged as one that changes them).
+    existing = operation == "UPDATE-existing"
+    operation = "UPDATE" if existing else operation
+    old = ["--old", str(manifest)] if existing else []
+    result = run_review(*cli_args, "--operation", operation, *old, str(manifest))
     assert result.returncode in (0, 1), result.stderr
     offline_admitted = stdout_objects(result)
     stderr = result.stderr.splitlines()
@@ -271,7 +276,7 @@ def assert_same_answers(
     served_denied: list[str] = []
     served_warnings: list[str] = []
     for obj in objects:
-        allowed, admitted, warnings = served_answer(server, obj, operation)
+        allowed, admitted, warnings = served_answer(server, obj, operation, existing=existing)
         name = f"{obj['kind']}/{obj['metadata']['name']}"
         served_warnings += [f"{name}: warning: {w}" for w in warnings]
         if allowed:
@@ -292,13 +297,16 @@ def assert_same_answers(
     return served_admitted, served_denied
 
 
-@pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE", "UPDATE-existing"])
 def test_same_answers_as_the_served_webhook(
     nfsguard_server: ServerHandle, tmp_path: Path, operation: str
 ) -> None:
     table = [obj for _, obj in decision_table()]
     admitted, denied = assert_same_answers(nfsguard_server, table, tmp_path, (), operation)
-    assert denied  # the table exercises denials ...
+    if operation == "UPDATE-existing":
+        assert not denied  # an update that keeps an object's NFS options is never denied
+    else:
+        assert denied  # the table exercises denials ...
     assert sum(1 for o in admitted if o not in table) >= 5  # ... and pins
 
 
