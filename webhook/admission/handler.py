@@ -65,7 +65,7 @@ def evaluate(engine: Engine, request: AdmissionRequest, inventory: NodeInventory
     if old is not None and old.get("kind") is None:
         old = {**old, "kind": request.kind}
     try:
-        return engine.evaluate(obj, operation=operation, inventory=inventory, old=old)
+        return engine.evaluate(obj, operation=operation, inventory=inventory, old_object=old)
     except InvalidObject as exc:
         raise UnreviewableObject(f"{request.kind} {request.display_name or '?'}: {exc}") from None
 

@@ -141,10 +141,10 @@ class Engine:
         *,
         operation: Operation = "CREATE",
         inventory: NodeInventory = _NO_INVENTORY,
-        old: Mapping[str, Any] | None = None,
+        old_object: Mapping[str, Any] | None = None,
     ) -> Evaluation:
         """Review ``obj`` (a PV or StorageClass as the apiserver sends it) and return the
-        whole trace. ``old`` is the request's oldObject (UPDATE): when the NFS options
+        whole trace. ``old_object`` is the request's oldObject (UPDATE): when the NFS options
         the node would mount with are the same on both, the object is an existing one
         and is never denied (``settle``). Pure: neither is modified. Raises InvalidObject."""
         if isinstance(obj, JSON_OBJECT) and being_deleted(obj):
@@ -174,7 +174,9 @@ class Engine:
             )
             return Evaluation(target, matched, None, decision)
         deciding = deciding_rule(matched)
-        existing = operation == "UPDATE" and old is not None and self._unchanged(target, old)
+        existing = (
+            operation == "UPDATE" and old_object is not None and self._unchanged(target, old_object)
+        )
         verdict = settle(act(deciding, target, ev, operation), deciding, target, existing=existing)
         decision = Decision(
             verdict.outcome,
@@ -215,10 +217,12 @@ class Engine:
         *,
         operation: Operation = "CREATE",
         inventory: NodeInventory = _NO_INVENTORY,
-        old: Mapping[str, Any] | None = None,
+        old_object: Mapping[str, Any] | None = None,
     ) -> Decision:
         """The decision alone: ``evaluate(...).decision``."""
-        return self.evaluate(obj, operation=operation, inventory=inventory, old=old).decision
+        return self.evaluate(
+            obj, operation=operation, inventory=inventory, old_object=old_object
+        ).decision
 
 
 def _options_of(target: NFSTarget) -> tuple[object, ...]:

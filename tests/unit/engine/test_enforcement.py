@@ -117,7 +117,7 @@ def test_audit_and_existing_together_never_deny() -> None:
     eng = engine(policy("p", rule("r", "deny", INCIDENT_MATCH), extra_spec=AUDIT))
     old = pv()
     new = pv(labels={"a": "b"})
-    decision = eng.decide(new, operation="UPDATE", old=old)
+    decision = eng.decide(new, operation="UPDATE", old_object=old)
     assert decision.outcome is Outcome.WARNED and decision.existing
 
 

@@ -62,7 +62,7 @@ def test_update_of_an_existing_violation_is_allowed_with_a_warning(change: Any) 
     old["metadata"]["finalizers"] = ["kubernetes.io/pv-protection"]
     new = change(old)
     assert DENY.decide(new, operation="UPDATE").outcome is Outcome.DENIED  # without oldObject
-    decision = DENY.decide(new, operation="UPDATE", old=old)
+    decision = DENY.decide(new, operation="UPDATE", old_object=old)
     assert decision.allowed and decision.outcome is Outcome.WARNED
     assert decision.recorded and decision.existing
     assert decision.patch == ()
@@ -77,38 +77,38 @@ def test_update_of_an_existing_violation_is_allowed_with_a_warning(change: Any) 
 def test_update_that_asks_for_4_2_is_still_denied() -> None:
     old = pv(mount_options=["hard"])
     new = pv(mount_options=["hard", "nfsvers=4.2"])
-    decision = DENY.decide(new, operation="UPDATE", old=old)
+    decision = DENY.decide(new, operation="UPDATE", old_object=old)
     assert decision.outcome is Outcome.DENIED and not decision.existing
 
 
 def test_update_that_reorders_or_edits_options_is_judged_as_new() -> None:
     old = pv(mount_options=["hard", "timeo=600"])
     new = pv(mount_options=["timeo=600", "hard"])
-    assert DENY.decide(new, operation="UPDATE", old=old).outcome is Outcome.DENIED
+    assert DENY.decide(new, operation="UPDATE", old_object=old).outcome is Outcome.DENIED
 
 
 def test_adding_the_legacy_annotation_is_a_change() -> None:
     old = pv(mount_options=["hard"])
     new = pv(mount_options=["hard"], annotations={LEGACY: "hard"})
-    assert DENY.decide(new, operation="UPDATE", old=old).outcome is Outcome.DENIED
+    assert DENY.decide(new, operation="UPDATE", old_object=old).outcome is Outcome.DENIED
 
 
 def test_create_never_counts_as_existing() -> None:
     obj = pv(mount_options=["hard"])
-    assert DENY.decide(obj, operation="CREATE", old=obj).outcome is Outcome.DENIED
+    assert DENY.decide(obj, operation="CREATE", old_object=obj).outcome is Outcome.DENIED
 
 
 def test_an_unreadable_old_object_counts_as_a_change() -> None:
     old = pv(mount_options=["hard"])
     old["spec"]["mountOptions"] = "hard"  # not a list: no apiserver stores it
     new = bound(pv(mount_options=["hard"]))
-    assert DENY.decide(new, operation="UPDATE", old=old).outcome is Outcome.DENIED
+    assert DENY.decide(new, operation="UPDATE", old_object=old).outcome is Outcome.DENIED
 
 
 def test_a_pin_is_still_written_where_the_field_is_mutable() -> None:
     old = pv(mount_options=["hard"])
     new = bound(old)
-    decision = PIN.decide(new, operation="UPDATE", old=old)
+    decision = PIN.decide(new, operation="UPDATE", old_object=old)
     assert decision.outcome is Outcome.MUTATED and decision.existing
     assert_pinned(apply(new, decision))
 
@@ -116,7 +116,7 @@ def test_a_pin_is_still_written_where_the_field_is_mutable() -> None:
 def test_a_pin_on_a_legacy_annotation_is_still_written() -> None:
     old = pv(annotations={LEGACY: "hard,vers=4.2"})
     new = bound(old)
-    decision = PIN.decide(new, operation="UPDATE", old=old)
+    decision = PIN.decide(new, operation="UPDATE", old_object=old)
     assert decision.outcome is Outcome.MUTATED
     assert apply(new, decision)["metadata"]["annotations"][LEGACY] == "hard,nfsvers=4.0"
 
@@ -124,7 +124,7 @@ def test_a_pin_on_a_legacy_annotation_is_still_written() -> None:
 def test_a_storage_class_pin_is_still_written() -> None:
     old = storage_class(mount_options=["hard"])
     new = relabelled(old)
-    decision = PIN.decide(new, operation="UPDATE", old=old)
+    decision = PIN.decide(new, operation="UPDATE", old_object=old)
     assert decision.outcome is Outcome.MUTATED
     assert apply(new, decision)["mountOptions"] == ["hard", "nfsvers=4.0"]
 
@@ -132,7 +132,7 @@ def test_a_storage_class_pin_is_still_written() -> None:
 def test_an_immutable_place_is_allowed_with_a_warning() -> None:
     old = csi_pv(attrs={"mountOptions": "vers=4.2"})
     new = bound(old)
-    decision = PIN.decide(new, operation="UPDATE", old=old)
+    decision = PIN.decide(new, operation="UPDATE", old_object=old)
     assert decision.allowed and decision.outcome is Outcome.WARNED and decision.patch == ()
     (warning,) = decision.warnings
     assert warning.startswith("recreate it with nfsvers=4.0")
@@ -143,7 +143,7 @@ def test_on_explicit_deny_on_an_existing_object_is_a_warning() -> None:
     eng = engine(policy("site", rule("strict", "pin", INCIDENT_MATCH, "    onExplicit: deny\n")))
     old = pv(mount_options=["nfsvers=4.2"])
     assert eng.decide(bound(old), operation="UPDATE").outcome is Outcome.DENIED
-    decision = eng.decide(bound(old), operation="UPDATE", old=old)
+    decision = eng.decide(bound(old), operation="UPDATE", old_object=old)
     assert decision.outcome is Outcome.WARNED and decision.existing
 
 
@@ -157,7 +157,7 @@ def test_the_handler_passes_old_object() -> None:
 def test_explain_says_existing_object_options_unchanged() -> None:
     old = pv(mount_options=["hard"])
     new = bound(old)
-    trace = DENY.evaluate(new, operation="UPDATE", old=old)
+    trace = DENY.evaluate(new, operation="UPDATE", old_object=old)
     e = explain(trace, new, operation="UPDATE")
     data = to_json(e)
     assert data["existing"] is True
@@ -175,7 +175,7 @@ def test_an_object_being_deleted_is_never_touched(operation: Any) -> None:
     obj["metadata"]["deletionTimestamp"] = "2026-12-03T10:00:00Z"
     obj["metadata"]["finalizers"] = []
     for eng in (DENY, PIN):
-        trace = eng.evaluate(obj, operation=operation, old=obj)
+        trace = eng.evaluate(obj, operation=operation, old_object=obj)
         d = trace.decision
         assert d.allowed and d.patch == () and d.warnings == ()
         assert d.outcome is Outcome.IGNORED and not d.recorded

@@ -122,7 +122,7 @@ def decide(scenario: Scenario, name: str) -> Decision:
     _, make_engine, make_obj, how = scenario
     obj = make_obj(name)
     if how == UPDATE_OLD:
-        return make_engine().decide(with_labels(obj), operation="UPDATE", old=obj)
+        return make_engine().decide(with_labels(obj), operation="UPDATE", old_object=obj)
     return make_engine().decide(obj, operation="UPDATE" if how == "UPDATE" else "CREATE")
 
 
