@@ -43,6 +43,7 @@ class Filter:
     users: tuple[str, ...] = ()  # username or group (glob)
     outcomes: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
+    would_be: tuple[str, ...] = ()  # Audit enforcement: what Enforce would have done
 
     def matches(self, record: Mapping[str, Any]) -> bool:
         if record.get("type") != DECISION:
@@ -68,6 +69,8 @@ class Filter:
             if not _any_glob(self.users, who):
                 return False
         if self.outcomes and record.get("outcome") not in self.outcomes:
+            return False
+        if self.would_be and record.get("wouldBe") not in self.would_be:
             return False
         return not (self.kinds and not _any_glob(self.kinds, [str(request.get("kind") or "")]))
 

@@ -182,6 +182,13 @@ def _when(option: str, text: str | None) -> Any:
 )
 @click.option("--kind", "kinds", multiple=True, help="Object kind (glob, repeatable).")
 @click.option(
+    "--would-be",
+    "would_be",
+    multiple=True,
+    type=click.Choice(["mutated", "denied"]),
+    help="Audit enforcement: what Enforce would have done (repeatable).",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Choice(["table", "json"]),
@@ -197,6 +204,7 @@ def query_command(
     users: tuple[str, ...],
     outcomes: tuple[str, ...],
     kinds: tuple[str, ...],
+    would_be: tuple[str, ...],
     output: str,
 ) -> None:
     """List recorded decisions that match every given filter.
@@ -205,7 +213,8 @@ def query_command(
 
     Example: every PV pinned by rule nfs42-pin in the last 7 days, and by whom:
     `nfsguard audit query audit.log.* audit.log --rule nfs42-pin --outcome mutated
-    --kind PersistentVolume --since 7d`. Does not verify the chain (use verify).
+    --kind PersistentVolume --since 7d`. After a week in Audit: `--would-be denied`
+    lists what Enforce would have refused. Does not verify the chain (use verify).
     """
     flt = q.Filter(
         since=_when("--since", since),
@@ -215,6 +224,7 @@ def query_command(
         users=users,
         outcomes=outcomes,
         kinds=kinds,
+        would_be=would_be,
     )
     selected = q.select(_records(_sources(files)), flt)
     if output == "json":

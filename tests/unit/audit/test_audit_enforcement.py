@@ -81,6 +81,11 @@ def test_query_shows_what_enforce_would_have_done(tmp_path: Path) -> None:
         ("mutated", "pv-new"),
     ]
     assert outcome_cell({"outcome": "denied"}) == "denied"  # an old record: outcome alone
+    only = run_cli("query", str(log), "--would-be", "mutated", "-o", "json")
+    assert only.exit_code == 0, only.stderr
+    assert [r["request"]["name"] for r in json.loads(only.stdout)] == ["pv-audit"]
+    none = run_cli("query", str(log), "--would-be", "denied", "-o", "json")
+    assert json.loads(none.stdout) == []
 
 
 def test_verify_accepts_a_log_written_before_the_fields_existed(tmp_path: Path) -> None:
