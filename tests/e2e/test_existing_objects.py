@@ -69,7 +69,9 @@ def test_a_pv_that_predates_a_deny_rule_can_be_bound_labelled_and_deleted(
         )
     assert 'rule "deny-old-filer"' in denial(refused)
 
-    # Bind it, as the PV controller does: an UPDATE setting claimRef.
+    # Bind it, as the PV controller does: an UPDATE setting claimRef. The registered
+    # matchConditions (webhook/registration/scope.py, not-a-bind-or-finalizer-update) keep
+    # such an update from reaching nfsguard at all; were it sent, the engine would allow it.
     pv = core_v1.read_persistent_volume(name)
     assert pv.spec is not None
     pv.spec.claim_ref = k8s.V1ObjectReference(
@@ -79,14 +81,18 @@ def test_a_pv_that_predates_a_deny_rule_can_be_bound_labelled_and_deleted(
     assert status == 200 and data.spec is not None
     assert data.spec.claim_ref is not None and data.spec.claim_ref.name == "data"
     assert data.spec.mount_options == ["hard"]  # a deny rule never changes the object
+    assert [w for w in warnings_of(headers) if "nfsguard" in w] == []
+
+    # Label it: this UPDATE reaches nfsguard, which allows it (options unchanged).
+    _, status, headers = core_v1.patch_persistent_volume_with_http_info(
+        name, {"metadata": {"labels": {"team": "data"}}}
+    )
+    assert status == 200
+    labelled = core_v1.read_persistent_volume(name).metadata
+    assert labelled is not None and labelled.labels == {"team": "data"}
     (warning,) = [w for w in warnings_of(headers) if "nfsguard" in w]
     assert warning.startswith("set nfsvers=4.0 in mountOptions (allowed: options unchanged)")
     assert f"PersistentVolume/{name}" in warning and len(warning) < 120
-
-    # Label it.
-    core_v1.patch_persistent_volume(name, {"metadata": {"labels": {"team": "data"}}})
-    labelled = core_v1.read_persistent_volume(name).metadata
-    assert labelled is not None and labelled.labels == {"team": "data"}
 
     # An UPDATE that asks for 4.2 is judged as a new object: denied.
     with pytest.raises(k8s.ApiException) as asked:
@@ -112,9 +118,9 @@ def test_a_pv_that_predates_a_deny_rule_can_be_bound_labelled_and_deleted(
 
     records = decisions(wh.audit_log, name)
     updates = [r for r in records if r["request"]["operation"] == "UPDATE"]
-    # bind, label: warned as existing; the 4.2 ask: denied; the deletion: not recorded
+    # the label: warned as existing; the 4.2 ask: denied; the bind and the deletion's
+    # finalizer removal never reached nfsguard (matchConditions), so nothing is recorded
     assert [(r["outcome"], r.get("existing")) for r in updates] == [
-        ("warned", True),
         ("warned", True),
         ("denied", False),
     ]
