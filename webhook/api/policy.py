@@ -91,6 +91,8 @@ class Rule:
     description: str = ""
     references: tuple[str, ...] = ()
     position: Position | None = None
+    #: Lint warnings acknowledged on this rule (``lint: {ignore: [unsafe-pin]}``).
+    lint_ignore: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

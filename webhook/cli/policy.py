@@ -7,8 +7,11 @@ Exit codes as everywhere: 0 success, 1 a finding (lint problem, failed test),
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,6 +30,8 @@ from webhook.cli.common import (
     reviewing,
 )
 from webhook.cli.errors import ExitCode, Group, Refused
+from webhook.config.documents import in_file_order
+from webhook.config.lint import LintResult, version_unchanged_warnings
 from webhook.config.lint import lint as lint_loaded
 from webhook.config.load import load
 from webhook.engine.explain import explain as explain_object
@@ -45,13 +50,30 @@ def policy() -> None:
 
 @policy.command()
 @click.option("--strict", is_flag=True, help="Warnings fail too (exit 1).")
+@click.option(
+    "--previous",
+    "previous",
+    multiple=True,
+    metavar="NAME@VERSION=DIGEST",
+    help="The policy NAME in force before (version and digest, as /readyz and "
+    "nfsguard_policy_info show them): warn when its content changed but not its "
+    "spec.version (repeatable).",
+)
+@click.option(
+    "--previous-ref",
+    metavar="GITREF",
+    help="The same check against the policy files as committed at GITREF (git show).",
+)
 @click.argument("paths", nargs=-1, required=True)
-def lint(paths: tuple[str, ...], strict: bool) -> ExitCode:
+def lint(
+    paths: tuple[str, ...], strict: bool, previous: tuple[str, ...], previous_ref: str | None
+) -> ExitCode:
     """Check policies (files, or the *.yaml of directories) as the server loads them.
 
     Prints every problem as FILE:LINE:COL: message (warnings as
-    FILE:LINE:COL: warning: message), then one summary line. Exit 0 when
-    clean, 1 on any error (or warning with --strict), 2 when a path cannot be read.
+    FILE:LINE:COL: warning: message [code]; a rule's lint: {ignore: [code]}
+    acknowledges one), then one summary line. Exit 0 when clean, 1 on any
+    error (or warning with --strict), 2 when a path cannot be read.
     """
     sources = read_policy_sources(paths)
     # Test suites (kind: NFSPolicyTest) named here are checked as `policy test` reads them.
@@ -59,6 +81,13 @@ def lint(paths: tuple[str, ...], strict: bool) -> ExitCode:
     builtin, schemas = packaged.builtin_profiles(), packaged.schemas()
     policy_sources = [(n, t) for n, t in sources if not is_suite_text(t)]
     result = lint_loaded(load(policy_sources, builtin_profiles=builtin, schemas=schemas))
+    before = _previous(previous)
+    if previous_ref is not None:
+        before.update(_previous_at_ref(previous_ref, policy_sources, builtin, schemas))
+    if before:
+        extra = version_unchanged_warnings(result.policies, before)
+        problems = tuple(in_file_order([*result.problems, *extra]))
+        result = LintResult(result.policies, result.profiles, problems)
     suites, suite_problems = (
         check_suites(suite_files, builtin_profiles=builtin, schemas=schemas)
         if suite_files
@@ -78,6 +107,51 @@ def lint(paths: tuple[str, ...], strict: bool) -> ExitCode:
             summary = summary.replace(": OK", f", {suites} test suite{'s' * (suites != 1)}: OK")
     click.echo(summary)
     return ExitCode.FINDING if failed else ExitCode.OK
+
+
+def _previous(values: Sequence[str]) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for value in values:
+        name_version, _, digest = value.partition("=")
+        name, _, version = name_version.partition("@")
+        if not (name and version and digest.startswith("sha256:")):
+            raise Refused(f"nfsguard: --previous {value!r}: expected NAME@VERSION=sha256:HEX")
+        out[name] = (version, digest)
+    return out
+
+
+def _previous_at_ref(
+    ref: str, sources: Sequence[tuple[str, str]], builtin: Any, schemas: Any
+) -> dict[str, tuple[str, str]]:
+    """Each policy's (version, digest) in the files as committed at ``ref``; a file
+    that did not exist there is new (nothing to compare)."""
+    old: list[tuple[str, str]] = []
+    for name, _text in sources:
+        path = Path(name).resolve()
+        try:
+            top = subprocess.run(
+                ["git", "-C", str(path.parent), "rev-parse", "--show-toplevel"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise Refused(f"{name}: --previous-ref: not in a git work tree ({exc})") from None
+        rel = path.relative_to(Path(top).resolve()).as_posix()
+        shown = subprocess.run(
+            ["git", "-C", top, "show", f"{ref}:{rel}"], capture_output=True, text=True
+        )
+        if shown.returncode != 0:
+            check = subprocess.run(
+                ["git", "-C", top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+                capture_output=True,
+            )
+            if check.returncode != 0:
+                raise Refused(f"nfsguard: --previous-ref {ref!r}: not a git commit")
+            continue  # the file is new at this ref
+        old.append((f"{ref}:{rel}", shown.stdout))
+    loaded = load(old, builtin_profiles=builtin, schemas=schemas)
+    return {p.name: (p.version, p.digest) for p in loaded.policies}
 
 
 @policy.command("test")

@@ -35,10 +35,14 @@ class Problem:
     position: Position
     message: str
     severity: Severity = Severity.ERROR
+    #: A warning's name (``unsafe-pin``...): what a rule's ``lint: {ignore: [...]}``
+    #: acknowledges, printed after the message (docs/policy-authoring.md lists them).
+    code: str = ""
 
     def __str__(self) -> str:
         prefix = "warning: " if self.severity is Severity.WARNING else ""
-        return f"{self.position}: {prefix}{self.message}"
+        suffix = f" [{self.code}]" if self.code else ""
+        return f"{self.position}: {prefix}{self.message}{suffix}"
 
 
 def in_file_order(problems: Sequence[Problem]) -> list[Problem]:

@@ -10,7 +10,7 @@ rules, and pin rules that can reach drivers that cannot take the pin.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from webhook.api.decision import Action
@@ -64,6 +64,7 @@ def _whole_set_problems(policies: Iterable[Policy]) -> list[Problem]:
                     policy.position or Position(policy.source, 1),
                     f'policy "{policy.name}" has no rules',
                     Severity.WARNING,
+                    code="no-rules",
                 )
             )
         for rule in policy.rules:
@@ -71,6 +72,8 @@ def _whole_set_problems(policies: Iterable[Policy]) -> list[Problem]:
             first = seen.get(key)
             if first is None:
                 seen[key] = (policy, rule)
+                continue
+            if "shadowed" in rule.lint_ignore:
                 continue
             where = (
                 f'rule "{first[1].name}"'
@@ -83,6 +86,7 @@ def _whole_set_problems(policies: Iterable[Policy]) -> list[Problem]:
                     f'rule "{rule.name}": same match, exclude and action as {where}, '
                     "which comes first: this rule never decides",
                     Severity.WARNING,
+                    code="shadowed",
                 )
             )
     return problems
@@ -161,7 +165,7 @@ def unsafe_pin_warnings(
                 reach.append(
                     f"{profile.name} ({'never pinned' if profile.pin is PinMode.NEVER else speaks})"
                 )
-            if not reach:
+            if not reach or "unsafe-pin" in rule.lint_ignore:
                 continue
             how = getattr(rule, "on_unsupported_pin", "warn")
             verdict = "denied" if str(how) == "deny" else "allowed unchanged with a warning"
@@ -173,6 +177,35 @@ def unsafe_pin_warnings(
                     f"their objects are {verdict} (onUnsupportedPin). Narrow it with "
                     "match.exports or match.provisioners, or exclude.provisioners",
                     severity=Severity.WARNING,
+                    code="unsafe-pin",
                 )
             )
+    return problems
+
+
+# ------------------------------------------- content changed, spec.version did not
+
+
+def version_unchanged_warnings(
+    policies: Iterable[Policy], previous: Mapping[str, tuple[str, str]]
+) -> list[Problem]:
+    """A warning for every policy whose content differs from ``previous`` (policy name
+    -> (version, digest) of the copy in force before) under the same ``spec.version``:
+    audit records name a policy by version, so two contents under one version make
+    them ambiguous (authors bump it on every change: docs/policy-language)."""
+    problems: list[Problem] = []
+    for policy in policies:
+        before = previous.get(policy.name)
+        if before is None or before[0] != policy.version or before[1] == policy.digest:
+            continue
+        problems.append(
+            Problem(
+                policy.position or Position(policy.source or "?", 1),
+                f'policy "{policy.name}": content changed ({before[1][:19]} -> '
+                f"{policy.digest[:19]}) but spec.version is still {policy.version!r}: "
+                "bump it, so records of the two contents can be told apart",
+                Severity.WARNING,
+                code="version-unchanged",
+            )
+        )
     return problems

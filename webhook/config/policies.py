@@ -176,6 +176,7 @@ def check_policy(
         if i in broken:
             continue
         path: Path = ("spec", "rules", i)
+        rule_start = len(problems)
         name = raw["name"]
         if name in seen:
             problems.append(
@@ -200,6 +201,7 @@ def check_policy(
                     f'rule "{name}": match is empty, so this {action.value} rule applies to '
                     "every NFS object in scope",
                     Severity.WARNING,
+                    code="empty-match",
                 )
             )
         if exclude is not None and exclude.empty:
@@ -208,6 +210,7 @@ def check_policy(
                     doc.at((*path, "exclude"), key=True),
                     f'rule "{name}": exclude is empty and excludes nothing',
                     Severity.WARNING,
+                    code="empty-exclude",
                 )
             )
         if "onExplicit" in raw and action is not Action.PIN:
@@ -217,6 +220,7 @@ def check_policy(
                     f'rule "{name}": onExplicit applies only to action pin '
                     f"(ignored for {action.value})",
                     Severity.WARNING,
+                    code="unused-on-explicit",
                 )
             )
         if "onUnsupportedPin" in raw and action is not Action.PIN:
@@ -226,6 +230,7 @@ def check_policy(
                     f'rule "{name}": onUnsupportedPin applies only to action pin '
                     f"(ignored for {action.value})",
                     Severity.WARNING,
+                    code="unused-on-unsupported-pin",
                 )
             )
         if "enforcement" in raw and action not in (Action.PIN, Action.DENY):
@@ -235,8 +240,16 @@ def check_policy(
                     f'rule "{name}": enforcement changes only what pin and deny do '
                     f"(a {action.value} rule never changes or refuses an object)",
                     Severity.WARNING,
+                    code="unused-enforcement",
                 )
             )
+        ignored = frozenset((raw.get("lint") or {}).get("ignore") or ())
+        if ignored:  # acknowledged warnings of this rule are dropped here (lint's: in lint)
+            problems[rule_start:] = [
+                p
+                for p in problems[rule_start:]
+                if p.severity is not Severity.WARNING or p.code not in ignored
+            ]
         rules.append(
             Rule(
                 name=name,
@@ -251,6 +264,7 @@ def check_policy(
                 description=raw.get("description", ""),
                 references=tuple(raw.get("references") or ()),
                 position=doc.at(path),
+                lint_ignore=ignored,
             )
         )
     if sum(1 for p in problems if p.severity is Severity.ERROR) > errors_before or not isinstance(

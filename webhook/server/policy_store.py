@@ -24,7 +24,7 @@ from typing import Any
 
 from webhook.api.profile import DriverProfile
 from webhook.config.documents import PolicyError
-from webhook.config.lint import lint
+from webhook.config.lint import lint, version_unchanged_warnings
 from webhook.config.load import LoadResult, load
 from webhook.config.schema import Schemas
 from webhook.engine.engine import Engine
@@ -168,11 +168,12 @@ class PolicyStore:
             if result.errors:
                 return self._reject(fp, [str(p) for p in result.errors])
             engine = _engine(result)
+            previous = {p.name: (p.version, p.digest) for p in self._engine.policies}
             self._engine = engine  # the swap: one reference assignment
             self._fingerprint = fp
             self._status = ReloadStatus("accepted", _now(), fp, self._status.generation + 1)
         self._count("accepted")
-        for warning in result.warnings:
+        for warning in (*result.warnings, *version_unchanged_warnings(engine.policies, previous)):
             log.warning("policy reload: %s", warning)
         log.info(
             "policy reload accepted: %s",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import nfsguard
+from tests.support import load_policies, nfsguard
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -64,12 +64,92 @@ def test_clean_policies_print_one_summary_line(tmp_path: Path) -> None:
     assert (code, lines) == (0, ["2 policies, 3 rules: OK"])
 
 
-def test_the_shipped_policies_are_clean() -> None:
-    result = nfsguard("policy", "lint", str(REPO / "policies"))
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert lines[-1].startswith("2 policies, 10 rules: OK"), lines
-    assert not [line for line in lines[:-1] if ": warning: " not in line], lines
+def test_the_shipped_policies_are_clean_even_strict() -> None:
+    # The GitOps example's first step (docs/policy-authoring.md): its three unsafe-pin
+    # warnings are acknowledged on the rules (lint: {ignore: [unsafe-pin]}).
+    result = nfsguard("policy", "lint", "--strict", str(REPO / "policies"))
+    assert (result.exit_code, result.output) == (0, "2 policies, 10 rules: OK\n")
+
+
+def test_one_warning_is_acknowledged_on_its_rule_and_only_there(tmp_path: Path) -> None:
+    rules = (
+        "  - name: audit-all\n"  # 8
+        "    action: audit\n"
+        "    lint: {ignore: [empty-match]}\n"
+        "  - name: warn-x\n"  # 11
+        "    match: {storageClassNames: [x]}\n"
+        "    action: warn\n"
+        "    lint: {ignore: [empty-match]}\n"  # not this rule's warning: nothing to drop
+        "  - name: warn-x-again\n"  # 15
+        "    match: {storageClassNames: [x]}\n"
+        "    action: warn\n"
+        "    lint: {ignore: [shadowed]}\n"
+        "  - name: all-again\n"  # 19
+        "    action: audit\n"
+    )
+    code, lines = lint(tmp_path, {"p.yaml": HEAD + rules}, "--strict")
+    f = f"{tmp_path}/p.yaml"
+    assert code == 1
+    assert lines == [
+        f'{f}:19:5: warning: rule "all-again": match is empty, so this audit rule applies '
+        "to every NFS object in scope [empty-match]",
+        f'{f}:19:5: warning: rule "all-again": same match, exclude and action as rule '
+        '"audit-all", which comes first: this rule never decides [shadowed]',
+        "0 errors, 2 warnings",
+    ]
+
+
+def test_lint_ignore_names_only_known_warnings(tmp_path: Path) -> None:
+    line = one_error(tmp_path, "  - name: r\n    action: audit\n    lint: {ignore: [typo]}\n")
+    assert line.startswith('F:10:21: rule "r": '), line
+    assert "'typo'" in line and "unsafe-pin" in line, line
+
+
+def _git(repo: Path, *args: str) -> None:
+    import subprocess
+
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_content_changed_under_the_same_version_warns(tmp_path: Path) -> None:
+    rules = "  - name: r\n    match: {storageClassNames: [x]}\n    action: warn\n"
+    policy = tmp_path / "p.yaml"
+    policy.write_text(HEAD + rules)
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "p.yaml")
+    _git(tmp_path, "commit", "-qm", "v1")
+    before = load_policies([(str(policy), policy.read_text())])[0].digest
+    policy.write_text(HEAD + rules.replace("action: warn", "action: deny"))
+    warning = f'{policy}:1:1: warning: policy "site": content changed ({before[:19]} -> '
+    for args in (("--previous-ref", "HEAD"), ("--previous", f"site@1={before}")):
+        result = nfsguard("policy", "lint", "--strict", *args, str(policy))
+        lines = result.output.splitlines()
+        assert result.exit_code == 1, lines
+        assert lines[0].startswith(warning) and lines[0].endswith(
+            "but spec.version is still '1': bump it, so records of the two contents can be "
+            "told apart [version-unchanged]"
+        ), lines
+        assert lines[1] == "0 errors, 1 warning"
+    # Bumped: clean; unchanged content: clean; a ref that is not a commit: exit 2.
+    policy.write_text(HEAD.replace('version: "1"', 'version: "2"') + rules.replace("warn", "deny"))
+    assert (
+        nfsguard("policy", "lint", "--strict", "--previous-ref", "HEAD", str(policy)).exit_code == 0
+    )
+    _git(tmp_path, "checkout", "-q", "p.yaml")
+    assert (
+        nfsguard("policy", "lint", "--strict", "--previous-ref", "HEAD", str(policy)).exit_code == 0
+    )
+    bad = nfsguard("policy", "lint", "--previous-ref", "no-such-ref", str(policy))
+    assert (bad.exit_code, bad.output) == (
+        2,
+        "nfsguard: --previous-ref 'no-such-ref': not a git commit\n",
+    )
+    bad = nfsguard("policy", "lint", "--previous", "site=sha256:00", str(policy))
+    assert bad.exit_code == 2
 
 
 def test_shipped_schema_copy_is_identical() -> None:
@@ -244,9 +324,10 @@ def test_every_problem_of_a_file_is_reported_in_order(tmp_path: Path) -> None:
         f"{f}:15:9: rule \"cidr\": invalid CIDR '10.0.0.1/8': 10.0.0.1/8 has host bits set",
         f'{f}:17:9: rule "cidr": empty kernel range: min 6.6 >= below 6.5',
         f'{f}:19:5: warning: rule "cidr": match is empty, so this warn rule applies to '
-        "every NFS object in scope",
+        "every NFS object in scope [empty-match]",
         f'{f}:19:11: rule "cidr": duplicate rule name (first defined at {f}:12:11)',
-        f'{f}:21:5: warning: rule "cidr": onExplicit applies only to action pin (ignored for warn)',
+        f'{f}:21:5: warning: rule "cidr": onExplicit applies only to action pin (ignored for warn) '
+        "[unused-on-explicit]",
         "5 errors, 2 warnings",
     ]
 
@@ -270,13 +351,14 @@ def test_warnings_do_not_fail_unless_strict(tmp_path: Path) -> None:
     f = f"{tmp_path}/p.yaml"
     expected = [
         f'{f}:8:5: warning: rule "audit-all": match is empty, so this audit rule applies '
-        "to every NFS object in scope",
-        f'{f}:12:5: warning: rule "warn-x": exclude is empty and excludes nothing',
+        "to every NFS object in scope [empty-match]",
+        f'{f}:12:5: warning: rule "warn-x": exclude is empty and excludes nothing [empty-exclude]',
         f'{f}:14:5: warning: rule "warn-x": onExplicit applies only to action pin '
-        "(ignored for warn)",
+        "(ignored for warn) [unused-on-explicit]",
         f'{f}:15:5: warning: rule "warn-x-again": same match, exclude and action as rule '
-        '"warn-x", which comes first: this rule never decides',
-        f'{f}:17:5: warning: rule "warn-x-again": exclude is empty and excludes nothing',
+        '"warn-x", which comes first: this rule never decides [shadowed]',
+        f'{f}:17:5: warning: rule "warn-x-again": exclude is empty and excludes nothing '
+        "[empty-exclude]",
     ]
     assert code == 0
     assert lines == [*expected, "1 policy, 3 rules: OK (5 warnings)"]
@@ -290,7 +372,7 @@ def test_policy_without_rules_is_a_warning(tmp_path: Path) -> None:
     assert (code, lines) == (
         0,
         [
-            f'{tmp_path}/p.yaml:1:1: warning: policy "site" has no rules',
+            f'{tmp_path}/p.yaml:1:1: warning: policy "site" has no rules [no-rules]',
             "1 policy, 0 rules: OK (1 warning)",
         ],
     )
