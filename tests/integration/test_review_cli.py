@@ -157,7 +157,9 @@ def test_denial_exits_1_and_prints_the_rest(tmp_path: Path) -> None:
     assert result.returncode == 1
     out = stdout_objects(result)
     assert [o["metadata"]["name"] for o in out] == ["pv-ok", "pv-also-ok"]
-    (denial,) = [line for line in result.stderr.splitlines() if "denied" in line]
+    *lines, summary = result.stderr.splitlines()
+    assert summary == "3 objects: 1 admitted unchanged, 1 mutated, 1 denied, 0 warned, 0 ignored"
+    (denial,) = [line for line in lines if "denied" in line]
     assert "PersistentVolume/pv-denied" in denial
     assert "legacy-filers-deny" in denial and "2026.11.27-1" in denial
     assert "nfsvers=4.0" in denial
@@ -270,7 +272,8 @@ def assert_same_answers(
     result = run_review(*cli_args, "--operation", operation, *old, str(manifest))
     assert result.returncode in (0, 1), result.stderr
     offline_admitted = stdout_objects(result)
-    stderr = result.stderr.splitlines()
+    *stderr, summary = result.stderr.splitlines()
+    assert summary.startswith(f"{len(objects)} objects: "), summary
 
     served_admitted: list[dict[str, Any]] = []
     served_denied: list[str] = []

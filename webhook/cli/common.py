@@ -14,7 +14,7 @@ from webhook.admission.offline import object_label
 from webhook.config.load import load
 from webhook.engine.engine import Engine
 from webhook.files import packaged
-from webhook.files.sources import load_manifests, read_policy_sources, read_text
+from webhook.files.sources import load_manifests, manifest_files, read_policy_sources, read_text
 from webhook.nfs.inventory import (
     NodeInventory,
     StaticInventory,
@@ -79,13 +79,15 @@ def load_inventory(nodes_file: str | None) -> NodeInventory:
 
 
 def manifests(files: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each object of ``files`` (``-`` is stdin) with the name messages give its file.
-    A file is read whole before its first object: a file that does not parse is
-    refused before any of its objects is answered."""
-    for source in files:
+    """Each object of ``files`` (``-`` is stdin; directories are searched recursively for
+    ``*.yaml``, ``*.yml``, ``*.json``) with the name messages give its file. Every file
+    is read before the first object is answered: input that does not parse, or a
+    document without apiVersion/kind, is refused (exit 2) before any answer."""
+    read: list[tuple[str, dict[str, Any]]] = []
+    for source in manifest_files(files):
         name = "<stdin>" if source == "-" else source
-        for obj in list(load_manifests(read_text(source), name)):
-            yield name, obj
+        read.extend((name, obj) for obj in load_manifests(read_text(source), name, type_meta=True))
+    yield from read
 
 
 @contextmanager

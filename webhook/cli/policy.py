@@ -30,6 +30,7 @@ from webhook.cli.common import (
     reviewing,
 )
 from webhook.cli.errors import ExitCode, Group, Refused
+from webhook.cli.review import fail_on_option, failing
 from webhook.config.documents import in_file_order
 from webhook.config.lint import LintResult, version_unchanged_warnings
 from webhook.config.lint import lint as lint_loaded
@@ -188,6 +189,7 @@ def test_suites(paths: tuple[str, ...], keyword: str | None) -> ExitCode:
 @click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
+@fail_on_option
 @click.argument("files", nargs=-1, required=True)
 def explain(
     policies: tuple[str, ...],
@@ -195,28 +197,33 @@ def explain(
     operation: str | None,
     old_file: str | None,
     output: str,
+    fail_on: tuple[str, ...],
     files: tuple[str, ...],
 ) -> ExitCode:
     """Explain the decision for each object of FILES (or - for stdin).
 
     Shows what nfsguard reads (driver, export, option places, effective version,
     node kernels), every matching rule, the one that decides and why, and the
-    resulting patch. -o json is documented in docs/policy-authoring.md. Exit 0,
-    or 2 on bad input.
+    resulting patch. -o json is documented in docs/policy-authoring.md. Exit 0;
+    1 when --fail-on is given and an object is denied (or warned, mutated, as
+    it names); 2 on bad input.
     """
     engine = load_engine(policies)
     inventory = load_inventory(nodes_file)
     olds = load_old(old_file)
     op = operation_of(operation, old_file)
     results = []
+    fails = failing(fail_on, default=())
+    failed = False
     for count, (name, obj) in enumerate(manifests(files), 1):
         request = offline_request(obj, op, f"explain-{count}", olds.get(object_label(obj)))
         with reviewing(name, obj):
             evaluation = evaluate(engine, request, inventory)
+        failed = failed or evaluation.decision.outcome in fails
         results.append(explain_object(evaluation, obj, source=name, operation=op))
     if output == "json":
         json.dump([to_json(e) for e in results], sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         click.echo("\n\n".join(to_text(e) for e in results))
-    return ExitCode.OK
+    return ExitCode.FINDING if failed else ExitCode.OK

@@ -10,6 +10,8 @@ from typing import Any
 import yaml
 
 POLICY_SUFFIXES = (".yaml", ".yml")
+#: What ``nfsguard review`` and ``policy explain`` read from a directory (recursively).
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 class SourceError(ValueError):
@@ -42,6 +44,32 @@ def policy_files(paths: Iterable[str]) -> list[Path]:
     return files
 
 
+def manifest_files(paths: Iterable[str]) -> list[str]:
+    """``-``, files named, and every ``*.yaml``/``*.yml``/``*.json`` under directories
+    named (recursively, in path order; hidden entries skipped), as review reads them."""
+    files: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if raw == "-":
+            files.append(raw)
+        elif path.is_dir():
+            found = [
+                p
+                for p in path.rglob("*")
+                if p.suffix in MANIFEST_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            ]
+            if not found:
+                raise SourceError(f"{raw}: no manifests (*.yaml, *.yml, *.json) in this directory")
+            files.extend(str(p) for p in sorted(found))
+        elif path.exists():
+            files.append(raw)
+        else:
+            raise SourceError(f"{raw}: no such file or directory")
+    return files
+
+
 def read_text(path: Path | str) -> str:
     try:
         if str(path) == "-":
@@ -59,28 +87,58 @@ def read_policy_sources(paths: Sequence[str]) -> list[tuple[str, str]]:
     return [(str(f), read_text(f)) for f in files]
 
 
-def load_manifests(text: str, source: str) -> Iterator[dict[str, Any]]:
-    """Objects of a multi-document YAML (or JSON) text; ``kind: List`` is flattened."""
+def _documents(text: str) -> list[tuple[int, Any]]:
+    """(line, document) of every YAML document of ``text``, lines from 1."""
+    loader = yaml.SafeLoader(text)
     try:
-        documents = list(yaml.safe_load_all(text))
+        out: list[tuple[int, Any]] = []
+        while loader.check_node():
+            node = loader.get_node()
+            assert node is not None  # check_node said there is one
+            out.append((node.start_mark.line + 1, loader.construct_document(node)))
+        return out
+    finally:
+        loader.dispose()
+
+
+def _type_meta(source: str, line: int, where: str, obj: dict[str, Any]) -> None:
+    missing = [key for key in ("apiVersion", "kind") if not isinstance(obj.get(key), str)]
+    if missing:
+        raise SourceError(
+            f"{source}:{line}: {where}: no {' and no '.join(missing)} "
+            "(every manifest names its apiVersion and kind)"
+        )
+
+
+def load_manifests(text: str, source: str, *, type_meta: bool = False) -> Iterator[dict[str, Any]]:
+    """Objects of a multi-document YAML (or JSON) text; ``kind: List`` is flattened.
+    With ``type_meta``, a document (or List item) without ``apiVersion``/``kind`` is
+    refused, naming the file, line and document number (from 1): review must not
+    answer for an object the apiserver would never send."""
+    try:
+        documents = _documents(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         raise SourceError(f"{source}{line}: invalid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise SourceError(f"{source}: invalid YAML: {exc}") from None
-    for doc in documents:
+    for index, (at, doc) in enumerate(documents, 1):
         if doc is None:
             continue
         if not isinstance(doc, dict):
             raise SourceError(f"{source}: a manifest must be a mapping, got {type(doc).__name__}")
+        if type_meta:
+            _type_meta(source, at, f"document {index}", doc)
         if isinstance(doc.get("kind"), str) and doc["kind"].endswith("List") and "items" in doc:
             items = doc.get("items") or []
             if not isinstance(items, list):
                 raise SourceError(f"{source}: {doc['kind']}.items must be a list")
-            for item in items:
+            for i, item in enumerate(items):
                 if not isinstance(item, dict):
                     raise SourceError(f"{source}: list items must be mappings")
+                if type_meta:
+                    _type_meta(source, at, f"document {index} items[{i}]", item)
                 yield item
         else:
             yield doc
