@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ from webhook.engine.explain import to_json, to_text
 from webhook.files import packaged
 from webhook.files.sources import read_policy_sources
 from webhook.suites.load import check_suites, is_suite_text, load_cases
-from webhook.suites.report import Tally, case_lines
+from webhook.suites.report import Tally, Timed, case_lines, to_junit
+from webhook.suites.report import to_json as report_json
 from webhook.suites.run import run_cases
 
 
@@ -157,13 +159,25 @@ def _previous_at_ref(
 
 @policy.command("test")
 @click.option("-k", "keyword", help="Run only cases whose SUITE::CASE contains this text.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json", "junit"]),
+    default="text",
+    show_default=True,
+    help="text lines, one JSON document, or JUnit XML (stdout).",
+)
+@click.option("--fail-only", is_flag=True, help="Show only failed cases (totals count all).")
 @click.argument("paths", nargs=-1, required=True)
-def test_suites(paths: tuple[str, ...], keyword: str | None) -> ExitCode:
+def test_suites(
+    paths: tuple[str, ...], keyword: str | None, output: str, fail_only: bool
+) -> ExitCode:
     """Run policy test suites (kind: NFSPolicyTest): files, or directories searched.
 
-    One PASS/FAIL line per case, a diff for a wrong golden object, and a final
-    line "N passed, M failed". Exit 0 when all pass, 1 on any failure, 2 when
-    a suite (or a policy it names) cannot be read.
+    Text: one PASS/FAIL line per case, a diff for a wrong golden object, and a
+    final line "N passed, M failed"; -o json and -o junit print the same results
+    for CI systems (docs/policy-authoring.md). Exit 0 when all pass, 1 on any
+    failure, 2 when a suite (or a policy it names) cannot be read.
     """
     cases, engines = load_cases(
         paths, builtin_profiles=packaged.builtin_profiles(), schemas=packaged.schemas()
@@ -173,11 +187,27 @@ def test_suites(paths: tuple[str, ...], keyword: str | None) -> ExitCode:
         if not cases:
             raise Refused(f"nfsguard: no test case matches -k {keyword!r}")
     tally = Tally()
-    for result in run_cases(cases, engines):
+    shown: list[Timed] = []
+    results = run_cases(cases, engines)
+    while True:
+        started = time.perf_counter()
+        result = next(results, None)
+        if result is None:
+            break
         tally.add(result)
-        for line in case_lines(result):
-            click.echo(line)
-    click.echo(tally.summary())
+        if fail_only and result.passed:
+            continue
+        if output == "text":
+            for line in case_lines(result):
+                click.echo(line)
+        else:
+            shown.append(Timed(result, time.perf_counter() - started))
+    if output == "json":
+        click.echo(json.dumps(report_json(shown, tally), indent=2))
+    elif output == "junit":
+        click.echo(to_junit(shown, tally), nl=False)
+    else:
+        click.echo(tally.summary())
     return ExitCode.FINDING if tally.failed else ExitCode.OK
 
 
