@@ -22,7 +22,7 @@ from webhook.admission.review import (
     parse_review,
     patched,
 )
-from webhook.api.decision import Decision
+from webhook.api.decision import Decision, Outcome
 from webhook.api.kube import Operation
 from webhook.api.review import AdmissionRequest
 from webhook.api.target import InvalidObject
@@ -75,10 +75,22 @@ def decide(engine: Engine, request: AdmissionRequest, inventory: NodeInventory) 
     return evaluate(engine, request, inventory).decision
 
 
-def record(recorder: DecisionRecorder, request: AdmissionRequest, decision: Decision) -> None:
-    """Record a decision the audit trail keeps before it is answered. Raises Unavailable
-    (503: the apiserver applies failurePolicy) when it cannot be recorded."""
-    if not decision.recorded:
+#: Outcomes recorded only with ``serve --audit-compliant``: the object was reviewed
+#: and left alone (coverage evidence: proof that a PV was checked).
+COVERAGE = frozenset({Outcome.COMPLIANT, Outcome.UNMATCHED})
+
+
+def record(
+    recorder: DecisionRecorder,
+    request: AdmissionRequest,
+    decision: Decision,
+    *,
+    coverage: bool = False,
+) -> None:
+    """Record a decision the audit trail keeps before it is answered (with ``coverage``,
+    compliant and unmatched ones too). Raises Unavailable (503: the apiserver applies
+    failurePolicy) when it cannot be recorded."""
+    if not (decision.recorded or (coverage and decision.outcome in COVERAGE)):
         return
     try:
         recorder.record(request, decision)
@@ -129,6 +141,8 @@ class Answer(NamedTuple):
     decision: Decision | None
     #: Why it could not (the in-band ``status.message``, code 400); "" when decided.
     refusal: str = ""
+    #: The request answered (for the server's per-decision log line).
+    request: AdmissionRequest | None = None
 
 
 class ReviewHandler:
@@ -141,8 +155,10 @@ class ReviewHandler:
         *,
         inventory: NodeInventory | None = None,
         recorder: DecisionRecorder | None = None,
+        record_compliant: bool = False,
     ) -> None:
         self._engine = engine
+        self.record_compliant = record_compliant
         self.inventory: NodeInventory = inventory or UnknownInventory("no node inventory")
         self.recorder: DecisionRecorder = recorder or NullRecorder()
 
@@ -154,6 +170,6 @@ class ReviewHandler:
         try:
             decision = decide(self._engine(), request, self.inventory)
         except UnreviewableObject as exc:
-            return Answer(errored(request.uid, exc.status, exc.message), None, exc.message)
-        record(self.recorder, request, decision)
-        return Answer(respond(request.uid, decision), decision)
+            return Answer(errored(request.uid, exc.status, exc.message), None, exc.message, request)
+        record(self.recorder, request, decision, coverage=self.record_compliant)
+        return Answer(respond(request.uid, decision), decision, "", request)

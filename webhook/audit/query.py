@@ -44,6 +44,11 @@ class Filter:
     outcomes: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     would_be: tuple[str, ...] = ()  # Audit enforcement: what Enforce would have done
+    servers: tuple[str, ...] = ()  # NFS server of the target (glob)
+    exports: tuple[str, ...] = ()  # server:path of the target (glob)
+    policy_versions: tuple[str, ...] = ()  # the deciding policy's version, or NAME@VERSION (glob)
+    operations: tuple[str, ...] = ()
+    dry_run: bool | None = None
 
     def matches(self, record: Mapping[str, Any]) -> bool:
         if record.get("type") != DECISION:
@@ -72,7 +77,22 @@ class Filter:
             return False
         if self.would_be and record.get("wouldBe") not in self.would_be:
             return False
-        return not (self.kinds and not _any_glob(self.kinds, [str(request.get("kind") or "")]))
+        if self.kinds and not _any_glob(self.kinds, [str(request.get("kind") or "")]):
+            return False
+        target = _mapping(record.get("target"))
+        if self.servers and not _any_glob(self.servers, [str(target.get("server") or "")]):
+            return False
+        if self.exports and not _any_glob(self.exports, [str(target.get("export") or "")]):
+            return False
+        if self.policy_versions:
+            policy = _mapping(record.get("policy"))
+            version = str(policy.get("version") or "")
+            named = f"{policy.get('name') or ''}@{version}"
+            if not policy or not _any_glob(self.policy_versions, [version, named]):
+                return False
+        if self.operations and request.get("operation") not in self.operations:
+            return False
+        return self.dry_run is None or bool(request.get("dryRun")) is self.dry_run
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -83,14 +103,44 @@ def _any_glob(patterns: Sequence[str], values: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(v, p) for p in patterns for v in values)
 
 
+def sort_time(text: str) -> datetime:
+    """A record's time for ordering; a time that does not parse sorts first."""
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 def select(records: Iterable[Mapping[str, Any]], flt: Filter) -> list[Mapping[str, Any]]:
     return [r for r in records if flt.matches(r)]
 
 
 def _version(state: Any) -> str:
+    """One effective version as the VERSION column names it: ``4.2``, ``negotiated``
+    (no version option: starts at 4.2), ``conflicting``, ``invalid``, ``3``; ``-``
+    when not known."""
     state = _mapping(state)
+    kind = state.get("kind")
+    if kind in ("negotiated", "conflicting", "invalid"):
+        return str(kind)
     version = state.get("version")
     return str(version) if version else "-"
+
+
+def what_happened(record: Mapping[str, Any]) -> str:
+    """The VERSION column: ``4.2->4.0`` or ``negotiated->4.0`` (pinned), ``4.2 (denied)``,
+    ``refused`` (a pin the driver cannot take was not written: warned or denied,
+    onUnsupportedPin), else the version left as it was (``4.2``, ``4.0``)."""
+    outcome = record.get("outcome")
+    before = _version(record.get("before"))
+    notes = record.get("notes") or []
+    if any(str(note).startswith("unsupported pin") for note in notes):
+        return "refused"
+    if outcome == "denied":
+        return f"{before} (denied)"
+    if outcome == "mutated":
+        return f"{before}->{_version(record.get('after'))}"
+    return before
 
 
 COLUMNS = ("TIME", "OUTCOME", "KIND", "NAME", "USER", "RULE", "VERSION", "DRYRUN", "SEQ")
@@ -109,7 +159,7 @@ def row(record: Mapping[str, Any]) -> tuple[str, ...]:
         f"{namespace}/{name}" if namespace else name,
         str(user.get("username", "")),
         str(record.get("rule") or "-"),
-        f"{_version(record.get('before'))}->{_version(record.get('after'))}",
+        what_happened(record),
         "yes" if request.get("dryRun") else "no",
         str(record.get("seq", "")),
     )
@@ -129,9 +179,13 @@ def outcome_cell(record: Mapping[str, Any]) -> str:
     return outcome
 
 
-def table(records: Sequence[Mapping[str, Any]]) -> str:
+def table(records: Sequence[Mapping[str, Any]], *, replicas: Sequence[str] | None = None) -> str:
+    """The table ``audit query`` prints; with ``replicas`` (one per record, from
+    ``audit merge``) a REPLICA column comes first."""
     rows = [COLUMNS, *(row(r) for r in records)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    if replicas is not None:
+        rows = [("REPLICA", *rows[0]), *((n, *r) for n, r in zip(replicas, rows[1:], strict=True))]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
     ]

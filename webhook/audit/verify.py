@@ -39,6 +39,9 @@ from webhook.audit.signing import verify_signature
 EXIT_OK = 0
 EXIT_BROKEN = 1
 EXIT_TORN = 3
+#: The chain is intact but not proven: signatures unchecked, or records not anchored
+#: by a checkpoint (``audit verify`` without ``--allow-unsigned``; docs/audit.md).
+EXIT_UNVERIFIED = 4
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Report:
     broken: Break | None = None
     torn: Where | None = None
     torn_bytes: int = 0
+    _keys_given: bool = False
 
     @property
     def status(self) -> str:
@@ -131,6 +135,34 @@ class Report:
             text += f"; {self.skipped} non-audit line(s) skipped"
         return text
 
+    def unproven(self, *, signatures_required: bool, within: int | None) -> list[str]:
+        """Why an intact chain is not proven: signatures that could not be checked
+        (``signatures_required``), more than ``within`` records after the last
+        checkpoint (``within`` None: not required)."""
+        reasons: list[str] = []
+        if signatures_required and (self.signatures_unchecked or not self._keys_given):
+            reasons.append("checkpoint signatures not checked (no --public-key)")
+        if within is not None and self.unanchored > within:
+            where = (
+                f"after the last checkpoint (seq {self.last_checkpoint_seq})"
+                if self.last_checkpoint_seq is not None
+                else "with no checkpoint"
+            )
+            reasons.append(
+                f"{self.unanchored} record(s) {where} not anchored by a signature "
+                f"(--require-checkpoint-within {within})"
+            )
+        return reasons
+
+    def verdict(self, *, signatures_required: bool, within: int | None) -> tuple[int, str]:
+        """The exit code and the one line ``audit verify`` prints."""
+        if self.status != "ok":
+            return self.exit_code, self.summary()
+        reasons = self.unproven(signatures_required=signatures_required, within=within)
+        if reasons:
+            return EXIT_UNVERIFIED, f"UNVERIFIED: {'; '.join(reasons)}; {self.chain_summary()}"
+        return EXIT_OK, self.summary()
+
     def summary(self) -> str:
         """One line: the verdict."""
         if self.broken is not None:
@@ -164,7 +196,7 @@ class Verifier:
         self._check_signatures = public_keys is not None
         self._lenient = lenient
         self._anchors = dict(anchors or {})
-        self._report = Report()
+        self._report = Report(_keys_given=public_keys is not None)
         self._pending: tuple[Where, bytes, bool] | None = None
         self._acknowledged_torn = False
         self._last_hash = GENESIS

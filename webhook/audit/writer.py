@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook.api.decision import Decision
+from webhook.api.decision import Decision, Outcome
 from webhook.api.review import AdmissionRequest
 from webhook.audit.chain_file import AuditWriteError, ChainFile
 from webhook.audit.checkpoints import CheckpointTimer, anchored, checkpoint_record
@@ -77,7 +77,9 @@ class AuditWriter:
         return self._file.fsyncs
 
     def record(self, request: AdmissionRequest, decision: Decision) -> None:
-        if not decision.recorded:
+        """Record what the handler hands over (it chooses: webhook.admission.handler
+        ``record``); an object out of scope is never a record."""
+        if decision.outcome is Outcome.IGNORED:
             return
         self.append(decision_body(request, decision, time=""))
 

@@ -1,9 +1,11 @@
 """``nfsguard audit``: verify and query the tamper-evident audit trail, make signing keys.
 
-Exit codes: 0 ok; 1 the chain is broken (verify); 2 bad input (a file that
-cannot be read, a line that is not a record, a bad option; one line
+Exit codes: 0 ok; 1 the chain is broken (verify, merge); 2 bad input (a file
+that cannot be read, a line that is not a record, a bad option; one line
 ``FILE:LINE: message``); 3 the chain is intact but the final line is torn
-(verify; a write cut short by a crash).
+(verify; a write cut short by a crash); 4 the chain is intact but not proven:
+checkpoint signatures not checked (no ``--public-key``) or records after the last
+checkpoint not anchored (verify, merge; ``--allow-unsigned`` accepts it).
 """
 
 from __future__ import annotations
@@ -11,15 +13,26 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from webhook.audit import query as q
+from webhook.audit.chain_file import rotated_files
 from webhook.audit.record import RecordError, check_envelope, looks_like_record, parse_line
 from webhook.audit.signing import generate, key_id, load_public_key
-from webhook.audit.verify import Verifier, Where, iter_lines, recovers
+from webhook.audit.verify import (
+    EXIT_BROKEN,
+    EXIT_TORN,
+    EXIT_UNVERIFIED,
+    Report,
+    Verifier,
+    Where,
+    iter_lines,
+    recovers,
+)
 from webhook.cli.errors import Group, Refused
 
 __all__ = ["audit"]
@@ -60,26 +73,55 @@ def audit() -> None:
     with Ed25519-signed checkpoints. See docs/audit.md."""
 
 
+def proof_options(command: Any) -> Any:
+    """The options of verify and merge that say what a chain must prove."""
+    for option in reversed(
+        [
+            click.option(
+                "--public-key",
+                "public_keys",
+                multiple=True,
+                metavar="FILE",
+                help="Ed25519 public key (PEM) that may sign checkpoints (repeatable). "
+                "Without it, signatures are not checked (exit 4 unless --allow-unsigned).",
+            ),
+            click.option(
+                "--anchor",
+                "anchors",
+                multiple=True,
+                metavar="SEQ:HASH",
+                help="A record known from elsewhere (e.g. a checkpoint in shipped logs): "
+                "the chain must reach it with this hash (repeatable).",
+            ),
+            click.option(
+                "--allow-unsigned",
+                is_flag=True,
+                help="Exit 0 on an intact chain whose signatures were not checked or "
+                "whose last records are not yet anchored by a checkpoint.",
+            ),
+            click.option(
+                "--require-checkpoint-within",
+                "within",
+                type=click.IntRange(min=0),
+                metavar="N",
+                help="At most N records after the last checkpoint (default 0, "
+                "or any with --allow-unsigned).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @audit.command("verify")
 @click.argument("files", nargs=-1, required=True)
-@click.option(
-    "--public-key",
-    "public_keys",
-    multiple=True,
-    metavar="FILE",
-    help="Ed25519 public key (PEM) that may sign checkpoints (repeatable). "
-    "Without it, signatures are not checked.",
-)
-@click.option(
-    "--anchor",
-    "anchors",
-    multiple=True,
-    metavar="SEQ:HASH",
-    help="A record known from elsewhere (e.g. a checkpoint in shipped logs): "
-    "the chain must reach it with this hash (repeatable).",
-)
+@proof_options
 def verify_command(
-    files: tuple[str, ...], public_keys: tuple[str, ...], anchors: tuple[str, ...]
+    files: tuple[str, ...],
+    public_keys: tuple[str, ...],
+    anchors: tuple[str, ...],
+    allow_unsigned: bool,
+    within: int | None,
 ) -> int:
     """Check sequence, hash chain and checkpoint signatures.
 
@@ -87,34 +129,61 @@ def verify_command(
     `-` reads stdin, where lines that are not audit records (other logs) are skipped.
 
     Checks sequence, hash chain and checkpoint signatures; prints one line.
-    Exit 0 intact, 1 broken (first broken record by file:line and seq),
-    3 intact but with a torn final line, 2 bad input.
+    Exit 0 intact and proven, 1 broken (first broken record by file:line and
+    seq), 3 intact but with a torn final line, 4 intact but not proven
+    (signatures not checked, or records after the last checkpoint; see
+    --allow-unsigned, --require-checkpoint-within), 2 bad input.
     """
-    sources = _sources(files)
-    keys: dict[str, Ed25519PublicKey] | None = None
-    if public_keys:
-        keys = {}
-        for path in public_keys:
-            public = load_public_key(path)
-            keys[key_id(public)] = public
+    report = _verify(_sources(files), _keys(public_keys), _anchors(anchors))
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    code, line = report.verdict(**_proof(allow_unsigned, within))
+    click.echo(line)
+    return code
+
+
+def _keys(public_keys: Sequence[str]) -> dict[str, Ed25519PublicKey] | None:
+    if not public_keys:
+        return None
+    keys: dict[str, Ed25519PublicKey] = {}
+    for path in public_keys:
+        public = load_public_key(path)
+        keys[key_id(public)] = public
+    return keys
+
+
+def _anchors(anchors: Sequence[str]) -> dict[int, str]:
     anchor_map: dict[int, str] = {}
     for text in anchors:
         seq_text, _, digest = text.partition(":")
         if not seq_text.isdigit() or len(digest) != 64:
             raise Refused(f"--anchor {text!r}: expected SEQ:HASH (a 64-digit SHA-256)")
         anchor_map[int(seq_text)] = digest.lower()
-    verifier = Verifier(keys, lenient=sources == [STDIN], anchors=anchor_map)
+    return anchor_map
+
+
+def _proof(allow_unsigned: bool, within: int | None) -> dict[str, Any]:
+    """What an intact chain must also show: signatures checked and every record
+    anchored (default), unless --allow-unsigned; --require-checkpoint-within N
+    always holds when given."""
+    if within is None and not allow_unsigned:
+        within = 0
+    return {"signatures_required": not allow_unsigned, "within": within}
+
+
+def _verify(
+    sources: Sequence[str],
+    keys: dict[str, Ed25519PublicKey] | None,
+    anchors: dict[int, str],
+) -> Report:
+    verifier = Verifier(keys, lenient=list(sources) == [STDIN], anchors=anchors)
     for name in sources:
         verifier.add_source("<stdin>" if name == STDIN else name)
     for where, raw, terminated in _lines(sources):
         verifier.feed(where, raw, terminated)
         if verifier.broken:
             break
-    report = verifier.finish()
-    for note in report.notes:
-        click.echo(f"note: {note}", err=True)
-    click.echo(report.summary())
-    return report.exit_code
+    return verifier.finish()
 
 
 def _records(files: Sequence[str]) -> Iterator[dict[str, Any]]:
@@ -166,71 +235,193 @@ def _when(option: str, text: str | None) -> Any:
         raise Refused(f"{option}: {exc}") from None
 
 
+#: Every outcome a record can carry (compliant and unmatched with --audit-compliant).
+OUTCOMES = ["mutated", "denied", "warned", "audited", "exempt", "compliant", "unmatched"]
+
+
+def filter_options(command: Any) -> Any:
+    """The record filters of query and merge."""
+    for option in reversed(
+        [
+            click.option(
+                "--since", metavar="TIME", help="From TIME: RFC 3339 or relative (7d, 24h, 30m)."
+            ),
+            click.option("--until", metavar="TIME", help="Before TIME: RFC 3339 or relative."),
+            click.option(
+                "--rule", "rules", multiple=True, help="Deciding rule name (glob, repeatable)."
+            ),
+            click.option("--name", "names", multiple=True, help="Object name (glob, repeatable)."),
+            click.option(
+                "--user", "users", multiple=True, help="Username or group (glob, repeatable)."
+            ),
+            click.option(
+                "--outcome",
+                "outcomes",
+                multiple=True,
+                type=click.Choice(OUTCOMES),
+                help="Outcome (repeatable).",
+            ),
+            click.option("--kind", "kinds", multiple=True, help="Object kind (glob, repeatable)."),
+            click.option(
+                "--would-be",
+                "would_be",
+                multiple=True,
+                type=click.Choice(["mutated", "denied"]),
+                help="Audit enforcement: what Enforce would have done (repeatable).",
+            ),
+            click.option(
+                "--server", "servers", multiple=True, help="NFS server (glob, repeatable)."
+            ),
+            click.option(
+                "--export",
+                "exports",
+                multiple=True,
+                help="NFS export SERVER:PATH (glob, repeatable; /data/* or 10.0.0.7:/*).",
+            ),
+            click.option(
+                "--policy-version",
+                "policy_versions",
+                multiple=True,
+                help="The deciding policy's spec.version, or NAME@VERSION (glob, repeatable).",
+            ),
+            click.option(
+                "--operation",
+                "operations",
+                multiple=True,
+                type=click.Choice(["CREATE", "UPDATE"]),
+                help="Request operation (repeatable).",
+            ),
+            click.option(
+                "--dry-run/--no-dry-run",
+                "dry_run",
+                default=None,
+                help="Only dry-run requests, or only real ones (default: both).",
+            ),
+            click.option(
+                "-o",
+                "--output",
+                type=click.Choice(["table", "json"]),
+                default="table",
+                show_default=True,
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _filter(options: dict[str, Any]) -> q.Filter:
+    return q.Filter(
+        since=_when("--since", options.pop("since")),
+        until=_when("--until", options.pop("until")),
+        **{key: options.pop(key) for key in _FILTER_KEYS},
+    )
+
+
+_FILTER_KEYS = (
+    "would_be",
+    "rules",
+    "names",
+    "users",
+    "outcomes",
+    "kinds",
+    "servers",
+    "exports",
+    "policy_versions",
+    "operations",
+    "dry_run",
+)
+
+
 @audit.command("query")
 @click.argument("files", nargs=-1, required=True)
-@click.option("--since", metavar="TIME", help="From TIME: RFC 3339 or relative (7d, 24h, 30m).")
-@click.option("--until", metavar="TIME", help="Before TIME: RFC 3339 or relative.")
-@click.option("--rule", "rules", multiple=True, help="Deciding rule name (glob, repeatable).")
-@click.option("--name", "names", multiple=True, help="Object name (glob, repeatable).")
-@click.option("--user", "users", multiple=True, help="Username or group (glob, repeatable).")
-@click.option(
-    "--outcome",
-    "outcomes",
-    multiple=True,
-    type=click.Choice(["mutated", "denied", "warned", "audited", "exempt"]),
-    help="Outcome (repeatable).",
-)
-@click.option("--kind", "kinds", multiple=True, help="Object kind (glob, repeatable).")
-@click.option(
-    "--would-be",
-    "would_be",
-    multiple=True,
-    type=click.Choice(["mutated", "denied"]),
-    help="Audit enforcement: what Enforce would have done (repeatable).",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-)
-def query_command(
-    files: tuple[str, ...],
-    since: str | None,
-    until: str | None,
-    rules: tuple[str, ...],
-    names: tuple[str, ...],
-    users: tuple[str, ...],
-    outcomes: tuple[str, ...],
-    kinds: tuple[str, ...],
-    would_be: tuple[str, ...],
-    output: str,
-) -> None:
+@filter_options
+def query_command(files: tuple[str, ...], output: str, **options: Any) -> None:
     """List recorded decisions that match every given filter.
 
-    Reads FILE... in order, or `-` for stdin.
+    Reads FILE... in order (one replica's chain: rotated files first), or `-`
+    for stdin; for several replicas use `audit merge`.
 
     Example: every PV pinned by rule nfs42-pin in the last 7 days, and by whom:
     `nfsguard audit query audit.log.* audit.log --rule nfs42-pin --outcome mutated
     --kind PersistentVolume --since 7d`. After a week in Audit: `--would-be denied`
     lists what Enforce would have refused. Does not verify the chain (use verify).
+    VERSION says what happened: 4.2->4.0 and negotiated->4.0 (pinned), 4.2 (denied),
+    refused (a pin the driver cannot take), or the version left as it was.
     """
-    flt = q.Filter(
-        since=_when("--since", since),
-        until=_when("--until", until),
-        rules=rules,
-        names=names,
-        users=users,
-        outcomes=outcomes,
-        kinds=kinds,
-        would_be=would_be,
-    )
-    selected = q.select(_records(_sources(files)), flt)
+    selected = q.select(_records(_sources(files)), _filter(options))
     if output == "json":
         click.echo(json.dumps(selected, indent=2, ensure_ascii=False))
     else:
         click.echo(q.table(selected), nl=False)
+
+
+def _replica_files(spec: str) -> tuple[str, list[str]]:
+    """One replica: ``FILE`` (its rotated files ``FILE.<seq>`` first, as the writer
+    names them), or ``FILE1,FILE2,...`` in chain order. Named by its first path."""
+    parts = [p for p in spec.split(",") if p]
+    if not parts:
+        raise Refused(f"nfsguard audit merge: {spec!r}: no file")
+    if len(parts) == 1:
+        return parts[0], [*rotated_files(parts[0]), parts[0]]
+    return parts[-1], parts
+
+
+@audit.command("merge")
+@click.argument("replicas", nargs=-1, required=True)
+@proof_options
+@filter_options
+def merge_command(
+    replicas: tuple[str, ...],
+    public_keys: tuple[str, ...],
+    anchors: tuple[str, ...],
+    allow_unsigned: bool,
+    within: int | None,
+    output: str,
+    **options: Any,
+) -> int:
+    """Verify each replica's chain, then list their decisions interleaved by time.
+
+    Each REPLICA is one server's log: FILE (its rotated FILE.<seq> files are
+    read first) or FILE1,FILE2,... in chain order. Every replica is verified as
+    `audit verify` would (one `REPLICA: OK|UNVERIFIED|TORN|BROKEN: ...` line on
+    stderr); the records that match the filters (as for query) are printed in
+    time order with the replica they come from. Exit: the worst of the
+    replicas' verify codes (1 broken, 3 torn, 4 not proven, 0 all proven).
+    """
+    if STDIN in replicas:
+        raise Refused("nfsguard audit merge: each REPLICA is a file; stdin cannot be merged")
+    keys, anchor_map, proof = _keys(public_keys), _anchors(anchors), _proof(allow_unsigned, within)
+    flt = _filter(options)
+    rows: list[tuple[str, str, int, int, dict[str, Any]]] = []
+    codes: list[int] = []
+    for index, spec in enumerate(replicas):
+        name, files = _replica_files(spec)
+        for path in files:
+            if not Path(path).is_file():
+                raise Refused(f"{path}: no such file")
+        report = _verify(files, keys, anchor_map)
+        for note in report.notes:
+            click.echo(f"note: {name}: {note}", err=True)
+        code, line = report.verdict(**proof)
+        codes.append(code)
+        click.echo(f"{name}: {line}", err=True)
+        for record in q.select(_records(files), flt):
+            moment = str(record.get("time", ""))
+            rows.append((moment, name, index, int(record.get("seq", 0)), dict(record)))
+    rows.sort(key=lambda r: (q.sort_time(r[0]), r[2], r[3]))
+    if output == "json":
+        merged = [{"replica": name, **record} for _t, name, _i, _s, record in rows]
+        click.echo(json.dumps(merged, indent=2, ensure_ascii=False))
+    else:
+        click.echo(
+            q.table([r[4] for r in rows], replicas=[r[1] for r in rows]),
+            nl=False,
+        )
+    for worst in (EXIT_BROKEN, EXIT_TORN, EXIT_UNVERIFIED):
+        if worst in codes:
+            return worst
+    return 0
 
 
 @audit.command("key-secret")

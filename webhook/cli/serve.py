@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import tempfile
 from pathlib import Path
@@ -67,6 +68,19 @@ from webhook.cli.webhook_config import endpoint_options, webhook_settings
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info"
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Every log line, nfsguard's and gunicorn's: text, or one JSON object per line.",
+)
+@click.option("--access-log", is_flag=True, help="Also log one line per HTTP request.")
+@click.option(
+    "--audit-compliant",
+    is_flag=True,
+    help="Also record compliant and unmatched reviews (coverage evidence; docs/audit.md).",
+)
 @click.option("--print-example", is_flag=True, help="Print a ready-to-paste curl command.")
 @click.option(
     "--register",
@@ -113,6 +127,9 @@ def serve(
     node_stale_after: float,
     reload_interval: float,
     log_level: str,
+    log_format: str,
+    access_log: bool,
+    audit_compliant: bool,
     print_example: bool,
     register: bool,
     webhook_name: str,
@@ -173,8 +190,11 @@ def serve(
             in_cluster=in_cluster,
         )
 
+    _check_port(host, port)  # before saying so: a port in use is one line and exit 2
     names = ", ".join(f"{p.name} {p.version}" for p in engine.policies)
-    click.echo(f"nfsguard: serving {names} on https://{host}:{port}/mutate", err=True)
+    from webhook.server.logs import announce
+
+    announce(log_format, f"serving {names} on https://{host}:{port}/mutate")
     if print_example:
         click.echo(_example(tls_dir, host, port), err=True)
     run(
@@ -195,8 +215,30 @@ def serve(
             reload_interval=reload_interval,
             log_level=log_level,
             register=registering,
+            log_format=log_format,
+            access_log=access_log,
+            audit_compliant=audit_compliant,
         )
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Bind the address once, as gunicorn will (SO_REUSEADDR), so ``serve`` never
+    announces a port it cannot listen on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise Refused(f"nfsguard: cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+            probe.listen(1)
+        except OSError as exc:
+            raise Refused(
+                f"nfsguard: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from None
 
 
 def _example(tls_dir: Path, host: str, port: int) -> str:

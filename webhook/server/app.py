@@ -26,6 +26,8 @@ from werkzeug.exceptions import HTTPException
 
 from webhook.admission.errors import AdmissionError, UnreviewableObject
 from webhook.admission.handler import ReviewHandler
+from webhook.api.decision import Decision
+from webhook.api.review import AdmissionRequest
 from webhook.server import metrics
 from webhook.server.http import (
     MethodNotAllowed,
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 log = logging.getLogger("nfsguard")
+#: One line per admission decision, at info (docs/operations.md): who asked what, and
+#: what was decided; never the object's body.
+decisions_log = logging.getLogger("nfsguard.decision")
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
@@ -87,11 +92,47 @@ class WebhookApp:
             metrics.REVIEW_ERRORS.labels(_REFUSED_IN_BAND).inc()
             log.warning("review refused in band (%s): %s", _REFUSED_IN_BAND, answer.refusal)
         else:
-            metrics.REVIEWS.labels(
-                decision.target.kind if decision.target else "", decision.outcome
-            ).inc()
-            metrics.REVIEW_SECONDS.observe(time.perf_counter() - started)
+            kind = decision.target.kind if decision.target else ""
+            metrics.REVIEWS.labels(kind, decision.outcome).inc()
+            elapsed = time.perf_counter() - started
+            metrics.REVIEW_SECONDS.observe(elapsed)
+            request = answer.request
+            if decision.target is not None and request is not None:
+                ref = decision.deciding
+                metrics.DECISIONS.labels(
+                    kind,
+                    request.operation,
+                    decision.outcome.value,
+                    ref.policy if ref else "",
+                    ref.rule if ref else "",
+                ).inc()
+                if decisions_log.isEnabledFor(logging.INFO):
+                    decisions_log.info(
+                        "decision",
+                        extra={"fields": decision_fields(request, decision, elapsed)},
+                    )
         return 200, orjson.dumps(answer.review), ()
+
+
+def decision_fields(
+    request: AdmissionRequest, decision: Decision, seconds: float
+) -> dict[str, Any]:
+    """The fields of the per-decision log line (no object body, no patch)."""
+    ref = decision.deciding
+    return {
+        "uid": request.uid,
+        "kind": request.kind,
+        "name": request.display_name,
+        "namespace": request.namespace,
+        "operation": request.operation,
+        "user": request.user.username,
+        "dryRun": request.dry_run,
+        "policy": ref.policy if ref else None,
+        "version": ref.policy_version if ref else None,
+        "rule": ref.rule if ref else None,
+        "outcome": decision.outcome.value,
+        "durationMs": round(seconds * 1000, 3),
+    }
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:
@@ -108,6 +149,10 @@ def routes_app(readiness: Readiness) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
+        return _json(200, {"status": "ok"})
+
+    @app.get("/livez")
+    def livez() -> Response:  # the process answers: restart it only when it does not
         return _json(200, {"status": "ok"})
 
     @app.get("/readyz")

@@ -106,6 +106,7 @@ class PolicyStore:
             sources = read_policy_sources(self.paths)
             fp = fingerprint(sources)
             self._engine = _engine(self._load(sources).checked())
+            self._loaded()
             self._fingerprint = fp
             self._status = ReloadStatus("initial", _now(), fp, 0)
         except (PolicyError, SourceError) as exc:
@@ -119,6 +120,7 @@ class PolicyStore:
     ) -> None:
         problems = [str(p) for p in exc.problems] if isinstance(exc, PolicyError) else [str(exc)]
         self._engine = _engine(self._load(fallback).checked())
+        self._loaded()
         # The broken files' fingerprint: polls stay quiet until they change.
         self._fingerprint = fp
         self._status = ReloadStatus(
@@ -135,6 +137,12 @@ class PolicyStore:
     def _count(self, result: str) -> None:
         if self._counted:
             metrics.POLICY_RELOADS.labels(result).inc()
+
+    def _loaded(self) -> None:
+        """What a worker serves, for nfsguard_policy_info and the rules' decision series
+        (a store that does not count, the registration loop's, does not serve)."""
+        if self._counted:
+            metrics.policies_loaded(self._engine.policies)
 
     def _load(self, sources: Sequence[tuple[str, str]]) -> LoadResult:
         return load(sources, builtin_profiles=self._builtin_profiles, schemas=self._schemas)
@@ -173,6 +181,7 @@ class PolicyStore:
             self._fingerprint = fp
             self._status = ReloadStatus("accepted", _now(), fp, self._status.generation + 1)
         self._count("accepted")
+        self._loaded()
         for warning in (*result.warnings, *version_unchanged_warnings(engine.policies, previous)):
             log.warning("policy reload: %s", warning)
         log.info(

@@ -7,7 +7,6 @@ own engine, inventory and recorder after fork (``load`` runs post-fork).
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,8 +24,11 @@ from webhook.nfs.inventory import (
     UnknownInventory,
     nodes_from_objects,
 )
+from webhook.server import metrics
 from webhook.server.app import WebhookApp
 from webhook.server.health import HealthCheck, WorkerReadiness
+from webhook.server.logs import GunicornLogger
+from webhook.server.logs import configure as configure_logging
 from webhook.server.policy_store import PolicyStore
 from webhook.server.registration_loop import RegisterSettings, Registrar
 from webhook.server.tls_reload import gunicorn_ssl_context
@@ -54,6 +56,9 @@ class ServeSettings:
     log_level: str = "info"
     #: ``--register``: the master keeps the webhook configuration (registration_loop.py).
     register: RegisterSettings | None = None
+    log_format: str = "text"
+    access_log: bool = False
+    audit_compliant: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,6 +85,7 @@ def build_app(
     """Everything one worker needs, built after fork. ``policy_fallback`` (the policy
     files as the master read them at start) serves a worker that starts while the
     files on disk do not load (a worker restarted after a bad policy change)."""
+    metrics.initialise()
     store = PolicyStore(
         settings.policies,
         builtin_profiles=packaged.builtin_profiles(),
@@ -95,7 +101,12 @@ def build_app(
         recorder = open_recorder(
             settings.audit_log, key_file=settings.audit_key, stdout=settings.audit_stdout
         )
-    handler = ReviewHandler(store.engine, inventory=inventory, recorder=recorder)
+    handler = ReviewHandler(
+        store.engine,
+        inventory=inventory,
+        recorder=recorder,
+        record_compliant=settings.audit_compliant,
+    )
     readiness = WorkerReadiness(store, inventory_health, grace=settings.node_stale_after)
     return WebhookApp(handler, readiness)
 
@@ -130,7 +141,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "keyfile": str(tls / "tls.key"),
             "ssl_context": gunicorn_ssl_context(tls),
             "loglevel": s.log_level,
-            "accesslog": None,
+            "accesslog": "-" if s.access_log else None,
+            "logger_class": GunicornLogger,
             "errorlog": "-",
             "control_socket_disable": True,
             "child_exit": _child_exit,
@@ -164,7 +176,5 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 def run(settings: ServeSettings) -> None:
     """Run until stopped. Policies are checked by the caller before this starts."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_format, settings.log_level)
     _Gunicorn(settings).run()

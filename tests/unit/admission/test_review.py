@@ -186,7 +186,7 @@ def test_errored_refuses_in_band_on_one_line() -> None:
 
 def test_handler_pins_denies_and_ignores() -> None:
     handler = ReviewHandler(lambda: ENGINE)
-    body, decision, _ = handler.handle(encode(review()))
+    body, decision, _, _ = handler.handle(encode(review()))
     response = body["response"]
     assert response["uid"] == "0df28fbd-5f5f-11e8-bc74-36e6bb280816"
     ops = json.loads(base64.b64decode(response["patch"]))
@@ -196,13 +196,13 @@ def test_handler_pins_denies_and_ignores() -> None:
     for key in response["auditAnnotations"]:
         assert "/" not in key and len(key) <= 63 and QUALIFIED_NAME.match(key)
 
-    body, decision, _ = handler.handle(encode(review(pv("filer.legacy.corp"))))
+    body, decision, _, _ = handler.handle(encode(review(pv("filer.legacy.corp"))))
     assert body["response"]["allowed"] is False
     assert "legacy" in body["response"]["status"]["message"]
 
     other = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "x"}}
     config_map = review(other, kind={"group": "", "version": "v1", "kind": "ConfigMap"})
-    body, decision, _ = handler.handle(encode(config_map))
+    body, decision, _, _ = handler.handle(encode(config_map))
     assert body["response"] == {"uid": "0df28fbd-5f5f-11e8-bc74-36e6bb280816", "allowed": True}
     assert decision is not None and decision.outcome.value == "ignored"
 
@@ -211,7 +211,7 @@ def test_handler_tolerates_objects_without_type_meta() -> None:
     obj = pv()
     del obj["kind"]
     del obj["apiVersion"]
-    body, decision, _ = ReviewHandler(lambda: ENGINE).handle(encode(review(obj)))
+    body, decision, _, _ = ReviewHandler(lambda: ENGINE).handle(encode(review(obj)))
     assert decision is not None and decision.outcome.value == "mutated"
     assert "patch" in body["response"]
 

@@ -122,7 +122,8 @@ def test_verify_anchor_catches_a_cut_tail(
     cut = tmp_path / "cut.log"
     cut.write_bytes(b"".join(lines[:20]))
     anchor = f"{last['seq']}:{last['hash']}"
-    assert run_cli("verify", str(history), "--anchor", anchor).exit_code == 0
+    assert run_cli("verify", str(history), "--anchor", anchor).exit_code == 4  # unsigned
+    assert run_cli("verify", str(history), "--anchor", anchor, "--allow-unsigned").exit_code == 0
     result = run_cli("verify", str(cut), "--anchor", anchor, "--public-key", str(keys[1]))
     assert result.exit_code == 1
     assert result.stdout == (
@@ -239,7 +240,7 @@ def test_recent_decisions_with_relative_since(tmp_path: Path) -> None:
 def test_verify_odd_inputs_never_traceback(tmp_path: Path) -> None:
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")
-    result = run_cli("verify", str(empty))
+    result = run_cli("verify", str(empty), "--allow-unsigned")
     assert (result.exit_code, result.stdout) == (0, "OK: 0 records in 1 file(s)\n")
     cases = {
         b'{"schema": "nfsguard.io/audit/v1", "seq": NaN}\n': "NaN is not JSON",

@@ -128,7 +128,8 @@ def test_explain_fails_only_when_asked(tmp_path: Path) -> None:
     ("text", "where"),
     [
         (
-            "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: a}\n---\nmetadata: {name: b}\n",
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: a}\n"
+            "---\nmetadata: {name: b}\n",
             ":5: document 2: no apiVersion and no kind",
         ),
         (

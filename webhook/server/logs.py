@@ -1,0 +1,109 @@
+"""One log format for every line the server writes: nfsguard's and gunicorn's alike.
+
+``serve --log-format text`` (default) writes ``TIME LEVEL LOGGER: message key=value...``;
+``--log-format json`` writes one JSON object per line (``time``, ``level``, ``logger``,
+``pid``, ``message``, and the line's fields). A line's fields are passed as
+``extra={"fields": {...}}`` (the per-decision line, webhook/server/app.py). gunicorn's
+own loggers (``gunicorn.error``, ``gunicorn.access``) get the same formatter through
+:class:`GunicornLogger`, the ``logger_class`` the runner gives gunicorn: a log
+collector reads one format from a pod, never two. docs/operations.md shows both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from gunicorn.glogging import Logger as _GunicornBaseLogger
+
+FORMATS = ("text", "json")
+
+#: The format chosen by ``serve`` (set in the master before gunicorn forks).
+_format = "text"
+
+
+def _time(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields = getattr(record, "fields", None)
+    return dict(fields) if isinstance(fields, dict) else {}
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-12-03T15:20:01.123Z INFO nfsguard.decision: decision uid=... outcome=mutated``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{_time(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        for key, value in _fields(record).items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            if text == "" or any(c.isspace() or c in '"=' for c in text):
+                text = json.dumps(text)
+            line += f" {key}={text}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; a traceback is the ``exception`` string, never more lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": _time(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        for key, value in _fields(record).items():
+            out.setdefault(key, value)
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def formatter(fmt: str) -> logging.Formatter:
+    return JsonFormatter() if fmt == "json" else TextFormatter()
+
+
+def configure(fmt: str, level: str) -> None:
+    """nfsguard's (root) logging to stderr in ``fmt``; gunicorn's follows through
+    :class:`GunicornLogger`."""
+    global _format
+    if fmt not in FORMATS:
+        raise ValueError(f"log format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    _format = fmt
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(fmt))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+class GunicornLogger(_GunicornBaseLogger):  # type: ignore[misc]
+    """gunicorn's logger with nfsguard's formatter on its handlers (error and access)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        fmt = formatter(_format)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(fmt)
+                # Access lines join the other logs on stderr: stdout is the audit copy's.
+                if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                    handler.setStream(sys.stderr)
+
+
+def announce(fmt: str, message: str) -> None:
+    """A line ``serve`` always prints (whatever ``--log-level``), in ``fmt``: the
+    address it serves on, before gunicorn starts."""
+    record = logging.LogRecord("nfsguard", logging.INFO, __file__, 0, message, None, None)
+    print(formatter(fmt).format(record), file=sys.stderr, flush=True)
