@@ -395,11 +395,12 @@ def merge_command(
     flt = _filter(options)
     rows: list[tuple[str, str, int, int, dict[str, Any]]] = []
     codes: list[int] = []
-    for index, spec in enumerate(replicas):
-        name, files = _replica_files(spec)
+    chains = [_replica_files(spec) for spec in replicas]
+    for _name, files in chains:  # every input exists before anything is said
         for path in files:
             if not Path(path).is_file():
                 raise Refused(f"{path}: no such file")
+    for index, (name, files) in enumerate(chains):
         report = _verify(files, keys, anchor_map)
         for note in report.notes:
             click.echo(f"note: {name}: {note}", err=True)

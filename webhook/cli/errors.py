@@ -3,7 +3,8 @@ input: here, once, for every command.
 
 Exit codes (README): 0 ok, 1 a finding (a denied object, a lint problem, a failed
 test, a broken audit chain, a certificate due for renewal), 2 bad input or usage;
-``audit verify`` adds 3, a torn final line (docs/audit.md). A command returns its
+``audit verify`` and ``merge`` add 3, a torn final line, and 4, an intact chain not
+proven (signatures unchecked, records not anchored; docs/audit.md). A command returns its
 exit code; bad input is an exception, and :class:`Group` turns each one below into
 exit 2 with its lines on stderr, never a traceback:
 

@@ -161,13 +161,13 @@ def test_query_table_filters(history: Path) -> None:
     pad = " " * (len(sa) - 1)
     assert result.stdout == (
         f"TIME                  OUTCOME  KIND              NAME   USER{pad[1:]}"
-        "RULE       VERSION   DRYRUN  SEQ\n"
+        "RULE       VERSION          DRYRUN  SEQ\n"
         f"2026-11-21T00:00:00Z  mutated  PersistentVolume  pv-02  {sa}  "
-        "pin-nfs42  4.2->4.1  no      2\n"
+        "pin-nfs42  negotiated->4.1  no      2\n"
         f"2026-11-21T12:00:00Z  mutated  PersistentVolume  pv-04  bob{pad}"
-        "pin-nfs42  4.2->4.1  no      4\n"
+        "pin-nfs42  negotiated->4.1  no      4\n"
         f"2026-11-21T18:00:00Z  mutated  PersistentVolume  pv-05  {sa}  "
-        "pin-nfs42  4.2->4.1  no      5\n"
+        "pin-nfs42  negotiated->4.1  no      5\n"
     )
     lines = result.stdout.splitlines()
     assert len(lines) == 4
@@ -206,7 +206,7 @@ def test_query_bad_input(tmp_path: Path, history: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr == f"{bad}:2: not an audit record: no nfsguard.io/audit schema\n"
     assert "Traceback" not in result.stderr
-    result = run_cli("query", str(history), "--outcome", "compliant")
+    result = run_cli("query", str(history), "--outcome", "ignored")
     assert result.exit_code == 2
     assert "Invalid value for '--outcome'" in result.stderr
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import jsonschema
 
 from tests.unit.audit.audit_fixtures import T0, StepClock, decision, keypair, request
+from webhook.admission.handler import record as handler_record
 from webhook.api.decision import Decision, Outcome
 from webhook.api.review import AdmissionRequest, UserInfo
 from webhook.audit.record import GENESIS, SCHEMA, canonical, record_hash
@@ -123,14 +124,20 @@ def test_generate_name_and_dry_run_are_recorded(tmp_path: Path) -> None:
 
 
 def test_only_recorded_outcomes_are_written(tmp_path: Path) -> None:
+    # The handler chooses what is recorded (compliant and unmatched only with
+    # serve --audit-compliant); the writer never records an object out of scope.
     log = tmp_path / "audit.log"
     writer = AuditWriter(str(log), checkpoint_interval=0)
-    for outcome in Outcome:
-        writer.record(request(uid=outcome.value), Decision(outcome=outcome))
+    for coverage in (False, True):
+        for outcome in Outcome:
+            req = request(uid=f"{outcome.value}-{coverage}")
+            handler_record(writer, req, Decision(outcome=outcome), coverage=coverage)
+        writer.record(request(uid="direct"), Decision(outcome=Outcome.IGNORED))
     writer.close()
     written = [r["outcome"] for r in _records(log)]
-    assert written == ["mutated", "denied", "warned", "audited", "exempt"]
-    assert [r["seq"] for r in _records(log)] == [0, 1, 2, 3, 4]
+    recorded = ["mutated", "denied", "warned", "audited", "exempt"]
+    assert written == [*recorded, *recorded, "compliant", "unmatched"]
+    assert [r["seq"] for r in _records(log)] == list(range(12))
     # a decision without rule, target or version states still makes a valid record
     bare = _records(log)[1]
     assert (bare["policy"], bare["rule"], bare["action"], bare["target"]) == (None,) * 4
@@ -168,5 +175,6 @@ def test_every_record_type_matches_the_json_schema(tmp_path: Path) -> None:
     assert [r["type"] for r in records] == ["decision", "decision", "checkpoint", "recovery"]
     for record in records:
         validator.validate(record)
-    broken = dict(records[0], outcome="compliant")
+    broken = dict(records[0], outcome="ignored")  # out of scope: never a record
     assert not validator.is_valid(broken)
+    assert validator.is_valid(dict(records[0], outcome="compliant"))  # --audit-compliant
