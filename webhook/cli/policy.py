@@ -7,6 +7,7 @@ Exit codes as everywhere: 0 success, 1 a finding (lint problem, failed test),
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import click
 
 from webhook.admission.handler import evaluate
 from webhook.admission.offline import object_label, offline_request
+from webhook.api.policy import Policy
 from webhook.cli.common import (
     load_engine,
     load_inventory,
@@ -57,15 +59,16 @@ def policy() -> None:
     "--previous",
     "previous",
     multiple=True,
-    metavar="NAME@VERSION=DIGEST",
-    help="The policy NAME in force before (version and digest, as /readyz and "
-    "nfsguard_policy_info show them): warn when its content changed but not its "
-    "spec.version (repeatable).",
+    metavar="DIGEST|NAME@VERSION=DIGEST|GITREF",
+    help="What was in force before: a policy's digest (as /readyz, nfsguard_policy_info "
+    "and audit records show it; bare or NAME= it is the one of the current spec.version), "
+    "or a git ref whose files are compared. Warn when content changed but not spec.version "
+    "(repeatable).",
 )
 @click.option(
     "--previous-ref",
     metavar="GITREF",
-    help="The same check against the policy files as committed at GITREF (git show).",
+    help="The same as --previous GITREF (the policy files as committed there).",
 )
 @click.argument("paths", nargs=-1, required=True)
 def lint(
@@ -84,9 +87,10 @@ def lint(
     builtin, schemas = packaged.builtin_profiles(), packaged.schemas()
     policy_sources = [(n, t) for n, t in sources if not is_suite_text(t)]
     result = lint_loaded(load(policy_sources, builtin_profiles=builtin, schemas=schemas))
-    before = _previous(previous)
-    if previous_ref is not None:
-        before.update(_previous_at_ref(previous_ref, policy_sources, builtin, schemas))
+    refs = [previous_ref] if previous_ref is not None else []
+    before = _previous(previous, result.policies, refs)
+    for ref in refs:
+        before.update(_previous_at_ref(ref, policy_sources, builtin, schemas))
     if before:
         extra = version_unchanged_warnings(result.policies, before)
         problems = tuple(in_file_order([*result.problems, *extra]))
@@ -112,13 +116,40 @@ def lint(
     return ExitCode.FINDING if failed else ExitCode.OK
 
 
-def _previous(values: Sequence[str]) -> dict[str, tuple[str, str]]:
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _previous(
+    values: Sequence[str], policies: Sequence[Policy], refs: list[str]
+) -> dict[str, tuple[str, str]]:
+    """``--previous`` values: ``NAME@VERSION=DIGEST``; ``NAME=DIGEST`` or a bare
+    ``DIGEST`` (only with one policy loaded) are the digest recorded for the policy's
+    current spec.version; anything else is a git ref (appended to ``refs``)."""
     out: dict[str, tuple[str, str]] = {}
+    current = {p.name: p.version for p in policies}
     for value in values:
-        name_version, _, digest = value.partition("=")
-        name, _, version = name_version.partition("@")
-        if not (name and version and digest.startswith("sha256:")):
-            raise Refused(f"nfsguard: --previous {value!r}: expected NAME@VERSION=sha256:HEX")
+        target, eq, digest = value.rpartition("=")
+        if not eq:
+            target, digest = "", value
+        if not _DIGEST.match(digest):
+            if eq:
+                raise Refused(
+                    f"nfsguard: --previous {value!r}: expected NAME@VERSION=sha256:<64 hex>"
+                )
+            refs.append(value)
+            continue
+        name, at, version = target.partition("@")
+        if not name:
+            if len(current) != 1:
+                raise Refused(
+                    f"nfsguard: --previous {value!r}: {len(current)} policies loaded; "
+                    "name one: NAME@VERSION=DIGEST"
+                )
+            name = next(iter(current))
+        if not at:
+            if name not in current:
+                continue  # not loaded: nothing to compare
+            version = current[name]
         out[name] = (version, digest)
     return out
 

@@ -125,7 +125,14 @@ def test_content_changed_under_the_same_version_warns(tmp_path: Path) -> None:
     before = load_policies([(str(policy), policy.read_text())])[0].digest
     policy.write_text(HEAD + rules.replace("action: warn", "action: deny"))
     warning = f'{policy}:1:1: warning: policy "site": content changed ({before[:19]} -> '
-    for args in (("--previous-ref", "HEAD"), ("--previous", f"site@1={before}")):
+    forms = (
+        ("--previous-ref", "HEAD"),
+        ("--previous", "HEAD"),  # a git ref
+        ("--previous", f"site@1={before}"),
+        ("--previous", f"site={before}"),  # the digest of the current spec.version
+        ("--previous", before),  # the same, with one policy loaded
+    )
+    for args in forms:
         result = nfsguard("policy", "lint", "--strict", *args, str(policy))
         lines = result.output.splitlines()
         assert result.exit_code == 1, lines
@@ -150,6 +157,14 @@ def test_content_changed_under_the_same_version_warns(tmp_path: Path) -> None:
     )
     bad = nfsguard("policy", "lint", "--previous", "site=sha256:00", str(policy))
     assert bad.exit_code == 2
+    assert bad.output == (
+        "nfsguard: --previous 'site=sha256:00': expected NAME@VERSION=sha256:<64 hex>\n"
+    )
+    # the same digest as now: nothing changed; another policy's name: not compared
+    now = load_policies([(str(policy), policy.read_text())])[0].digest
+    assert nfsguard("policy", "lint", "--strict", "--previous", now, str(policy)).exit_code == 0
+    other = nfsguard("policy", "lint", "--strict", "--previous", f"other={before}", str(policy))
+    assert other.exit_code == 0
 
 
 def test_shipped_schema_copy_is_identical() -> None:
