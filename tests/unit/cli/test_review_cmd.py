@@ -104,6 +104,8 @@ def test_json_output_is_the_explanation_plus_the_admitted_object(tmp_path: Path)
         ([WARNED, PINNED], ("warned", "mutated"), 1),
         ([DENIED], ("warned",), 1),  # a denied object always fails
         ([SAFE, OTHER], ("mutated", "warned", "denied"), 0),
+        ([SAFE, WARNED], ("mutated,warned",), 1),
+        ([PINNED], ("denied, mutated",), 1),
     ],
 )
 def test_fail_on(
@@ -112,6 +114,17 @@ def test_fail_on(
     f = write(tmp_path / "objs.yaml", *objects)
     args = [a for name in fail_on for a in ("--fail-on", name)]
     assert review(*args, str(f)).exit_code == code
+
+
+def test_fail_on_refuses_what_it_does_not_know(tmp_path: Path) -> None:
+    f = write(tmp_path / "objs.yaml", SAFE)
+    result = review("--fail-on", "mutated,changed", str(f))
+    assert result.exit_code == 2
+    assert "'changed' is not one of denied, mutated, warned" in result.stderr
+    one = review(str(f))
+    assert one.stderr.splitlines()[-1] == (
+        "1 objects: 1 admitted unchanged, 0 mutated, 0 denied, 0 warned, 0 ignored"
+    )
 
 
 def test_explain_fails_only_when_asked(tmp_path: Path) -> None:
