@@ -86,6 +86,7 @@ def configure(fmt: str, level: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # Python warnings are log lines too, in the same format
 
 
 class GunicornLogger(_GunicornBaseLogger):  # type: ignore[misc]
