@@ -214,7 +214,7 @@ def test_probes_over_https_on_8443() -> None:
     c = webhook_container()
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"https": 8443}
-    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
         get = c[probe]["httpGet"]
         assert get["path"] == path, probe
         assert get["scheme"] == "HTTPS", probe
