@@ -227,3 +227,49 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_and_exits_2(tmp_path: Path) 
     assert (
         result.stderr == f"nfsguard: cannot listen on {LOOPBACK}:{port}: Address already in use\n"
     )
+
+
+RELOADED = """\
+apiVersion: nfsguard.io/v1alpha1
+kind: NFSMountPolicy
+metadata:
+  name: reloaded
+spec:
+  version: "7"
+  rules:
+  - name: ten
+    match:
+      exports: [{{server: 10.0.0.0/8}}]
+    action: {action}
+"""
+
+
+def test_a_reload_under_the_same_version_is_logged_and_policy_info_follows(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "p.yaml").write_text(RELOADED.format(action="pin"))
+    handle = start_server(
+        [policies],
+        tmp_path / "server",
+        ["--log-format", "json", "--reload-interval", "0.2", "--workers", "1"],
+    )
+    try:
+        before = {
+            s.labels["digest"] for s in scrape(handle)["nfsguard_policy_info"] if s.value == 1
+        }
+        (policies / "p.yaml").write_text(RELOADED.format(action="deny"))
+        deadline = time.monotonic() + 30
+        while "policy reload accepted" not in handle.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lines = [json.loads(raw) for raw in handle.log_text().splitlines() if raw.strip()]
+        (warning,) = [line for line in lines if "[version-unchanged]" in line["message"]]
+        assert (warning["level"], warning["logger"]) == ("warning", "nfsguard.policy")
+        assert "content changed" in warning["message"] and "still '7'" in warning["message"]
+        samples = scrape(handle)
+        now = {s.labels["digest"] for s in samples["nfsguard_policy_info"] if s.value == 1}
+        assert len(before) == len(now) == 1 and before != now
+        replaced = [s for s in samples["nfsguard_policy_info"] if s.labels["digest"] in before]
+        assert [s.value for s in replaced] == [0]
+        assert value(samples, "nfsguard_policy_reload_total", result="accepted") == 1
+    finally:
+        handle.stop()
