@@ -146,6 +146,16 @@ def test_json_logs_a_decision_line_per_review_and_counts_it(json_server: ServerH
     samples = scrape(json_server)
     rule = dict(kind="PersistentVolume", operation="CREATE", outcome="mutated", policy="site-rules")
     assert value(samples, "nfsguard_decisions_total", rule="incident-node003-hang", **rule) == 1
+    # An object out of scope is answered and logged too, never a metric label.
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-x"}}
+    assert post_review(json_server, admission_review(config_map, uid="uid-cm")).status_code == 200
+    (ignored,) = _decision_lines(json_server, "uid-cm")
+    assert (ignored["kind"], ignored["outcome"], ignored["rule"]) == ("ConfigMap", "ignored", None)
+    assert not [
+        s
+        for s in scrape(json_server)["nfsguard_decisions_total"]
+        if s.labels["kind"] == "ConfigMap"
+    ]
 
 
 def test_audit_compliant_records_coverage(json_server: ServerHandle) -> None:

@@ -97,16 +97,17 @@ class WebhookApp:
             elapsed = time.perf_counter() - started
             metrics.REVIEW_SECONDS.observe(elapsed)
             request = answer.request
-            if decision.target is not None and request is not None:
-                ref = decision.deciding
-                metrics.DECISIONS.labels(
-                    kind,
-                    request.operation,
-                    decision.outcome.value,
-                    ref.policy if ref else "",
-                    ref.rule if ref else "",
-                ).inc()
-                if decisions_log.isEnabledFor(logging.INFO):
+            if request is not None:
+                if decision.target is not None:  # in scope: kinds and operations bounded
+                    ref = decision.deciding
+                    metrics.DECISIONS.labels(
+                        kind,
+                        request.operation,
+                        decision.outcome.value,
+                        ref.policy if ref else "",
+                        ref.rule if ref else "",
+                    ).inc()
+                if decisions_log.isEnabledFor(logging.INFO):  # every answered review
                     decisions_log.info(
                         "decision",
                         extra={"fields": decision_fields(request, decision, elapsed)},
