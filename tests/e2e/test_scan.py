@@ -463,7 +463,7 @@ def test_remediate_applies_in_one_pass_records_and_is_idempotent(
         assert r["user"]["username"] == "alice@example.test"
         assert r["request"]["operation"] == "UPDATE"
         assert r["policy"]["version"] == "scan-e2e-1" and r["rule"] and r["patch"]
-    code, _, err = nfsguard("audit", "verify", "--allow-unsigned", str(log))  # no key: exit 4 without
+    code, _, err = nfsguard("audit", "verify", "--allow-unsigned", str(log))  # unsigned: else 4
     assert code == 0, err
 
     # a second run changes nothing
