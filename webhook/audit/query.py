@@ -137,7 +137,7 @@ def what_happened(record: Mapping[str, Any]) -> str:
     if any(str(note).startswith("unsupported pin") for note in notes):
         return "refused"
     if outcome == "denied":
-        return f"{before} (denied)"
+        return f"{before} (denied)" if before != "-" else "denied"
     if outcome == "mutated":
         return f"{before}->{_version(record.get('after'))}"
     return before
