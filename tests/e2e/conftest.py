@@ -7,11 +7,14 @@ under CI=true that is an error instead, never a skip.
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 
 from tests.e2e.kubecluster import (
@@ -187,3 +190,37 @@ def module_webhook(
                 reg.unregister()
         finally:
             wh.stop()
+
+
+@pytest.fixture(scope="session")
+def openreports_crds() -> Path:
+    """The OpenReports CRD directory, from the Go module proxy (hack/openreports-crds.sh).
+    Failing to get it fails the test (under CI=true as everywhere): never a skip."""
+    script = E2E_DIR.parents[1] / "hack" / "openreports-crds.sh"
+    done = subprocess.run([str(script)], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 or not done.stdout.strip():
+        pytest.fail(f"e2e: no OpenReports CRDs ({script.name}): {done.stderr.strip()[-500:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+CLUSTERREPORT_CRD = "clusterreports.openreports.io"
+
+
+@pytest.fixture
+def clusterreport_crd(openreports_crds: Path, api_client: k8s.ApiClient) -> str:
+    """The ClusterReport CRD installed from the module (idempotent) and Established."""
+    ext = k8s.ApiextensionsV1Api(api_client)
+    body = yaml.safe_load((openreports_crds / "openreports.io_clusterreports.yaml").read_text())
+    try:
+        ext.create_custom_resource_definition(body)
+    except k8s.ApiException as exc:
+        if exc.status != 409:
+            raise
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        crd = ext.read_custom_resource_definition(CLUSTERREPORT_CRD)
+        conditions = (crd.status.conditions if crd.status else None) or []
+        if any(c.type == "Established" and c.status == "True" for c in conditions):
+            return CLUSTERREPORT_CRD
+        time.sleep(0.2)
+    pytest.fail(f"{CLUSTERREPORT_CRD} not Established after 30 s")

@@ -15,6 +15,7 @@ from webhook.cli.certs import certs
 from webhook.cli.errors import Group
 from webhook.cli.policy import policy
 from webhook.cli.remediate import remediate
+from webhook.cli.report import report
 from webhook.cli.review import review
 from webhook.cli.scan import scan
 from webhook.cli.serve import serve
@@ -35,6 +36,7 @@ cli.add_command(audit)
 cli.add_command(webhook_config)
 cli.add_command(scan)
 cli.add_command(remediate)
+cli.add_command(report)
 
 
 def main() -> None:

@@ -84,8 +84,11 @@ class ClusterObjects:
             raise ClusterError(f"{method} {path}: {resp.status} {_message(answer)}")
         return json.loads(resp.data)
 
-    def list(self, kind: str, *, field_selector: str = "") -> Iterator[dict[str, Any]]:
-        """Every object of ``kind``, page by page (``limit``/``continue``)."""
+    def list(
+        self, kind: str, *, field_selector: str = "", seen: dict[str, str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every object of ``kind``, page by page (``limit``/``continue``). ``seen`` gets
+        the list's ``resourceVersion`` (the first page's: a watch starts there)."""
         path, api_version = _PATHS[kind]
         token = ""
         while True:
@@ -95,6 +98,8 @@ class ClusterObjects:
             if field_selector:
                 query.append(("fieldSelector", field_selector))
             page = self._call("GET", path, query=query)
+            if seen is not None and not token:
+                seen["resourceVersion"] = str((page.get("metadata") or {}).get("resourceVersion"))
             for item in page.get("items") or []:
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", api_version)

@@ -1,0 +1,368 @@
+"""``nfsguard report`` against the real kube-apiserver, as a real subprocess: its
+OpenReports ClusterReports (CRD installed from the Go module proxy) follow object
+creation, changes, deletion and a policy change; of two instances exactly one writes;
+without the CRD it says so once and keeps its metrics and /readyz.
+
+Every assertion reads what the apiserver stored or what the process served or logged.
+Short lease and resync periods keep each test to seconds.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.e2e.conftest import CLUSTERREPORT_CRD
+from tests.e2e.kubecluster import (
+    REPO,
+    Cleanup,
+    ManagedProcess,
+    free_port,
+    nfs_pv,
+    nfs_storage_class,
+    pv_model,
+    sc_model,
+    wait_http_ok,
+)
+
+NS = "reporter-e2e"
+SERVER = "192.168.100.7"  # the incident's server (docs/incident.md); nothing is mounted
+GROUP, VERSION, PLURAL = "openreports.io", "v1alpha1", "clusterreports"
+SELECTOR = "app.kubernetes.io/managed-by=nfsguard"
+
+
+def policy(action: str, version: str) -> str:
+    return f"""\
+apiVersion: nfsguard.io/v1alpha1
+kind: NFSMountPolicy
+metadata:
+  name: reporter-e2e
+spec:
+  version: "{version}"
+  pin: "4.0"
+  rules:
+  - name: guard-incident
+    match:
+      exports:
+      - server: {SERVER}
+    action: {action}
+  - name: exempt-lab
+    match:
+      exports:
+      - server: 192.0.2.31
+    action: exempt
+"""
+
+
+Json = dict[str, Any]
+
+
+class Reporter:
+    def __init__(self, proc: ManagedProcess, port: int, identity: str) -> None:
+        self.proc, self.port, self.identity = proc, port, identity
+
+    def get(self, path: str) -> tuple[int, str]:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
+                return int(resp.status), resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def log(self) -> str:
+        return self.proc.log_path.read_text(errors="replace")
+
+
+StartReporter = Callable[..., Reporter]
+
+
+@pytest.fixture
+def start_reporter(
+    kubeconfig: Path, core_v1: k8s.CoreV1Api, tmp_path: Path
+) -> Iterator[StartReporter]:
+    started: list[Reporter] = []
+    try:
+        core_v1.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=NS)))
+    except k8s.ApiException as exc:
+        if exc.status != 409:
+            raise
+
+    def start(policy_file: Path, identity: str, lease: str = "nfsguard-report") -> Reporter:
+        port = free_port()
+        argv = [
+            str(REPO / ".venv" / "bin" / "nfsguard"),
+            "report",
+            "--policy",
+            str(policy_file),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--lease-namespace",
+            NS,
+            "--lease-name",
+            lease,
+            "--identity",
+            identity,
+            "--lease-duration",
+            "2",
+            "--renew-every",
+            "0.5",
+            "--resync",
+            "1",
+            "--reload-interval",
+            "0.3",
+            "--metrics-port",
+            str(port),
+        ]
+        proc = ManagedProcess(f"report-{identity}", argv, tmp_path / f"report-{identity}.log")
+        r = Reporter(proc, port, identity)
+        started.append(r)
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 30, process=proc)
+        return r
+
+    yield start
+    for r in started:
+        r.proc.stop()
+
+
+def reports(api: k8s.ApiClient) -> dict[str, Json]:
+    listed = cast(
+        Json,
+        k8s.CustomObjectsApi(api).list_cluster_custom_object(
+            GROUP, VERSION, PLURAL, label_selector=SELECTOR
+        ),
+    )
+    return {str(i["metadata"]["name"]): i for i in listed["items"]}
+
+
+def eventually(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll ``check`` until it returns a truthy value; fail saying ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except KeyError as exc:  # the report is not (yet, or any more) there
+            last = f"no {exc}"
+        if last:
+            return last
+        time.sleep(0.2)
+    pytest.fail(f"not seen within {timeout:.0f} s: {what} (last: {last!r})")
+
+
+def results_of(report: Json) -> dict[str, str]:
+    return {r["rule"]: r["result"] for r in report["results"]}
+
+
+def test_reports_follow_objects_and_the_policy(
+    clusterreport_crd: str,
+    api_client: k8s.ApiClient,
+    core_v1: k8s.CoreV1Api,
+    storage_v1: k8s.StorageV1Api,
+    cleanup: Cleanup,
+    start_reporter: StartReporter,
+    tmp_path: Path,
+) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(policy("pin", "rep-1"))
+    # Before the reporter: objects no webhook admitted.
+    core_v1.create_persistent_volume(
+        pv_model(nfs_pv(cleanup.pv("rep-intree"), SERVER, "/data1/a", ["hard"]))
+    )
+    core_v1.create_persistent_volume(pv_model(nfs_pv(cleanup.pv("rep-exempt"), "192.0.2.31", "/x")))
+    storage_v1.create_storage_class(
+        sc_model(nfs_storage_class(cleanup.sc("rep-nfs-ssd"), SERVER, "/data1"))
+    )
+    reporter = start_reporter(policy_file, "solo", lease="rep-follow")
+
+    got = eventually(
+        "reports of the three objects",
+        lambda: (
+            (r := reports(api_client))
+            and all(
+                n in r
+                for n in (
+                    "nfsguard-pv-rep-intree",
+                    "nfsguard-pv-rep-exempt",
+                    "nfsguard-sc-rep-nfs-ssd",
+                )
+            )
+            and r
+        ),
+    )
+    intree = got["nfsguard-pv-rep-intree"]
+    assert intree["source"] == "nfsguard"
+    assert intree["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "nfsguard"
+    assert intree["scope"]["kind"] == "PersistentVolume" and intree["scope"]["name"] == "rep-intree"
+    (result,) = intree["results"]
+    assert (result["policy"], result["rule"], result["result"]) == (
+        "reporter-e2e",
+        "guard-incident",
+        "fail",
+    )
+    assert result["properties"]["verdict"] == "fixable"
+    assert result["properties"]["export"].startswith(SERVER)
+    assert result["resources"][0]["name"] == "rep-intree"
+    assert intree["summary"]["fail"] == 1 and intree["summary"]["pass"] == 0
+    assert results_of(got["nfsguard-pv-rep-exempt"]) == {"exempt-lab": "skip"}
+    assert results_of(got["nfsguard-sc-rep-nfs-ssd"]) == {"guard-incident": "fail"}
+
+    # Created after the start: a report appears.
+    core_v1.create_persistent_volume(
+        pv_model(nfs_pv(cleanup.pv("rep-late"), SERVER, "/data1/b", csi=True))
+    )
+    eventually("the new PV's report", lambda: "nfsguard-pv-rep-late" in reports(api_client))
+
+    # Fixed by hand (the pin in mountOptions): its result becomes pass.
+    core_v1.patch_persistent_volume(
+        "rep-intree",
+        [{"op": "replace", "path": "/spec/mountOptions", "value": ["hard", "nfsvers=4.0"]}],
+    )
+    fixed = eventually(
+        "rep-intree passing",
+        lambda: (
+            (r := reports(api_client)["nfsguard-pv-rep-intree"])["results"][0]["result"] == "pass"
+            and r
+        ),
+    )
+    assert fixed["results"][0]["properties"]["verdict"] == "compliant"
+    assert fixed["summary"]["pass"] == 1 and fixed["summary"]["fail"] == 0
+
+    # Deleted: its report goes.
+    core_v1.delete_persistent_volume("rep-late")
+    eventually(
+        "rep-late's report removed", lambda: "nfsguard-pv-rep-late" not in reports(api_client)
+    )
+
+    # The policy changes (pin -> warn): every object is evaluated again.
+    policy_file.write_text(policy("warn", "rep-2"))
+    sc = eventually(
+        "the StorageClass re-evaluated under the warn rule",
+        lambda: (
+            (r := reports(api_client)["nfsguard-sc-rep-nfs-ssd"])["results"][0]["result"] == "warn"
+            and r
+        ),
+    )
+    assert sc["results"][0]["properties"]["policyVersion"] == "rep-2"
+    assert sc["results"][0]["properties"]["verdict"] == "compliant"
+
+    status, metrics = reporter.get("/metrics")
+    assert status == 200
+    assert (
+        'nfsguard_report_objects{kind="StorageClass",rule="guard-incident",verdict="compliant"}'
+        in metrics
+    )
+    assert "nfsguard_report_leader 1.0" in metrics
+    assert reporter.get("/readyz")[0] == 200
+    # Written by the one writer, through its field manager.
+    for report in reports(api_client).values():
+        assert report["metadata"]["annotations"]["nfsguard.io/written-by"] == "solo"
+        managers = {m["manager"] for m in report["metadata"].get("managedFields") or []}
+        assert managers == {"nfsguard-report"}
+
+
+def test_two_reporters_one_writer(
+    clusterreport_crd: str,
+    api_client: k8s.ApiClient,
+    core_v1: k8s.CoreV1Api,
+    cleanup: Cleanup,
+    start_reporter: StartReporter,
+    tmp_path: Path,
+) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(policy("pin", "rep-1"))
+    core_v1.create_persistent_volume(
+        pv_model(nfs_pv(cleanup.pv("rep-pair"), SERVER, "/data1/p", ["hard"]))
+    )
+    first = start_reporter(policy_file, "first", lease="rep-pair")
+    eventually(
+        "first holds the lease", lambda: "nfsguard_report_leader 1.0" in first.get("/metrics")[1]
+    )
+    second = start_reporter(policy_file, "second", lease="rep-pair")
+    coordination = k8s.CoordinationV1Api(api_client)
+
+    def holder() -> str:
+        spec = coordination.read_namespaced_lease("rep-pair", NS).spec
+        return str((spec.holder_identity if spec is not None else None) or "")
+
+    eventually("rep-pair's report", lambda: "nfsguard-pv-rep-pair" in reports(api_client))
+    # The standby keeps its view (it has evaluated the PV) but does not lead.
+    eventually(
+        "second's view of the PV",
+        lambda: 'kind="PersistentVolume"' in second.get("/metrics")[1],
+    )
+    assert "nfsguard_report_leader 0.0" in second.get("/metrics")[1]
+    assert holder() == "first"
+    core_v1.patch_persistent_volume(
+        "rep-pair", [{"op": "replace", "path": "/metadata/labels", "value": {"touched": "1"}}]
+    )
+    time.sleep(1.5)  # a few renew periods: both replicas saw the change
+    assert holder() == "first"
+    report = reports(api_client)["nfsguard-pv-rep-pair"]
+    assert report["metadata"]["annotations"]["nfsguard.io/written-by"] == "first"
+
+    # The writer stops (releasing the Lease): the standby takes over and writes.
+    first.proc.stop()
+    eventually("second holds the lease", lambda: holder() == "second")
+    core_v1.patch_persistent_volume(
+        "rep-pair",
+        [{"op": "replace", "path": "/spec/mountOptions", "value": ["hard", "nfsvers=4.0"]}],
+    )
+    after = eventually(
+        "second writes the fixed PV's report",
+        lambda: (
+            (r := reports(api_client)["nfsguard-pv-rep-pair"])["metadata"]["annotations"][
+                "nfsguard.io/written-by"
+            ]
+            == "second"
+            and r
+        ),
+    )
+    assert after["results"][0]["result"] == "pass"
+
+
+def test_without_the_crd_it_says_so_once_and_keeps_serving(
+    api_client: k8s.ApiClient,
+    core_v1: k8s.CoreV1Api,
+    cleanup: Cleanup,
+    start_reporter: StartReporter,
+    openreports_crds: Path,
+    tmp_path: Path,
+) -> None:
+    ext = k8s.ApiextensionsV1Api(api_client)
+    try:
+        ext.delete_custom_resource_definition(CLUSTERREPORT_CRD)
+    except k8s.ApiException as exc:
+        if exc.status != 404:
+            raise
+
+    def gone() -> bool:
+        try:
+            k8s.CustomObjectsApi(api_client).list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        except k8s.ApiException as exc:
+            return bool(exc.status == 404)
+        return False
+
+    eventually("the ClusterReport resource gone", gone, timeout=60)
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(policy("pin", "rep-1"))
+    core_v1.create_persistent_volume(
+        pv_model(nfs_pv(cleanup.pv("rep-nocrd"), SERVER, "/data1/n", ["hard"]))
+    )
+    reporter = start_reporter(policy_file, "nocrd", lease="rep-nocrd")
+    eventually("the absent CRD logged", lambda: "CRD" in reporter.log())
+    time.sleep(3)  # three resyncs, each of which finds the CRD absent again
+    assert reporter.proc.alive()
+    assert reporter.log().count("is not installed") == 1
+    assert reporter.get("/readyz")[0] == 200
+    metrics = reporter.get("/metrics")[1]
+    assert (
+        'nfsguard_report_objects{kind="PersistentVolume",rule="guard-incident",verdict="fixable"}'
+        in metrics
+    )
+    assert "nfsguard_report_openreports_available 0.0" in metrics
