@@ -98,7 +98,8 @@ class ReportStore:
         self.known: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def _query(self) -> list[tuple[str, str]]:
-        return [("fieldManager", FIELD_MANAGER)]
+        # Strict: the apiserver refuses a field the CRD schema lacks (never pruned silently)
+        return [("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict")]
 
     def sync(self, selector: str) -> None:
         """Read every report nfsguard owns (paged); raises Absent without the CRD."""

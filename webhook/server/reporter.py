@@ -115,6 +115,7 @@ class Reporter:
         self.gone: set[Key] = set()
         self.crd_present: bool | None = None
         self.leading = False
+        self.beat = time.monotonic()  # the main loop's last round (/healthz)
         self._renewed = 0.0  # monotonic time of the last successful acquire/renew
         self.stop = threading.Event()
 
@@ -279,7 +280,7 @@ class Reporter:
             ).start()
         next_renew = next_resync = 0.0
         while not self.stop.is_set():
-            now = time.monotonic()
+            now = self.beat = time.monotonic()
             full = False
             if now >= next_renew:
                 was = self.leading
@@ -344,7 +345,14 @@ def serve_http(reporter: Reporter, host: str, port: int) -> ThreadingHTTPServer:
                     200,
                     CONTENT_TYPE_LATEST,
                 )
-            elif self.path.startswith(("/readyz", "/healthz")):
+            elif self.path.startswith("/healthz"):  # alive: the main loop goes round
+                ok = time.monotonic() - reporter.beat < 60
+                body, status, ctype = (
+                    b"ok\n" if ok else b"stuck\n",
+                    200 if ok else 503,
+                    "text/plain",
+                )
+            elif self.path.startswith("/readyz"):
                 ok, why = reporter.ready()
                 body, status, ctype = (why + "\n").encode(), 200 if ok else 503, "text/plain"
             else:
