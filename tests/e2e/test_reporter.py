@@ -93,13 +93,18 @@ def start_reporter(
         if exc.status != 409:
             raise
 
-    def start(policy_file: Path, identity: str, lease: str = "nfsguard-report") -> Reporter:
+    def start(policy_file: Path | str, identity: str, lease: str = "nfsguard-report") -> Reporter:
+        """``policy_file``: a file, or "NAMESPACE/NAME" of a ConfigMap."""
         port = free_port()
+        where = (
+            ["--policy", str(policy_file)]
+            if isinstance(policy_file, Path)
+            else ["--policy-configmap", policy_file]
+        )
         argv = [
             str(REPO / ".venv" / "bin" / "nfsguard"),
             "report",
-            "--policy",
-            str(policy_file),
+            *where,
             "--kubeconfig",
             str(kubeconfig),
             "--lease-namespace",
@@ -149,10 +154,19 @@ def eventually(what: str, check: Callable[[], Any], timeout: float = 20.0) -> An
             last = check()
         except KeyError as exc:  # the report is not (yet, or any more) there
             last = f"no {exc}"
-        if last:
-            return last
+        else:
+            if last:
+                return last
         time.sleep(0.2)
     pytest.fail(f"not seen within {timeout:.0f} s: {what} (last: {last!r})")
+
+
+def metric(text: str, sample: str) -> float | None:
+    """The value of ``sample`` (name and labels as exposed) in a /metrics page."""
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return None
 
 
 def results_of(report: Json) -> dict[str, str]:
@@ -239,6 +253,15 @@ def test_reports_follow_objects_and_the_policy(
         "rep-late's report removed", lambda: "nfsguard-pv-rep-late" not in reports(api_client)
     )
 
+    # A report deleted by hand is written again (the next resync finds it missing).
+    k8s.CustomObjectsApi(api_client).delete_cluster_custom_object(
+        GROUP, VERSION, PLURAL, "nfsguard-pv-rep-exempt"
+    )
+    eventually(
+        "rep-exempt's report written again",
+        lambda: "nfsguard-pv-rep-exempt" in reports(api_client),
+    )
+
     # The policy changes (pin -> warn): every object is evaluated again.
     policy_file.write_text(policy("warn", "rep-2"))
     sc = eventually(
@@ -298,11 +321,16 @@ def test_two_reporters_one_writer(
     )
     assert "nfsguard_report_leader 0.0" in second.get("/metrics")[1]
     assert holder() == "first"
+    assert metric(first.get("/metrics")[1], 'nfsguard_report_writes_total{op="put"}')
     core_v1.patch_persistent_volume(
         "rep-pair", [{"op": "replace", "path": "/metadata/labels", "value": {"touched": "1"}}]
     )
-    time.sleep(1.5)  # a few renew periods: both replicas saw the change
+    time.sleep(1.5)  # a few renew periods and resyncs: both replicas saw the change
     assert holder() == "first"
+    # The standby has written nothing, ever (its counter has no sample at all).
+    assert "nfsguard_report_writes_total" not in "\n".join(
+        line for line in second.get("/metrics")[1].splitlines() if not line.startswith("#")
+    )
     report = reports(api_client)["nfsguard-pv-rep-pair"]
     assert report["metadata"]["annotations"]["nfsguard.io/written-by"] == "first"
 
@@ -366,3 +394,43 @@ def test_without_the_crd_it_says_so_once_and_keeps_serving(
         in metrics
     )
     assert "nfsguard_report_openreports_available 0.0" in metrics
+
+
+def test_policy_from_a_configmap_is_followed(
+    clusterreport_crd: str,
+    api_client: k8s.ApiClient,
+    core_v1: k8s.CoreV1Api,
+    cleanup: Cleanup,
+    start_reporter: StartReporter,
+) -> None:
+    core_v1.create_persistent_volume(
+        pv_model(nfs_pv(cleanup.pv("rep-cm"), SERVER, "/data1/cm", ["hard"]))
+    )
+    name = "rep-policies"
+    cm = k8s.V1ConfigMap(
+        metadata=k8s.V1ObjectMeta(name=name, namespace=NS),
+        data={"site.yaml": policy("pin", "cm-1")},
+    )
+    core_v1.create_namespaced_config_map(NS, cm)
+    try:
+        start_reporter(f"{NS}/{name}", "cm", lease="rep-cm")
+        eventually(
+            "rep-cm failing under the pin rule",
+            lambda: (
+                results_of(reports(api_client)["nfsguard-pv-rep-cm"]) == {"guard-incident": "fail"}
+            ),
+        )
+        core_v1.patch_namespaced_config_map(
+            name, NS, {"data": {"site.yaml": policy("exempt", "cm-2")}}
+        )
+        report = eventually(
+            "rep-cm re-evaluated under the ConfigMap's new policy",
+            lambda: (
+                (r := reports(api_client)["nfsguard-pv-rep-cm"])["results"][0]["result"] == "skip"
+                and r
+            ),
+        )
+        assert report["results"][0]["properties"]["policyVersion"] == "cm-2"
+        assert report["results"][0]["properties"]["verdict"] == "exempt"
+    finally:
+        core_v1.delete_namespaced_config_map(name, NS)

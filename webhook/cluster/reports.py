@@ -147,6 +147,11 @@ class ReportStore:
                 current = self._read(name)
                 have = (str(current["metadata"]["resourceVersion"]), current) if current else None
                 continue
+            except ClusterError as exc:
+                if have is None or " 404 " not in str(exc):
+                    raise
+                have = None  # deleted by someone else meanwhile: create it again
+                continue
             self.known[name] = (str(stored["metadata"]["resourceVersion"]), stored)
             return True
         raise ClusterError(f"clusterreport {name}: kept conflicting")

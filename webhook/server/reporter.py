@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from webhook.api.target import InvalidObject
@@ -81,6 +81,12 @@ class Metrics:
         self.crd = Gauge(
             "nfsguard_report_openreports_available",
             "1 when the ClusterReport CRD is installed",
+            registry=r,
+        )
+        self.writes = Counter(
+            "nfsguard_report_writes_total",
+            "ClusterReport writes by this replica (put: create or replace; delete)",
+            ["op"],
             registry=r,
         )
         self.written = Gauge(
@@ -255,11 +261,13 @@ class Reporter:
                 if not self._may_write():
                     raise _Renew()
                 pods = self.index.pods_of(key[1]) if key[0] == "PersistentVolume" else []
-                self.store.put(cluster_report(self.objects[key], c, pods))
+                if self.store.put(cluster_report(self.objects[key], c, pods)):
+                    self.metrics.writes.labels("put").inc()
         for name in [n for n in self.store.known if n not in wanted]:
             if not self._may_write():
                 raise _Renew()
             self.store.delete(name)
+            self.metrics.writes.labels("delete").inc()
 
     # -- the loop ---------------------------------------------------------------------
 
