@@ -30,6 +30,9 @@ from tests.e2e.kubecluster import (
     sc_model,
     wait_http_ok,
 )
+from webhook.cluster.client import make_api_client
+from webhook.cluster.reports import watch
+from webhook.cluster.scan import ClusterObjects
 
 NS = "reporter-e2e"
 SERVER = "192.168.100.7"  # the incident's server (docs/incident.md); nothing is mounted
@@ -434,3 +437,24 @@ def test_policy_from_a_configmap_is_followed(
         assert report["results"][0]["properties"]["verdict"] == "exempt"
     finally:
         core_v1.delete_namespaced_config_map(name, NS)
+
+
+def test_a_list_version_starts_a_watch_that_sees_the_next_change(
+    kubeconfig: Path, core_v1: k8s.CoreV1Api, cleanup: Cleanup
+) -> None:
+    """The watch protocol the reporter follows, on the real apiserver: the
+    resourceVersion of a paged list starts a watch that sees the next change (and only
+    what came after the list)."""
+    cluster = ClusterObjects(make_api_client(kubeconfig, watch=True))
+    core_v1.create_persistent_volume(
+        pv_model(nfs_pv(cleanup.pv("rep-watch"), SERVER, "/data1/w", ["hard"]))
+    )
+    seen: dict[str, str] = {}
+    listed = [o["metadata"]["name"] for o in cluster.list("PersistentVolume", seen=seen)]
+    assert "rep-watch" in listed
+    core_v1.patch_persistent_volume("rep-watch", {"metadata": {"labels": {"step": "2"}}})
+    events = list(watch(cluster, "PersistentVolume", seen["resourceVersion"], timeout=1))
+    mine = [(t, o) for t, o in events if o["metadata"]["name"] == "rep-watch"]
+    assert [t for t, _ in mine] == ["MODIFIED"]
+    assert mine[0][1]["kind"] == "PersistentVolume"
+    assert mine[0][1]["metadata"]["labels"] == {"step": "2"}
