@@ -2,8 +2,7 @@
 OpenReports ClusterReports current for every NFS PV and StorageClass.
 
 Its own command and Deployment (manifests/reporter/), not a mode of ``serve``: the
-webhook's workers stay free of cluster-wide watches. Docs: docs/operations.md,
-"The reporter".
+webhook's workers stay free of cluster-wide watches. Docs: docs/reporter.md.
 """
 
 from __future__ import annotations
@@ -21,13 +20,15 @@ import click
 from webhook.cli.errors import ExitCode, Refused
 from webhook.cli.scanning import LiveSource, Where
 from webhook.cluster.client import make_api_client
+
+# webhook.server.* (and so prometheus-client) is imported inside the command, never when
+# the CLI loads: prometheus-client picks its multiprocess mode at import, and `serve` sets
+# PROMETHEUS_MULTIPROC_DIR first (webhook/cli/serve.py).
 from webhook.cluster.lease import LeaseLock
 from webhook.cluster.scan import ClusterError, ClusterObjects
 from webhook.config.documents import PolicyError
 from webhook.engine.engine import Engine
 from webhook.files import packaged
-from webhook.server.policy_store import PolicyStore
-from webhook.server.reporter import Reporter, Settings, configmap_fingerprint, serve_http
 
 log = logging.getLogger("nfsguard.report")
 
@@ -97,6 +98,8 @@ def report(
 ) -> ExitCode:
     """Keep one OpenReports ClusterReport per NFS PV and StorageClass current (one writer
     among replicas, by Lease), with Prometheus gauges on /metrics and /readyz."""
+    from webhook.server.reporter import Reporter, Settings, serve_http
+
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -155,6 +158,8 @@ def _policies(
 ) -> tuple[Callable[[], Engine], Callable[[], bool]]:
     """The current engine and a poll saying whether the policies changed (rate-limited
     to one read per ``interval``): files as serve reloads them, or the ConfigMap."""
+    from webhook.server.policy_store import PolicyStore
+
     last = [time.monotonic()]
 
     def due() -> bool:
@@ -198,6 +203,8 @@ def _policies(
 
 
 def _cm_fingerprint(cluster: ClusterObjects, ref: str) -> str:
+    from webhook.server.reporter import configmap_fingerprint
+
     namespace, _, name = ref.partition("/")
     return configmap_fingerprint(cluster.get_namespaced("ConfigMap", namespace, name))
 

@@ -7,7 +7,7 @@ ships (config/crd/openreports.io_clusterreports.yaml): ``scope`` (an ObjectRefer
 level of the object (no ``spec``). A result: ``policy`` (required), ``rule``,
 ``result``, ``message``, ``resources``, ``properties`` (string map), ``source``.
 
-Result of the deciding rule, from the verdict (docs/operations.md, "The reporter"):
+Result of the deciding rule, from the verdict (docs/reporter.md):
 
 - ``compliant`` -> ``pass`` (``warn`` when the deciding rule is a warn rule: admission
   admits it with a warning);

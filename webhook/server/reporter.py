@@ -4,7 +4,7 @@ current, and gauges of what the cluster holds.
 A separate process (its own Deployment), not a mode of ``serve``: the webhook's
 workers answer admission reviews under a timeout and hold no watches of PVs; a
 reporter that lists and watches the whole cluster must never share their CPU or
-their failure modes (docs/operations.md, "The reporter").
+their failure modes (docs/reporter.md).
 
 Threads: one list+watch per kind (PVs, StorageClasses; webhook/cluster/reports.py,
 relisting on 410 Gone) feeding a queue; the main loop evaluates each changed object
