@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8443
 
-.PHONY: run test lint typecheck unit e2e bench system-deps kube-assets clean
+.PHONY: run test lint typecheck unit e2e bench system-deps kube-assets openreports-crds clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ system-deps:
 # kube-apiserver + etcd for tests/e2e (KUBEBUILDER_ASSETS wins; else built once from the Go module proxy).
 kube-assets:
 	@hack/kube-assets.sh
+
+# The OpenReports CRDs for tests/e2e/test_reporter.py (Go module proxy, Go's module cache).
+openreports-crds:
+	@hack/openreports-crds.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check webhook tests hack bench
