@@ -286,10 +286,12 @@ class Reporter:
             threading.Thread(
                 target=self._follow, args=(kind,), name=f"nfsguard-watch-{kind}", daemon=True
             ).start()
-        next_renew = next_resync = 0.0
+        next_renew = next_resync = retry_at = 0.0
         while not self.stop.is_set():
             now = self.beat = time.monotonic()
             full = False
+            if retry_at and now >= retry_at:  # the last write pass failed: a full one now
+                full, retry_at = True, 0.0
             if now >= next_renew:
                 was = self.leading
                 self.leading = self.lease.try_acquire_or_renew()
@@ -307,7 +309,12 @@ class Reporter:
                 self._reindex()
                 full = True
                 next_resync = now + self.s.resync
-            if self._policy_changed():
+            try:
+                policy_changed = self._policy_changed()
+            except Exception:  # a poll that fails must not stop the reporter
+                log.exception("policy poll failed (keeping the last policies)")
+                policy_changed = False
+            if policy_changed:
                 self.dirty.update(self.objects)
                 full = True
             try:
@@ -328,7 +335,11 @@ class Reporter:
                     self.dirty.update(k for k in changed if k in self.objects)
                     next_renew = 0.0
                 except ClusterError as exc:
-                    log.warning("writing reports: %s (next pass tries again)", exc)
+                    log.warning(
+                        "writing reports: %s (a full pass again in %.1fs)", exc, self.s.renew_every
+                    )
+                    self.gone.clear()  # the full pass deletes what is not wanted
+                    retry_at = now + self.s.renew_every
             elif not self.leading:
                 self.gone.clear()
             self._publish()
