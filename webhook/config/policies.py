@@ -154,6 +154,13 @@ def _broken_rules(data: Any, validator: jsonschema.Draft202012Validator) -> set[
     return broken
 
 
+#: Rule keys that only a pin rule reads, and the lint code of the warning elsewhere.
+_PIN_ONLY_KEYS = (
+    ("onExplicit", "unused-on-explicit"),
+    ("onUnsupportedPin", "unused-on-unsupported-pin"),
+)
+
+
 def check_policy(
     doc: Document, validator: jsonschema.Draft202012Validator, problems: list[Problem]
 ) -> Policy | None:
@@ -213,26 +220,17 @@ def check_policy(
                     code="empty-exclude",
                 )
             )
-        if "onExplicit" in raw and action is not Action.PIN:
-            problems.append(
-                Problem(
-                    doc.at((*path, "onExplicit"), key=True),
-                    f'rule "{name}": onExplicit applies only to action pin '
-                    f"(ignored for {action.value})",
-                    Severity.WARNING,
-                    code="unused-on-explicit",
+        for key, code in _PIN_ONLY_KEYS:
+            if key in raw and action is not Action.PIN:
+                problems.append(
+                    Problem(
+                        doc.at((*path, key), key=True),
+                        f'rule "{name}": {key} applies only to action pin '
+                        f"(ignored for {action.value})",
+                        Severity.WARNING,
+                        code=code,
+                    )
                 )
-            )
-        if "onUnsupportedPin" in raw and action is not Action.PIN:
-            problems.append(
-                Problem(
-                    doc.at((*path, "onUnsupportedPin"), key=True),
-                    f'rule "{name}": onUnsupportedPin applies only to action pin '
-                    f"(ignored for {action.value})",
-                    Severity.WARNING,
-                    code="unused-on-unsupported-pin",
-                )
-            )
         if "enforcement" in raw and action not in (Action.PIN, Action.DENY):
             problems.append(
                 Problem(
