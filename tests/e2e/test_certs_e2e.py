@@ -149,10 +149,16 @@ def registration(url_base: str) -> Json:
     return cfg
 
 
+#: The shipped configuration's entries: PVs and StorageClasses, Pods and workloads.
+BOTH = ("pv.nfsguard.io", "pods.nfsguard.io")
+
+
 def ca_bundle_of(adm: Any) -> bytes:
     cfg = adm.read_mutating_webhook_configuration(WEBHOOK)
-    (wh,) = cfg.webhooks
-    return base64.b64decode(wh.client_config.ca_bundle or "")
+    pv_entry, pods_entry = cfg.webhooks
+    # sync injects the same bundle into every entry of the configuration
+    assert pods_entry.client_config.ca_bundle == pv_entry.client_config.ca_bundle
+    return base64.b64decode(pv_entry.client_config.ca_bundle or "")
 
 
 def read_bundle(core: k8s.CoreV1Api) -> tuple[k8s.V1Secret, pki.CertBundle]:
@@ -333,7 +339,7 @@ def test_sync_with_the_shipped_rbac_creates_injects_and_is_idempotent(
             service=SERVICE,
         )
         assert first.secret_created and "created CA" in first.secret_changes
-        assert first.webhooks_patched == ("pv.nfsguard.io",)
+        assert first.webhooks_patched == BOTH
 
         secret, bundle = read_bundle(core_v1)
         assert secret.type == "kubernetes.io/tls"
@@ -505,7 +511,7 @@ def test_apiserver_trusts_the_injected_bundle_through_renewal_and_ca_rotation(
         )
         injected = sync()  # injects the bundle into the configuration just created
         assert not injected.webhook_missing and injected.secret_changes == ()
-        assert injected.webhooks_patched == ("pv.nfsguard.io",)
+        assert injected.webhooks_patched == BOTH
         assert ca_bundle_of(admissionregistration_v1) == ca0.cert_pem
         wait_until("the apiserver to call the webhook", lambda: labelled_probe(core_v1) == [PIN])
 
@@ -551,7 +557,7 @@ def test_apiserver_trusts_the_injected_bundle_through_renewal_and_ca_rotation(
         admissionregistration_v1.replace_mutating_webhook_configuration(WEBHOOK, live)
         wait_until("the apiserver to distrust the webhook", lambda: labelled_probe(core_v1) is None)
         # and sync repairs it
-        assert sync().webhooks_patched == ("pv.nfsguard.io",)
+        assert sync().webhooks_patched == ("pv.nfsguard.io",)  # only [0] was broken
         wait_until("the webhook to be trusted again", lambda: labelled_probe(core_v1) == [PIN])
     finally:
         with contextlib.suppress(k8s.ApiException):
@@ -661,7 +667,7 @@ def test_reapplying_the_shipped_webhook_keeps_the_injected_ca_bundle(
             webhook_config=WEBHOOK,
             service=SERVICE,
         )
-        assert result.webhooks_patched == ("pv.nfsguard.io",)
+        assert result.webhooks_patched == BOTH
         _, stored = read_bundle(core_v1)
         assert ca_bundle_of(admissionregistration_v1) == stored.ca_bundle
         if tool is not None:

@@ -130,7 +130,9 @@ def test_registered_once_ready_and_follows_a_policy_naming_a_new_driver(
             wh.start()
             wait_until("the registration", lambda: read_config(admissionregistration_v1, name))
             cfg = read_config(admissionregistration_v1, name)
-            (hook,) = cfg.webhooks
+            hook, pods_hook = cfg.webhooks
+            assert pods_hook.name == "pods.nfsguard.io"
+            assert pods_hook.client_config == hook.client_config
             assert hook.client_config.url == f"{wh.url}/mutate"
             assert base64.b64decode(hook.client_config.ca_bundle) == wh.ca_crt.read_bytes()
             assert cfg.metadata.labels["app.kubernetes.io/managed-by"] == "nfsguard-serve"

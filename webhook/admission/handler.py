@@ -23,14 +23,14 @@ from webhook.admission.review import (
     patched,
 )
 from webhook.api.decision import Decision, Outcome
-from webhook.api.kube import Operation
+from webhook.api.kube import POD_SPEC_POINTERS, Operation
 from webhook.api.review import AdmissionRequest
 from webhook.api.target import InvalidObject
 from webhook.engine.engine import IGNORED, Engine, Evaluation
 from webhook.nfs.inventory import NodeInventory, UnknownInventory
 
 #: Kinds and operations nfsguard reviews; everything else is allowed untouched.
-REVIEWED_KINDS = frozenset({"PersistentVolume", "StorageClass"})
+REVIEWED_KINDS = frozenset({"PersistentVolume", "StorageClass", *POD_SPEC_POINTERS})
 REVIEWED_OPERATIONS = frozenset({"CREATE", "UPDATE"})
 
 

@@ -101,12 +101,35 @@ class Target:
     server: str | None
     path: str | None
     storage_class: str | None = None
+    #: The pod volume (``spec.volumes[].name``) a Pod's or workload's decision is about.
+    volume: str | None = None
 
     @property
     def export(self) -> str | None:
         if self.server is None:
             return None
         return f"{self.server}:{self.path}" if self.path else self.server
+
+
+@dataclass(frozen=True)
+class VolumeDecision:
+    """What happened to one inline NFS volume of a Pod or workload (a decision on the
+    object holds one per volume read; the most severe of them is the object's)."""
+
+    volume: str
+    outcome: Outcome
+    export: str | None
+    driver: str
+    rule: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "name": self.volume,
+            "outcome": self.outcome.value,
+            "export": self.export,
+            "driver": self.driver,
+            "rule": self.rule,
+        }
 
 
 @dataclass(frozen=True)
@@ -131,6 +154,8 @@ class Decision:
     #: An UPDATE whose NFS options are those of its oldObject: never denied (an
     #: existing violation is allowed with a warning, so it can still be bound and deleted).
     existing: bool = False
+    #: Pods and workloads: one entry per inline NFS volume, in ``spec.volumes`` order.
+    volumes: tuple[VolumeDecision, ...] = ()
 
     @property
     def allowed(self) -> bool:

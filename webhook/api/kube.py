@@ -22,8 +22,48 @@ PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 
 #: ``request.operation`` of an AdmissionReview (k8s.io/api/admission/v1 Operation).
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
-#: The kinds nfsguard reads: the two objects that carry NFS mount options to a node.
-ObjectKind = Literal["PersistentVolume", "StorageClass"]
+#: The kinds nfsguard reads: the two objects that carry NFS mount options to a node,
+#: and the Pods and workloads whose pod spec may name NFS volumes inline.
+ObjectKind = Literal[
+    "PersistentVolume",
+    "StorageClass",
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+]
+
+#: Where each pod-bearing kind keeps its pod spec (RFC 6901), and the resource the
+#: apiserver names it by: a Pod's own ``spec``, a controller's ``spec.template.spec``,
+#: a CronJob's ``spec.jobTemplate.spec.template.spec`` (k8s.io/api core/v1, apps/v1,
+#: batch/v1). Volumes listed there are the only place a pod names an inline source.
+POD_SPEC_POINTERS: Final[dict[str, str]] = {
+    "Pod": "/spec",
+    "Deployment": "/spec/template/spec",
+    "ReplicaSet": "/spec/template/spec",
+    "StatefulSet": "/spec/template/spec",
+    "DaemonSet": "/spec/template/spec",
+    "Job": "/spec/template/spec",
+    "ReplicationController": "/spec/template/spec",
+    "CronJob": "/spec/jobTemplate/spec/template/spec",
+}
+#: The API group and resource of each pod-bearing kind (for webhook rules and listing).
+POD_KIND_RESOURCES: Final[dict[str, tuple[str, str]]] = {
+    "Pod": ("", "pods"),
+    "ReplicationController": ("", "replicationcontrollers"),
+    "Deployment": ("apps", "deployments"),
+    "ReplicaSet": ("apps", "replicasets"),
+    "StatefulSet": ("apps", "statefulsets"),
+    "DaemonSet": ("apps", "daemonsets"),
+    "Job": ("batch", "jobs"),
+    "CronJob": ("batch", "cronjobs"),
+}
+#: csi-driver-nfs's driver name (its inline volumes are read through its profile).
+CSI_DRIVER_NFS = "nfs.csi.k8s.io"
 
 
 def object_name(obj: Mapping[str, Any] | None) -> str:

@@ -18,6 +18,7 @@ __all__ = [
     "Enforcement",
     "Match",
     "OnExplicit",
+    "OnInline",
     "OnUnsupportedPin",
     "Policy",
     "Position",
@@ -44,6 +45,16 @@ class OnUnsupportedPin(StrEnum):
 
     WARN = "warn"
     DENY = "deny"
+
+
+class OnInline(StrEnum):
+    """What a pin rule does to an inline ``nfs:`` volume of a Pod or workload, which has
+    no place for mount options (Kubernetes volumes docs: "you can't specify NFS mount
+    options in a Pod spec"), so it can never be pinned: deny (default), warn or audit."""
+
+    DENY = "deny"
+    WARN = "warn"
+    AUDIT = "audit"
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,8 @@ class Rule:
     exclude: Match | None = None
     on_explicit: OnExplicit = OnExplicit.REWRITE
     on_unsupported_pin: OnUnsupportedPin = OnUnsupportedPin.WARN
+    #: None: the policy's ``on_inline`` applies.
+    on_inline: OnInline | None = None
     #: None: the policy's ``enforcement`` applies.
     enforcement: Enforcement | None = None
     description: str = ""
@@ -104,12 +117,17 @@ class Policy:
     unknown_nodes: UnknownNodes = UnknownNodes.ASSUME_AFFECTED
     enforcement: Enforcement = Enforcement.ENFORCE
     rules: tuple[Rule, ...] = ()
+    on_inline: OnInline = OnInline.DENY
     source: str = ""
     position: Position | None = None
 
     def enforcement_of(self, rule: Rule) -> Enforcement:
         """The rule's own ``enforcement``, else the policy's."""
         return rule.enforcement or self.enforcement
+
+    def on_inline_of(self, rule: Rule) -> OnInline:
+        """The rule's own ``onInline``, else the policy's."""
+        return rule.on_inline or self.on_inline
 
     def ref(self, rule: Rule) -> RuleRef:
         return RuleRef(self.name, self.version, self.digest, rule.name, rule.action)

@@ -153,6 +153,10 @@ class DriverProfile:
     default_version: str | None = None
     pin: PinMode = PinMode.WRITE
     pin_advice: str = ""
+    #: The driver's PV reading also reads its CSI inline (ephemeral) volumes in a pod
+    #: spec (``volumes[].csi``: driver and volumeAttributes, no PV; csi-driver-nfs
+    #: ``feature.enableInlineVolume``). Only volumeAttributes places exist there.
+    inline_volumes: bool = False
     description: str = ""
     references: tuple[str, ...] = ()
     builtin: bool = False

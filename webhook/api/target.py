@@ -75,6 +75,16 @@ class NFSTarget:
     default_version: str | None = None  # chosen by the mount helper when none is named
     pin_mode: PinMode = PinMode.WRITE
     pin_advice: str = ""
+    #: A volume named inline in a pod spec (webhook/engine/pod_volumes.py): its name in
+    #: ``spec.volumes``, and its source: ``nfs`` (no place for mount options at all:
+    #: it can be refused or reported, never pinned) or ``csi``; "" for a PV or class.
+    volume: str = ""
+    inline: str = ""
+
+    @property
+    def display_name(self) -> str:
+        """How messages name it: ``name``, or ``name volume <volume>`` for a pod volume."""
+        return f"{self.name} volume {self.volume}" if self.volume else self.name
 
     def uses_defaults(self, places: Sequence[OptionPlace] | None = None) -> bool:
         """Whether the node mounts with the driver's defaults (no replacing place has any)."""

@@ -175,7 +175,7 @@ def check_envelope(obj: Mapping[str, Any]) -> None:
 def _target(target: Target | None) -> dict[str, Any] | None:
     if target is None:
         return None
-    return {
+    out: dict[str, Any] = {
         "kind": target.kind,
         "name": target.name,
         "driver": target.driver,
@@ -184,6 +184,9 @@ def _target(target: Target | None) -> dict[str, Any] | None:
         "path": target.path,
         "storageClass": target.storage_class,
     }
+    if target.volume is not None:  # a Pod's or workload's volume (absent for PV and SC)
+        out["volume"] = target.volume
+    return out
 
 
 def _policy(rule: RuleRef | None) -> dict[str, str] | None:
@@ -195,7 +198,7 @@ def _policy(rule: RuleRef | None) -> dict[str, str] | None:
 def decision_body(request: AdmissionRequest, decision: Decision, *, time: str) -> dict[str, Any]:
     """The content of a ``decision`` record (everything but the chain fields)."""
     deciding = decision.deciding
-    return {
+    body: dict[str, Any] = {
         "type": DECISION,
         "time": time,
         "request": {
@@ -231,6 +234,9 @@ def decision_body(request: AdmissionRequest, decision: Decision, *, time: str) -
         "wouldPatch": [dict(op) for op in decision.would_patch],
         "existing": decision.existing,
     }
+    if decision.volumes:  # Pods and workloads: every inline NFS volume's outcome
+        body["volumes"] = [v.to_dict() for v in decision.volumes]
+    return body
 
 
 def checkpoint_body(

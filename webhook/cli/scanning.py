@@ -22,7 +22,7 @@ import click
 import yaml
 
 from webhook.admission.errors import BadRequest
-from webhook.api.kube import object_name
+from webhook.api.kube import POD_SPEC_POINTERS, object_name
 from webhook.api.target import InvalidObject
 from webhook.cli.common import load_engine, nodes_option
 from webhook.cli.errors import Refused
@@ -43,6 +43,9 @@ from webhook.nfs.inventory import (
 )
 
 SCANNED_KINDS = ("PersistentVolume", "StorageClass")
+#: Pods and workloads with inline NFS volumes (webhook/engine/pod_volumes.py), after the
+#: PVs: a live scan lists pods twice (once for the stranded index), one page at a time.
+POD_KINDS = tuple(POD_SPEC_POINTERS)
 #: libyaml's emitter when PyYAML has it (about 10x the pure-Python one), the same output.
 _DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 INDEX_KINDS = ("Pod", "PersistentVolumeClaim", "Event")
@@ -212,6 +215,12 @@ class Scanned:
     claim: tuple[str, str] | None = None  # the PVC bound to a PV: (namespace, name)
 
     @property
+    def namespace(self) -> str | None:
+        meta = self.obj.get("metadata")
+        ns = meta.get("namespace") if isinstance(meta, Mapping) else None
+        return ns if isinstance(ns, str) and ns else None
+
+    @property
     def resource_version(self) -> str:
         meta = self.obj.get("metadata")
         rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
@@ -256,6 +265,12 @@ class Pass:
                         yield Scanned(obj, c, self.index.pods_of(name), self.index.claim_of(name))
                     else:
                         yield Scanned(obj, c, [])
+            for kind in POD_KINDS:
+                for obj in self.source.objects(kind):
+                    c = evaluate_one(self.engine, obj, self.inventory, self.source.label(obj))
+                    if c is None:
+                        continue  # not counted as ignored: most pods name no NFS volume
+                    yield Scanned(obj, c, [])
         except ClusterError as exc:
             raise Refused(f"nfsguard: {exc}") from None
 
@@ -302,7 +317,13 @@ class Report:
 
     def add(self, scanned: Scanned, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         c = scanned.classification
-        r = row(c, scanned.pods, resource_version=scanned.resource_version, claim=scanned.claim)
+        r = row(
+            c,
+            scanned.pods,
+            resource_version=scanned.resource_version,
+            claim=scanned.claim,
+            namespace=scanned.namespace,
+        )
         if extra:
             r.update(extra)
         self.summary[c.verdict.value] += 1

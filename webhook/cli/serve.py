@@ -137,6 +137,7 @@ def serve(
     service_name: str,
     url: str | None,
     failure_policy: str,
+    pods_policy: str,
     register_ca: Path | None,
     lease_namespace: str | None,
     lease_name: str,
@@ -178,7 +179,13 @@ def serve(
     if register:
         registering = RegisterSettings(
             webhook=webhook_settings(
-                webhook_name, service_namespace, service_name, url, failure_policy, managed=True
+                webhook_name,
+                service_namespace,
+                service_name,
+                url,
+                failure_policy,
+                managed=True,
+                pods_policy=pods_policy,
             ),
             ca_file=register_ca or tls_dir / "ca.crt",
             lease_namespace=lease_namespace or service_namespace,

@@ -43,6 +43,16 @@ def endpoint_options(f: F) -> F:
                 default="Fail",
                 show_default=True,
             ),
+            click.option(
+                "--pods",
+                "pods_policy",
+                type=click.Choice(["Fail", "Ignore", "off"]),
+                default="Fail",
+                show_default=True,
+                help="failurePolicy of the Pods-and-workloads entry (only objects with an "
+                "inline NFS volume reach it), or off for no such entry "
+                "(docs/pods-and-workloads.md).",
+            ),
         ]
     ):
         f = option(f)
@@ -57,6 +67,7 @@ def webhook_settings(
     failure_policy: str,
     *,
     managed: bool,
+    pods_policy: str = "Fail",
 ) -> WebhookSettings:
     if url is not None and not url.startswith("https://"):
         raise click.BadParameter("must start with https://", param_hint="--url")
@@ -67,6 +78,7 @@ def webhook_settings(
         failure_policy=policy,
         own_namespace=service_namespace,
         managed=managed,
+        pods=None if pods_policy == "off" else ("Fail" if pods_policy == "Fail" else "Ignore"),
     )
 
 
@@ -100,6 +112,7 @@ def webhook_config(
     service_name: str,
     url: str | None,
     failure_policy: str,
+    pods_policy: str,
     ca_bundle: Path | None,
     delete: bool,
     kubeconfig: str | None,
@@ -128,7 +141,13 @@ def webhook_config(
     from webhook.registration.configuration import webhook_configuration
 
     settings = webhook_settings(
-        webhook_name, service_namespace, service_name, url, failure_policy, managed=False
+        webhook_name,
+        service_namespace,
+        service_name,
+        url,
+        failure_policy,
+        managed=False,
+        pods_policy=pods_policy,
     )
     ca = None
     if ca_bundle is not None:

@@ -27,6 +27,13 @@ _PATHS = {
     "PersistentVolumeClaim": ("/api/v1/persistentvolumeclaims", "v1"),
     "Event": ("/api/v1/events", "v1"),
     "Node": ("/api/v1/nodes", "v1"),
+    "ReplicationController": ("/api/v1/replicationcontrollers", "v1"),
+    "Deployment": ("/apis/apps/v1/deployments", "apps/v1"),
+    "ReplicaSet": ("/apis/apps/v1/replicasets", "apps/v1"),
+    "StatefulSet": ("/apis/apps/v1/statefulsets", "apps/v1"),
+    "DaemonSet": ("/apis/apps/v1/daemonsets", "apps/v1"),
+    "Job": ("/apis/batch/v1/jobs", "batch/v1"),
+    "CronJob": ("/apis/batch/v1/cronjobs", "batch/v1"),
 }
 DEFAULT_PAGE = 500  # kubectl's --chunk-size default
 

@@ -20,6 +20,7 @@ from webhook.api.policy import (
     Enforcement,
     Match,
     OnExplicit,
+    OnInline,
     OnUnsupportedPin,
     Policy,
     Position,
@@ -158,6 +159,7 @@ def _broken_rules(data: Any, validator: jsonschema.Draft202012Validator) -> set[
 _PIN_ONLY_KEYS = (
     ("onExplicit", "unused-on-explicit"),
     ("onUnsupportedPin", "unused-on-unsupported-pin"),
+    ("onInline", "unused-on-inline"),
 )
 
 
@@ -258,6 +260,7 @@ def check_policy(
                 if action is Action.PIN
                 else OnExplicit.REWRITE,
                 on_unsupported_pin=OnUnsupportedPin(raw.get("onUnsupportedPin", "warn")),
+                on_inline=OnInline(raw["onInline"]) if "onInline" in raw else None,
                 enforcement=Enforcement(raw["enforcement"]) if "enforcement" in raw else None,
                 description=raw.get("description", ""),
                 references=tuple(raw.get("references") or ()),
@@ -277,6 +280,7 @@ def check_policy(
         unknown_nodes=UnknownNodes(spec.get("unknownNodes", "assumeAffected")),
         enforcement=Enforcement(spec.get("enforcement", "Enforce")),
         rules=tuple(rules),
+        on_inline=OnInline(spec.get("onInline", "deny")),
         source=doc.source,
         position=doc.start,
     )

@@ -186,6 +186,11 @@ class _Builder:
                 except ValueError as exc:
                     self.error((*where, "values", k), str(exc))
             versions_by.append(VersionsBy(FieldRef(raw["field"]), tuple(values)))
+        if spec.get("inlineVolumes") and (pv is None or not pv.match.csi_drivers):
+            self.error(
+                ("spec", "inlineVolumes"),
+                "inline volumes are CSI volumes: needs persistentVolume.match.csiDrivers",
+            )
         defaults = spec.get("defaults")
         default_version = spec.get("defaultVersion")
         for opt in spec.get("appends") or ():
@@ -206,6 +211,7 @@ class _Builder:
             default_version=str(default_version) if default_version is not None else None,
             pin=PinMode(spec.get("pin", "write")),
             pin_advice=spec.get("pinAdvice", ""),
+            inline_volumes=bool(spec.get("inlineVolumes", False)),
             description=spec.get("description", ""),
             references=tuple(spec.get("references") or ()),
             builtin=builtin,

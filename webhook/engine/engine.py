@@ -21,7 +21,8 @@ one trace, so they cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +34,10 @@ from webhook.api.profile import DriverProfile
 from webhook.api.target import InvalidObject, NFSTarget
 from webhook.engine.index import CompiledRule, NamedProvisioners, RuleIndex, compile_rules
 from webhook.engine.matching import matching
+from webhook.engine.pod_decision import combine_decisions
+from webhook.engine.pod_volumes import pod_bearing, volume_targets
 from webhook.engine.profiles import DriverProfiles
-from webhook.engine.reading import read_target
+from webhook.engine.reading import metadata_of, read_target
 from webhook.engine.verdict import act, deciding_rule, precedence_reason, settle
 from webhook.nfs.inventory import NodeInventory, UnknownInventory
 from webhook.nfs.options import EffectiveVersion
@@ -61,6 +64,11 @@ class Evaluation:
     decision: Decision
     #: Why nothing was read, when ``target`` is None ("" for an object out of scope).
     skipped: str = ""
+    #: A Pod or workload: the trace of each inline NFS volume, in ``spec.volumes``
+    #: order; ``target``, ``deciding`` and the versions are those of the most severe
+    #: (webhook/engine/pod_decision.py), ``matched`` every volume's, ``decision`` the
+    #: object's. Empty for a PV or StorageClass.
+    volumes: tuple[Evaluation, ...] = ()
 
     @property
     def effective(self) -> EffectiveVersion | None:
@@ -85,6 +93,10 @@ class Evaluation:
         """Why the outcome: out of scope, safe, no rule, or why the deciding rule won."""
         if self.target is None:
             return self.skipped or "not an NFS object in scope"
+        if self.volumes:
+            return "; ".join(
+                f"volume {v.target.volume}: {v.reason}" for v in self.volumes if v.target
+            )
         existing = "existing object: options unchanged; " if self.decision.existing else ""
         if self.effective is not None and not self.effective.affected:
             return "the effective version is safe: the object is compliant and no rule acts"
@@ -96,6 +108,14 @@ class Evaluation:
 #: The trace of an object nfsguard does not review (out of scope, or a kind or
 #: operation it leaves alone): frozen, so one serves every such review.
 IGNORED = Evaluation(None, (), None, Decision(Outcome.IGNORED))
+#: A Pod or workload that names no inline NFS volume (its PVCs are reviewed as PVs).
+NO_INLINE_NFS = Evaluation(
+    None,
+    (),
+    None,
+    Decision(Outcome.IGNORED),
+    "no inline NFS volume in its pod spec (volumes from PVCs are reviewed as their PVs)",
+)
 #: The trace of an object being deleted: allowed untouched, unrecorded.
 DELETING = Evaluation(
     None,
@@ -149,9 +169,31 @@ class Engine:
         and is never denied (``settle``). Pure: neither is modified. Raises InvalidObject."""
         if isinstance(obj, JSON_OBJECT) and being_deleted(obj):
             return DELETING
+        if isinstance(obj, JSON_OBJECT) and pod_bearing(obj.get("kind")):
+            return self._evaluate_pod(obj, operation, inventory, old_object)
         target = read_target(obj, self.provisioners, self.profiles)
         if target is None:
             return IGNORED
+
+        def existing() -> bool:
+            return (
+                operation == "UPDATE"
+                and old_object is not None
+                and self._unchanged(target, old_object)
+            )
+
+        return self._evaluate_target(target, operation, inventory, existing)
+
+    def _evaluate_target(
+        self,
+        target: NFSTarget,
+        operation: Operation,
+        inventory: NodeInventory,
+        existing: Callable[[], bool],
+    ) -> Evaluation:
+        """The trace for one target read (a PV, a StorageClass, or one pod volume);
+        ``existing`` says whether the request keeps the options of its oldObject (asked
+        only when a rule acts)."""
         ev = target.effective_version()
         server_ip = parse_ip(target.server) if target.server else None
         found, nodes = matching(
@@ -166,6 +208,7 @@ class Engine:
             target.server,
             target.path,
             target.storage_class,
+            target.volume or None,
         )
         if not ev.affected or not matched:
             outcome = Outcome.UNMATCHED if ev.affected else Outcome.COMPLIANT
@@ -174,10 +217,9 @@ class Engine:
             )
             return Evaluation(target, matched, None, decision)
         deciding = deciding_rule(matched)
-        existing = (
-            operation == "UPDATE" and old_object is not None and self._unchanged(target, old_object)
+        verdict = settle(
+            act(deciding, target, ev, operation), deciding, target, existing=existing()
         )
-        verdict = settle(act(deciding, target, ev, operation), deciding, target, existing=existing)
         decision = Decision(
             verdict.outcome,
             target=summary,
@@ -196,6 +238,69 @@ class Engine:
             existing=verdict.existing,
         )
         return Evaluation(target, matched, deciding, decision)
+
+    def _evaluate_pod(
+        self,
+        obj: Mapping[str, Any],
+        operation: Operation,
+        inventory: NodeInventory,
+        old_object: Mapping[str, Any] | None,
+    ) -> Evaluation:
+        """A Pod or workload: each inline NFS volume judged as its own target, then one
+        decision for the object (webhook/engine/pod_decision.py)."""
+        name, labels, _ = metadata_of(obj)
+        targets = volume_targets(obj, name, labels, self.profiles)
+        if not targets:
+            return NO_INLINE_NFS
+        old_volumes: dict[str, NFSTarget] | None = None
+
+        def existing_for(target: NFSTarget) -> Callable[[], bool]:
+            def existing() -> bool:
+                nonlocal old_volumes
+                if operation != "UPDATE" or old_object is None:
+                    return False
+                if old_volumes is None:
+                    old_volumes = self._old_volumes(old_object)
+                before = old_volumes.get(target.volume)
+                return (
+                    before is not None
+                    and before.driver == target.driver
+                    and (before.server, before.path) == (target.server, target.path)
+                    and _options_of(before) == _options_of(target)
+                )
+
+            return existing
+
+        parts = []
+        for t in targets:
+            existing = existing_for(t)
+            if operation == "UPDATE" and existing():
+                # A volume the UPDATE keeps is never rewritten (a controller's scale or
+                # annotation must not change a template: a rollout would follow).
+                t = dataclasses.replace(
+                    t, places=tuple(dataclasses.replace(p, mutable=False) for p in t.places)
+                )
+            parts.append(self._evaluate_target(t, operation, inventory, existing))
+        primary, decision = combine_decisions([p.decision for p in parts])
+        matched: dict[int, CompiledRule] = {}
+        for part in parts:
+            for c in part.matched:
+                matched.setdefault(id(c), c)
+        return Evaluation(
+            parts[primary].target,
+            tuple(sorted(matched.values(), key=lambda c: c.order)),
+            parts[primary].deciding,
+            decision,
+            volumes=tuple(parts),
+        )
+
+    def _old_volumes(self, old: Mapping[str, Any]) -> dict[str, NFSTarget]:
+        """The oldObject's inline NFS volumes by name ({} when it cannot be read)."""
+        try:
+            name, labels, _ = metadata_of(old)
+            return {t.volume: t for t in volume_targets(old, name, labels, self.profiles)}
+        except InvalidObject:
+            return {}
 
     def _unchanged(self, target: NFSTarget, old: Mapping[str, Any]) -> bool:
         """Whether ``old`` (the oldObject) has the NFS options ``target`` has: every

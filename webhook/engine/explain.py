@@ -119,6 +119,13 @@ def to_json(e: Explanation) -> dict[str, Any]:
         "wouldBe": d.would_be.value if d.would_be is not None else None,
         "wouldPatch": [dict(op) for op in d.would_patch],
         "existing": d.existing,
+        # Pods and workloads: the deciding volume, and each inline NFS volume's own trace
+        "volume": t.volume or None if t else None,
+        "inline": t.inline or None if t else None,
+        "volumes": [
+            to_json(Explanation(e.source, e.kind, e.name, e.operation, part))
+            for part in trace.volumes
+        ],
     }
 
 
@@ -129,59 +136,20 @@ def _opts(options: Sequence[str]) -> str:
 def to_text(e: Explanation) -> str:
     """The human form: one labelled line per fact, rules and patch indented."""
     trace = e.evaluation
-    d, t, deciding, reason = trace.decision, trace.target, trace.deciding, trace.reason
+    d, t, reason = trace.decision, trace.target, trace.reason
     head = f"{e.kind}/{e.name}" + (f" ({e.source})" if e.source else "")
     lines = [head]
     if t is None:
         lines.append(f"  outcome:     {trace.outcome.value} ({reason})")
         return "\n".join(lines)
-    export = f"{t.server}:{t.path}" if t.server and t.path else (t.server or "(no server known)")
-    lines.append(
-        f"  driver:      {t.driver}" + (f" (provisioner {t.provisioner})" if t.provisioner else "")
-    )
-    lines.append(f"  export:      {export}")
-    speaks = ", ".join(sorted(t.versions))
-    never = "; never pinned: the driver sets the version" if t.pin_mode.value == "never" else ""
-    lines.append(f"  servers:     speak NFS {speaks}{never}")
-    if t.storage_class:
-        lines.append(f"  class:       {t.storage_class}")
-    lines.append("  options:")
-    for p in t.places:
-        flags = []
-        if p.node_reads:
-            flags.append("node reads")
-        if p.label == t.pin_place:
-            flags.append("pin goes here")
-        if not p.mutable:
-            flags.append("immutable")
-        state = _opts(p.options) if p.present else "(absent)"
-        suffix = f"  [{', '.join(flags)}]" if flags else ""
-        lines.append(f"    {p.label:<40} {state}{suffix}")
-    eff = trace.effective
-    assert eff is not None  # every target read has one
-    lines.append(f"  node mounts: {_opts(t.node_options())}")
-    lines.append(f"  version:     {eff.describe()}: {'affected' if eff.affected else 'safe'}")
-    if t.scope.terms is not None or trace.nodes:
-        lines.append(f"  node scope:  {t.scope}")
-    if trace.nodes:
-        lines.append(f"  nodes:       {trace.nodes}")
-    if trace.matched:
-        lines.append(f"  matched ({len(trace.matched)}):")
-        for c in trace.matched:
-            mark = "  <- decides" if c is deciding else ""
-            lines.append(
-                f"    {c.policy.name} {c.policy.version} / {c.rule.name}: "
-                f"{c.rule.action.value}{mark}"
-            )
+    if trace.volumes:
+        for part in trace.volumes:
+            pt = part.target
+            assert pt is not None  # every volume part has the target it read
+            lines.append(f"  volume {pt.volume} ({pt.inline} inline): {part.outcome.value}")
+            lines.extend("  " + line for line in _target_lines(part))
     else:
-        lines.append("  matched:     no rule")
-    if deciding is not None:
-        lines.append(
-            f"  decided by:  {deciding.policy.name}/{deciding.rule.name} "
-            f"({deciding.rule.action.value}): {reason}"
-        )
-    elif reason:
-        lines.append(f"  why:         {reason}")
+        lines.extend(_target_lines(trace))
     lines.append(f"  outcome:     {trace.outcome.value}")
     if d.enforcement is Enforcement.AUDIT:
         would = f" (Enforce would: {d.would_be.value})" if d.would_be is not None else ""
@@ -208,3 +176,61 @@ def to_text(e: Explanation) -> str:
             value = f" {json.dumps(op['value'])}" if "value" in op else ""
             lines.append(f"    {op['op']} {op['path']}{value}")
     return "\n".join(lines)
+
+
+def _target_lines(trace: Evaluation) -> list[str]:
+    """What was read from one target and which rules decided it (a PV, a StorageClass,
+    or one volume of a Pod or workload)."""
+    t, deciding, reason = trace.target, trace.deciding, trace.reason
+    assert t is not None
+    out: list[str] = []
+    export = f"{t.server}:{t.path}" if t.server and t.path else (t.server or "(no server known)")
+    out.append(
+        f"  driver:      {t.driver}" + (f" (provisioner {t.provisioner})" if t.provisioner else "")
+    )
+    out.append(f"  export:      {export}")
+    speaks = ", ".join(sorted(t.versions))
+    never = "; never pinned: the driver sets the version" if t.pin_mode.value == "never" else ""
+    out.append(f"  servers:     speak NFS {speaks}{never}")
+    if t.storage_class:
+        out.append(f"  class:       {t.storage_class}")
+    out.append("  options:")
+    if t.inline == "nfs":
+        out.append("    (none: an inline nfs volume has no field for mount options)")
+    for p in t.places:
+        flags = []
+        if p.node_reads:
+            flags.append("node reads")
+        if p.label == t.pin_place:
+            flags.append("pin goes here")
+        if not p.mutable:
+            flags.append("immutable")
+        state = _opts(p.options) if p.present else "(absent)"
+        suffix = f"  [{', '.join(flags)}]" if flags else ""
+        out.append(f"    {p.label:<40} {state}{suffix}")
+    eff = trace.effective
+    assert eff is not None  # every target read has one
+    out.append(f"  node mounts: {_opts(t.node_options())}")
+    out.append(f"  version:     {eff.describe()}: {'affected' if eff.affected else 'safe'}")
+    if t.scope.terms is not None or trace.nodes:
+        out.append(f"  node scope:  {t.scope}")
+    if trace.nodes:
+        out.append(f"  nodes:       {trace.nodes}")
+    if trace.matched:
+        out.append(f"  matched ({len(trace.matched)}):")
+        for c in trace.matched:
+            mark = "  <- decides" if c is deciding else ""
+            out.append(
+                f"    {c.policy.name} {c.policy.version} / {c.rule.name}: "
+                f"{c.rule.action.value}{mark}"
+            )
+    else:
+        out.append("  matched:     no rule")
+    if deciding is not None:
+        out.append(
+            f"  decided by:  {deciding.policy.name}/{deciding.rule.name} "
+            f"({deciding.rule.action.value}): {reason}"
+        )
+    elif reason:
+        out.append(f"  why:         {reason}")
+    return out

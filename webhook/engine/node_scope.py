@@ -1,9 +1,10 @@
 """The node scope an object's own fields give: which nodes may mount it.
 
-A PV's ``spec.nodeAffinity.required`` and a StorageClass's ``allowedTopologies``
+A PV's ``spec.nodeAffinity.required``, a StorageClass's ``allowedTopologies``
 (whose ``matchLabelExpressions`` mean ``In``: k8s.io/api/core/v1 TopologySelectorTerm)
-are read into ``webhook.nfs.scope.NodeScope``, which the NodeInventory port
-resolves to kernels. Reading is lenient where the API is: an unreadable
+and a pod spec's ``nodeName``, ``nodeSelector`` and required node affinity
+(``pod_scope``) are read into ``webhook.nfs.scope.NodeScope``, which the
+NodeInventory port resolves to kernels. Reading is lenient where the API is: an unreadable
 requirement keeps its term invalid rather than widening it.
 """
 
@@ -77,4 +78,53 @@ def scope_of(obj: Mapping[str, Any]) -> NodeScope:
             else SelectorTerm()
             for t in raw_terms
         )
+    )
+
+
+def pod_scope(pod_spec: Mapping[str, Any]) -> NodeScope:
+    """The nodes a pod spec may run on, as the scheduler filters them
+    (k8s.io/component-helpers/scheduling/corev1 GetRequiredNodeAffinity): ``nodeName``
+    (a ``metadata.name`` field requirement), AND every ``nodeSelector`` label (``In``),
+    AND one of the terms of
+    ``affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution``. Preferred
+    affinity and tolerations do not narrow it. Nothing given: every node."""
+    common: list[SelectorRequirement] = []
+    selector = pod_spec.get("nodeSelector")
+    if isinstance(selector, JSON_OBJECT):
+        for key, value in sorted(selector.items()):
+            common.append(SelectorRequirement(str(key), "In", (str(value),)))
+    node_name = pod_spec.get("nodeName")
+    fields: tuple[SelectorRequirement, ...] = ()
+    if isinstance(node_name, str) and node_name:
+        fields = (SelectorRequirement("metadata.name", "In", (node_name,)),)
+    required = _child(
+        _child(
+            _child(pod_spec.get("affinity"), "nodeAffinity"),
+            "requiredDuringSchedulingIgnoredDuringExecution",
+        ),
+        "nodeSelectorTerms",
+    )
+    if isinstance(required, list) and required:
+        return NodeScope(tuple(_pod_term(t, common, fields) for t in required))
+    if not common and not fields:
+        return ALL_NODES
+    return NodeScope((SelectorTerm(match_expressions=tuple(common), match_fields=fields),))
+
+
+def _pod_term(
+    raw: Any, common: list[SelectorRequirement], fields: tuple[SelectorRequirement, ...]
+) -> SelectorTerm:
+    """One required affinity term ANDed with nodeSelector and nodeName; a term that is
+    empty (or unreadable) in itself matches no node, whatever is added to it."""
+    if not isinstance(raw, JSON_OBJECT):
+        return SelectorTerm()
+    own = SelectorTerm(
+        match_expressions=_requirements(raw.get("matchExpressions")),
+        match_fields=_requirements(raw.get("matchFields")),
+    )
+    if not own.match_expressions and not own.match_fields:
+        return own
+    return SelectorTerm(
+        match_expressions=(*common, *own.match_expressions),
+        match_fields=(*fields, *own.match_fields),
     )

@@ -19,6 +19,7 @@ docs/drivers.md). The result is an ``NFSTarget`` (webhook/api/target.py).
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections.abc import Container, Mapping, Sequence
 from functools import lru_cache
@@ -95,14 +96,26 @@ def read_target(
     return _read(kind, obj, extra_provisioners, profiles)
 
 
+def read_inline_csi(csi: Mapping[str, Any], profiles: DriverProfiles) -> NFSTarget | None:
+    """A pod spec's CSI inline volume source (``volumes[].csi``: driver, volumeAttributes)
+    read as the PV it stands for, by a profile that marks its driver ``inlineVolumes``;
+    None when none does. Only volumeAttributes places exist on an inline volume (it has
+    no spec.mountOptions and no annotations); the caller moves the pointers under the
+    volume (webhook/engine/pod_volumes.py)."""
+    shaped = {"kind": "PersistentVolume", "metadata": {}, "spec": {"csi": csi}}
+    return _read("PersistentVolume", shaped, (), profiles, inline=True)
+
+
 def _read(
     kind: ObjectKind,
     obj: Mapping[str, Any],
     extra: Container[str],
     profiles: DriverProfiles,
+    *,
+    inline: bool = False,
 ) -> NFSTarget | None:
     # 1. Metadata, and what names the driver.
-    name, labels, annotations = _metadata(obj)
+    name, labels, annotations = metadata_of(obj)
     in_tree = False
     fields: Mapping[str, Any]
     if kind == "PersistentVolume":
@@ -140,6 +153,8 @@ def _read(
     # 2. The profile that reads it.
     profile: DriverProfile | None = None
     for candidate, match in profiles.candidates(kind, provisioner, in_tree=in_tree):
+        if inline and not candidate.inline_volumes:
+            continue
         if _holds(match, view, provisioner, in_tree=in_tree):
             profile = candidate
             break
@@ -148,7 +163,8 @@ def _read(
         rules = profile.rules_for(kind)
         driver = profile.name
     elif (
-        in_tree
+        inline
+        or in_tree
         or provisioner is None
         or provisioner not in extra
         or profiles.claims(kind, provisioner)
@@ -158,6 +174,11 @@ def _read(
         rules = GENERIC_PV if kind == "PersistentVolume" else GENERIC_SC
         driver = provisioner
     assert rules is not None
+    if inline:  # only the volume source is there: its attribute places
+        rules = dataclasses.replace(
+            rules,
+            places=tuple(p for p in rules.places if all(f.key is not None for f in p.fields)),
+        )
 
     # 3. In scope: now the object must be shaped as the API sends it.
     if lenient is not raw_attrs:  # else every entry is a string already: the view stands
@@ -190,7 +211,7 @@ def _read(
     )
 
 
-def _metadata(obj: Mapping[str, Any]) -> tuple[str, Mapping[str, str], Mapping[str, str]]:
+def metadata_of(obj: Mapping[str, Any]) -> tuple[str, Mapping[str, str], Mapping[str, str]]:
     meta = mapping(obj.get("metadata"), "metadata")
     name = string(meta.get("name"), "metadata.name")
     if not name:

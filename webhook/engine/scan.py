@@ -20,6 +20,11 @@ Verdicts (docs/after-an-incident.md, webhook/data/scan-output.schema.json):
   refuses it;
 - ``exempt``: an exempt rule covers it.
 
+Pods and workloads (webhook/engine/pod_volumes.py) are never ``fixable``: a csi
+inline volume nfsguard would pin is ``not-fixable-in-place`` with the way out through
+the manifest (``pod_way_out``), and an inline ``nfs`` volume a rule refuses is
+``denied``.
+
 A version in csi-driver-nfs ``volumeAttributes.mountOptions`` plus a pin in
 ``spec.mountOptions`` would be two version options (the driver appends the attribute
 after the flags, nodeserver.go; nfs-utils >= 2.5.3 refuses the mount): the plan must
@@ -107,6 +112,10 @@ def classify(evaluation: Evaluation) -> Classification | None:
     deciding = evaluation.deciding
     assert deciding is not None  # a mutation always has a deciding rule
     pin = deciding.policy.pin
+    if evaluation.volumes:  # a Pod or workload: its manifest is where the fix lives
+        return Classification(
+            ScanVerdict.NOT_FIXABLE, evaluation, None, d.message, pod_way_out(target, pin)
+        )
     try:
         plan = pin_plan(target, pin, "UPDATE")
     except PinRefused as exc:
@@ -164,4 +173,27 @@ def way_out(target: NFSTarget, pin: str) -> str:
         "creationTimestamp and status, keep spec.claimRef (namespace, name, uid), put "
         f"{option} in spec.mountOptions and no version option in volumeAttributes.mountOptions; "
         f"kubectl create -f {name}.yaml (the PVC binds again); 5. restore the reclaim policy"
+    )
+
+
+def pod_way_out(target: NFSTarget, pin: str) -> str:
+    """The procedure for a Pod or workload whose inline csi volume would be pinned: never
+    patched in place (a live workload patched by hand is overwritten by its next apply and
+    rolled out by surprise; a Pod's volumes and a Job's template never change)."""
+    option = f"nfsvers={pin}"
+    where = f"volumeAttributes.mountOptions of volume {target.volume}"
+    if target.kind == "Pod":
+        return (
+            f"a Pod's volumes never change: put {option} in {where} of the template or "
+            f"manifest it comes from (nfsguard pins it at admission anyway), then delete Pod "
+            f"{target.name} so its controller creates it again"
+        )
+    if target.kind == "Job":
+        return (
+            f"a Job's template never changes: put {option} in {where} of its manifest and "
+            f"create Job {target.name} again"
+        )
+    return (
+        f"put {option} in {where} of {target.kind} {target.name}'s manifest and apply it "
+        "(nfsguard pins it at admission anyway): its controller rolls the pods out with it"
     )

@@ -23,8 +23,11 @@ def row(
     *,
     resource_version: str = "",
     claim: tuple[str, str] | None = None,
+    namespace: str | None = None,
 ) -> dict[str, Any]:
-    """One object of the report, from its classification and the pods that use it."""
+    """One object of the report, from its classification and the pods that use it.
+    Pods and workloads add ``namespace`` and ``volume`` (the deciding inline volume)
+    and ``volumes`` (every inline NFS volume's outcome)."""
     t, ev = c.target, c.evaluation
     eff = ev.effective
     assert eff is not None  # every target read has one
@@ -53,6 +56,15 @@ def row(
         "reason": c.reason,
         "wayOut": c.way_out or None,
         "resourceVersion": resource_version or None,
+        **(
+            {
+                "namespace": namespace,
+                "volume": t.volume,
+                "volumes": [v.to_dict() for v in d.volumes],
+            }
+            if t.volume
+            else {}
+        ),
     }
 
 

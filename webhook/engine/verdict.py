@@ -27,10 +27,11 @@ from typing import NamedTuple
 from webhook.api.decision import Action, Enforcement, Outcome
 from webhook.api.kube import Operation
 from webhook.api.patch import PatchOperation
-from webhook.api.policy import OnExplicit, OnUnsupportedPin, Rule
+from webhook.api.policy import OnExplicit, OnInline, OnUnsupportedPin, Rule
 from webhook.api.target import NFSTarget
 from webhook.engine.advice import nfs_words, short_version, warning
 from webhook.engine.index import CompiledRule
+from webhook.engine.inline import pv_way_out
 from webhook.engine.pin import PinIncomplete, PinRefused, check_pin, pin_plan
 from webhook.nfs.options import EffectiveVersion, VersionKind, pin_option
 
@@ -99,7 +100,7 @@ def act(
     export = summary_export(target)
     seen = ev.describe()
     action = rule.action
-    kind, name = target.kind, target.name
+    kind, name = target.kind, target.display_name
     if action is Action.EXEMPT:
         return Verdict(Outcome.EXEMPT, f"exempt by {who}")
     if action is Action.AUDIT:
@@ -111,11 +112,21 @@ def act(
             f"NFS {seen} for {export} warned by {who}",
             (warning(advice, kind, name, rule.name),),
         )
+    if target.inline == "nfs" and action is Action.DENY:
+        return Verdict(
+            Outcome.DENIED,
+            f"{who} does not allow NFS {seen} for {export} in {kind}/{name}: "
+            + pv_way_out(target, policy.pin),
+            advice=f"mount via a PV with {pin}",
+        )
+    if target.inline == "nfs":  # a pin rule: an inline nfs volume has no option place
+        return _inline(rule, policy.on_inline_of(rule), who, target, export, seen, pin, policy.pin)
     unsupported = target.can_take(policy.pin)
     if action is Action.DENY:
         return Verdict(
             Outcome.DENIED,
-            f"{who} does not allow NFS {seen} for {export}: {_fix(pin, unsupported)}",
+            f"{who} does not allow NFS {seen} for {export}{_in(target)}: "
+            f"{_fix(pin, unsupported, target)}",
             advice=_fix_advice(pin, unsupported),
         )
     # pin: never one the driver cannot take (webhook.api.profile profiles)
@@ -125,7 +136,8 @@ def act(
     if rule.on_explicit is OnExplicit.DENY and explicit:
         return Verdict(
             Outcome.DENIED,
-            f"{who} does not allow the explicit NFS {seen} for {export}: {_fix(pin, unsupported)}",
+            f"{who} does not allow the explicit NFS {seen} for {export}{_in(target)}: "
+            f"{_fix(pin, unsupported, target)}",
             advice=_fix_advice(pin, unsupported),
         )
     try:
@@ -155,7 +167,7 @@ def act(
     advice = f"add {pin} to the manifest (pinned, was {short_version(ev)})"
     return Verdict(
         Outcome.MUTATED,
-        f"{who} pinned {pin} for {export} (was NFS {seen})",
+        f"{who} pinned {pin} for {export}{_in(target)} (was NFS {seen})",
         (warning(advice, kind, name, rule.name),),
         tuple(plan.ops),
         after,
@@ -184,7 +196,12 @@ def settle(
             "existing object is never denied",
             warnings=(
                 *v.warnings,
-                warning(f"{v.advice} (allowed: options unchanged)", target.kind, target.name, rule),
+                warning(
+                    f"{v.advice} (allowed: options unchanged)",
+                    target.kind,
+                    target.display_name,
+                    rule,
+                ),
             ),
             notes=(*v.notes, "existing object: options unchanged"),
         )
@@ -198,7 +215,9 @@ def settle(
             outcome=Outcome.WARNED,
             message=f"audit: Enforce would have {done}: {v.message}",
             warnings=(
-                warning(f"{v.advice} (audit: would {would})", target.kind, target.name, rule),
+                warning(
+                    f"{v.advice} (audit: would {would})", target.kind, target.display_name, rule
+                ),
             ),
             patch=(),
             after=None,
@@ -209,11 +228,59 @@ def settle(
     return v
 
 
-def _fix(pin: str, unsupported: str | None) -> str:
+def _in(target: NFSTarget) -> str:
+    """Where a pod volume is, in a message ("" for a PV or StorageClass)."""
+    return f" in {target.kind}/{target.display_name}" if target.volume else ""
+
+
+def _fix(pin: str, unsupported: str | None, target: NFSTarget | None = None) -> str:
     """How to comply with a denial; never a version the driver's servers cannot take."""
     if unsupported is not None:
         return f"{unsupported}; exempt this driver or narrow the rule"
+    if target is not None and target.inline == "csi":
+        return (
+            f"set {pin} in volumeAttributes.mountOptions of volume {target.volume} "
+            "and remove every other version option"
+        )
     return f"set {pin} in mountOptions and remove every other version option"
+
+
+def _inline(
+    rule: Rule,
+    on_inline: OnInline,
+    who: str,
+    target: NFSTarget,
+    export: str,
+    seen: str,
+    pin: str,
+    version: str,
+) -> Verdict:
+    """A pin rule on an inline nfs volume, which can never be pinned: ``onInline``."""
+    kind, name = target.kind, target.display_name
+    where = f"{kind}/{name}"
+    note = f"inline nfs volume {target.volume}: no mount option place, {pin} not applied"
+    if on_inline is OnInline.DENY:
+        return Verdict(
+            Outcome.DENIED,
+            f"{who} pins {pin} for {export}, but {where} mounts it inline, where no "
+            f"version can be set (onInline: deny): " + pv_way_out(target, version),
+            notes=(note,),
+            advice=f"mount via a PV with {pin}",
+        )
+    if on_inline is OnInline.WARN:
+        return Verdict(
+            Outcome.WARNED,
+            f"{who} would pin {pin} for {export}, but {where} mounts it inline "
+            f"(NFS {seen}, no place for options); allowed unchanged (onInline: warn)",
+            (warning(f"mount via a PersistentVolume with {pin}", kind, name, rule.name),),
+            notes=(note,),
+        )
+    return Verdict(
+        Outcome.AUDITED,
+        f"{who} would pin {pin} for {export}, but {where} mounts it inline "
+        f"(NFS {seen}, no place for options); allowed unchanged (onInline: audit)",
+        notes=(note,),
+    )
 
 
 def _fix_advice(pin: str, unsupported: str | None) -> str:
@@ -246,7 +313,7 @@ def _unsupported_pin(
     return Verdict(
         Outcome.WARNED,
         f"{message}; allowed unchanged (onUnsupportedPin: warn)",
-        (warning(advice, target.kind, target.name, rule.name),),
+        (warning(advice, target.kind, target.display_name, rule.name),),
         notes=(note,),
     )
 

@@ -12,8 +12,9 @@ import base64
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from webhook.api.kube import POD_KIND_RESOURCES
 from webhook.engine.engine import Engine
-from webhook.registration.scope import Scope, match_conditions
+from webhook.registration.scope import Scope, match_conditions, pod_match_conditions
 
 #: Labels on every configuration nfsguard writes. ``managed-by`` marks it as
 #: registered by ``serve --register``: a configuration without it (applied by GitOps)
@@ -66,6 +67,15 @@ class WebhookSettings:
     #: The namespace the webhook runs in: never sent to it (no self-deadlock).
     own_namespace: str = "nfsguard"
     managed: bool = False  # True: written by serve --register (the managed-by label)
+    #: The failurePolicy of the Pods-and-workloads entry, or None for no such entry
+    #: (``--pods off``). Fail by default, for the reasons in docs/pods-and-workloads.md.
+    pods: FailurePolicy | None = "Fail"
+
+    @property
+    def pods_webhook_name(self) -> str:
+        """``pods.nfsguard.io`` next to ``pv.nfsguard.io`` (names must differ)."""
+        rest = self.webhook_name.removeprefix("pv.")
+        return "pods." + rest
 
 
 def webhook_configuration(
@@ -73,6 +83,7 @@ def webhook_configuration(
 ) -> Json:
     """The MutatingWebhookConfiguration for ``engine``'s policies and profiles."""
     labels = dict(BASE_LABELS)
+    scope = Scope.of(engine)
     if settings.managed:
         labels[MANAGED_BY] = REGISTRAR
     return {
@@ -125,9 +136,68 @@ def webhook_configuration(
                         }
                     ]
                 },
-                "matchConditions": match_conditions(Scope.of(engine)),
-            }
+                "matchConditions": match_conditions(scope),
+            },
+            *([pods_webhook(scope, settings, ca_bundle)] if settings.pods else []),
         ],
+    }
+
+
+#: Namespaces whose pods are never sent to the Pods-and-workloads entry: the system's
+#: own (its controllers must always run) and, added per settings, nfsguard's.
+SYSTEM_NAMESPACES = ("kube-system",)
+
+
+def pods_webhook(scope: Scope, settings: WebhookSettings, ca_bundle: bytes | None) -> Json:
+    """The entry for Pods and the workloads with a pod template. Pods only on CREATE (a
+    pod's volumes never change); workloads on CREATE and UPDATE. matchConditions send
+    only objects with an inline NFS or NFS CSI volume, the namespaceSelector never
+    nfsguard's own namespace nor kube-system."""
+    by_group: dict[str, list[str]] = {}
+    for group, resource in POD_KIND_RESOURCES.values():
+        if resource != "pods":
+            by_group.setdefault(group, []).append(resource)
+    rules: list[Json] = [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE"],
+            "resources": ["pods"],
+            "scope": "Namespaced",
+        }
+    ]
+    for group, resources in by_group.items():
+        rules.append(
+            {
+                "apiGroups": [group],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": sorted(resources),
+                "scope": "Namespaced",
+            }
+        )
+    excluded = sorted({settings.own_namespace, *SYSTEM_NAMESPACES})
+    return {
+        "name": settings.pods_webhook_name,
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": settings.endpoint.client_config(ca_bundle),
+        "sideEffects": "None",
+        "failurePolicy": settings.pods,
+        "matchPolicy": "Equivalent",
+        "timeoutSeconds": settings.timeout_seconds,
+        "reinvocationPolicy": "IfNeeded",
+        "rules": rules,
+        "objectSelector": {
+            "matchExpressions": [
+                {"key": "nfsguard.io/skip", "operator": "NotIn", "values": ["true"]}
+            ]
+        },
+        "namespaceSelector": {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded}
+            ]
+        },
+        "matchConditions": pod_match_conditions(scope),
     }
 
 

@@ -32,7 +32,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from webhook.api.kube import LEGACY_ANNOTATION, PROVISIONED_BY
+from webhook.api.kube import (
+    LEGACY_ANNOTATION,
+    POD_KIND_RESOURCES,
+    POD_SPEC_POINTERS,
+    PROVISIONED_BY,
+)
 from webhook.api.profile import DriverProfile, ObjectMatch, ValueCondition
 from webhook.engine.engine import Engine
 from webhook.nfs.patterns import NamePattern
@@ -256,6 +261,83 @@ class Scope:
                 ),
             ]
         )
+
+    def inline_drivers(self) -> tuple[NamePattern, ...]:
+        """CSI drivers whose profiles read inline volumes (``inlineVolumes``)."""
+        out: dict[str, NamePattern] = {}
+        for profile in self.profiles:
+            if profile.inline_volumes and profile.persistent_volume is not None:
+                for p in profile.persistent_volume.match.csi_drivers:
+                    out.setdefault(p.text, p)
+        return tuple(out.values())
+
+    def pod_volume_test(self, volume: str) -> str:
+        """CEL: the pod volume ``volume`` is one nfsguard reads (webhook/engine/pod_volumes.py):
+        an inline ``nfs``, or a ``csi`` volume of a driver with inline support."""
+        drivers = self.inline_drivers()
+        csi = (
+            f"(has({volume}.csi) && has({volume}.csi.driver) && "
+            f"{name_test(volume + '.csi.driver', drivers)})"
+            if drivers
+            else "false"
+        )
+        return _any([f"has({volume}.nfs)", csi])
+
+    def pod_expression(self, pod_spec: str) -> str:
+        """CEL: the pod spec at ``pod_spec`` (an expression of optional steps, e.g.
+        ``object.?spec``) names at least one volume nfsguard reads."""
+        return f"{pod_spec}.?volumes.orValue([]).exists(v, {self.pod_volume_test('v')})"
+
+
+#: The pod spec of each pod-bearing resource, as CEL optional steps from ``object``
+#: (webhook/api/kube.py POD_SPEC_POINTERS).
+POD_SPEC_CEL = {
+    resource: "object"
+    + "".join(f".?{step}" for step in POD_SPEC_POINTERS[kind].strip("/").split("/"))
+    for kind, (_, resource) in POD_KIND_RESOURCES.items()
+}
+
+
+def pod_match_conditions(scope: Scope) -> list[dict[str, str]]:
+    """The Pods-and-workloads webhook's matchConditions: only an object whose pod spec
+    names an inline NFS (or NFS CSI) volume is ever sent, so every other pod in the
+    cluster is created whatever state nfsguard is in (docs/pods-and-workloads.md)."""
+    by_spec: dict[str, list[str]] = {}
+    for resource, spec in POD_SPEC_CEL.items():
+        by_spec.setdefault(spec, []).append(resource)
+    branches = []
+    default_spec = "object.?spec.?template.?spec"
+    for spec, resources in by_spec.items():
+        if spec == default_spec:
+            continue
+        test = " || ".join(
+            f"request.resource.resource == {cel_string(r)}" for r in sorted(resources)
+        )
+        branches.append(f"({test}) ? {scope.pod_expression(spec)} : ")
+    conditions = [
+        {
+            "name": "not-being-deleted",
+            "expression": "!has(object.metadata) || !has(object.metadata.deletionTimestamp)",
+        },
+        {
+            # A workload UPDATE that keeps its volumes (scale, a controller's annotations)
+            # changes nothing nfsguard reads: never in the way (pods are CREATE only).
+            "name": "volumes-changed",
+            "expression": (
+                "request.operation != 'UPDATE' || oldObject == null || "
+                + " || ".join(
+                    f"{spec}.?volumes != {spec.replace('object', 'oldObject', 1)}.?volumes"
+                    for spec in by_spec
+                )
+            ),
+        },
+        {
+            "name": "inline-nfs-volume",
+            "expression": "".join(branches) + scope.pod_expression(default_spec),
+        },
+    ]
+    assert len(conditions) <= MAX_MATCH_CONDITIONS
+    return conditions
 
 
 def _dedupe(parts: Iterable[str]) -> list[str]:

@@ -27,9 +27,14 @@ from prometheus_client import (
 from prometheus_client import multiprocess as _multiprocess
 
 from webhook.api.decision import Action, Outcome
+from webhook.api.kube import POD_SPEC_POINTERS
 from webhook.api.policy import Policy
 
 KINDS = ("PersistentVolume", "StorageClass")
+#: Pods and workloads are counted under their own kind; their review series exist from
+#: the start (decision series appear with the first decision: rules x kinds would
+#: multiply every policy's series by five).
+POD_KINDS = tuple(POD_SPEC_POINTERS)
 OPERATIONS = ("CREATE", "UPDATE")
 #: HTTP statuses /mutate refuses with (webhook/server/http.py, admission/errors.py).
 ERROR_CODES = ("400", "413", "415", "500", "503")
@@ -86,7 +91,7 @@ def initialise() -> None:
         POLICY_RELOADS.labels(result)
     for code in ERROR_CODES:
         REVIEW_ERRORS.labels(code)
-    for kind in KINDS:
+    for kind in (*KINDS, *POD_KINDS):
         for outcome in Outcome:
             if outcome is not Outcome.IGNORED:
                 REVIEWS.labels(kind, outcome.value)

@@ -87,6 +87,9 @@ def run_case(engine: Engine, case: Case, uid: str) -> CaseResult:
         fail(f"mountOptions: expected {list(exp.mount_options)}, got {_mount_options(out)}")
     if exp.node_options is not None:
         target = engine.read(out)
+        if target is None:  # a Pod or workload: its first inline NFS volume's options
+            volumes = engine.evaluate(out).volumes
+            target = volumes[0].target if volumes else None
         got = target.node_options() if target is not None else []
         if got != list(exp.node_options):
             fail(f"nodeOptions: expected {list(exp.node_options)}, got {got}")

@@ -358,8 +358,11 @@ def test_rbac_nodes_is_not_duplicated_here() -> None:
 def test_webhook_configuration() -> None:
     cfg = mwc()
     assert cfg["metadata"]["name"] == "nfsguard"
-    (wh,) = cfg["webhooks"]
+    wh, pods = cfg["webhooks"]
     assert wh["name"] == "pv.nfsguard.io"
+    assert pods["name"] == "pods.nfsguard.io"
+    assert pods["clientConfig"] == wh["clientConfig"]
+    assert all(r["scope"] == "Namespaced" for r in pods["rules"])
     assert wh["admissionReviewVersions"] == ["v1"]
     assert wh["sideEffects"] in ("None", "NoneOnDryRun")
     assert wh["failurePolicy"] in ("Fail", "Ignore")
@@ -384,15 +387,23 @@ def test_webhook_configuration() -> None:
 
 
 def test_webhook_opt_out_and_own_namespace() -> None:
-    (wh,) = mwc()["webhooks"]
-    assert {"key": "nfsguard.io/skip", "operator": "NotIn", "values": ["true"]} in wh[
-        "objectSelector"
-    ]["matchExpressions"]
+    wh, pods = mwc()["webhooks"]
+    for entry in (wh, pods):
+        assert {"key": "nfsguard.io/skip", "operator": "NotIn", "values": ["true"]} in entry[
+            "objectSelector"
+        ]["matchExpressions"]
     assert {
         "key": "kubernetes.io/metadata.name",
         "operator": "NotIn",
         "values": [NAMESPACE],
     } in wh["namespaceSelector"]["matchExpressions"]
+    # pods: never nfsguard's own namespace (its pods must start to end an outage) nor
+    # kube-system's
+    assert {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "NotIn",
+        "values": sorted({NAMESPACE, "kube-system"}),
+    } in pods["namespaceSelector"]["matchExpressions"]
 
 
 def generated_webhook_config() -> str:
@@ -417,7 +428,7 @@ def test_gitops_webhook_config_is_generated_from_the_shipped_policies() -> None:
 
 
 def test_match_conditions_guard_deletion_binds_and_scope() -> None:
-    (wh,) = mwc()["webhooks"]
+    wh, _ = mwc()["webhooks"]
     names = [c["name"] for c in wh["matchConditions"]]
     assert names == ["not-being-deleted", "not-a-bind-or-finalizer-update", "nfs-in-scope"]
     assert len(names) <= 64

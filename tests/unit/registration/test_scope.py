@@ -109,8 +109,9 @@ def test_the_configuration_document() -> None:
         WebhookSettings(endpoint=Endpoint(url="https://127.0.0.1:1/mutate"), managed=True),
         ca_bundle=b"PEM",
     )
-    (wh,) = doc["webhooks"]
+    wh, pods = doc["webhooks"]
     assert wh["clientConfig"] == {"url": "https://127.0.0.1:1/mutate", "caBundle": "UEVN"}
+    assert pods["clientConfig"] == wh["clientConfig"] and pods["failurePolicy"] == "Fail"
     assert doc["metadata"]["labels"][MANAGED_BY] == "nfsguard-serve"
     assert wh["failurePolicy"] == "Fail"
 

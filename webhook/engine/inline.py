@@ -1,0 +1,71 @@
+"""The way out for an inline ``nfs:`` volume: the PersistentVolume to mount instead.
+
+An inline NFS volume has no place for mount options (Kubernetes volumes docs: "you
+can't specify NFS mount options in a Pod spec"; kubernetes#17226), so a denial cannot
+say "add nfsvers=4.0": it shows the PersistentVolume and PersistentVolumeClaim that
+carry the pin for the very export, ready for ``kubectl apply -n <namespace> -f -``,
+and the one-line change to the pod spec. The PVC names the PV (``volumeName``) and
+both set ``storageClassName: ""`` so no default class provisions something else.
+"""
+
+from __future__ import annotations
+
+import re
+
+from webhook.api.target import NFSTarget
+from webhook.nfs.options import pin_option
+
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+
+
+def _dns_name(*parts: str) -> str:
+    """A DNS-1123 name from ``parts`` (lower case, '-' for anything else, <= 63)."""
+    text = _NOT_DNS.sub("-", "-".join(p.strip("-") for p in parts if p).lower())
+    text = re.sub("-{2,}", "-", text).strip("-")
+    return text[:63].rstrip("-") or "nfs"
+
+
+def pv_way_out(target: NFSTarget, pin: str) -> str:
+    """The message tail for an inline nfs volume: why it cannot be pinned, and the PV,
+    PVC and volume change that mount the same export with ``nfsvers=<pin>``."""
+    name = _dns_name(target.name.rstrip("*"), target.volume)
+    server = target.server or "<server>"
+    path = target.path or "/"
+    return (
+        f'volume "{target.volume}" is an inline nfs volume, which cannot carry mount '
+        f"options; mount the export from a PersistentVolume with {pin_option(pin)} instead "
+        f"(kubectl apply -n <namespace> -f -):\n"
+        "apiVersion: v1\n"
+        "kind: PersistentVolume\n"
+        "metadata:\n"
+        f"  name: {name}\n"
+        "spec:\n"
+        "  capacity: {storage: 1Gi}\n"
+        "  accessModes: [ReadWriteMany]\n"
+        "  persistentVolumeReclaimPolicy: Retain\n"
+        '  storageClassName: ""\n'
+        f"  mountOptions: [{pin_option(pin)}]\n"
+        f"  nfs: {{server: {_yaml_scalar(server)}, path: {_yaml_scalar(path)}}}\n"
+        "---\n"
+        "apiVersion: v1\n"
+        "kind: PersistentVolumeClaim\n"
+        "metadata:\n"
+        f"  name: {name}\n"
+        "spec:\n"
+        "  accessModes: [ReadWriteMany]\n"
+        '  storageClassName: ""\n'
+        f"  volumeName: {name}\n"
+        "  resources: {requests: {storage: 1Gi}}\n"
+        f'Then replace "nfs:" in volume "{target.volume}" with '
+        f'"persistentVolumeClaim: {{claimName: {name}}}"'
+    )
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_./:-]+")
+
+
+def _yaml_scalar(text: str) -> str:
+    """``text`` as a YAML flow scalar: plain when safe, else double-quoted."""
+    if _PLAIN.fullmatch(text) and not text.startswith((":", "-")):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
