@@ -79,7 +79,8 @@ def lint(
     Prints every problem as FILE:LINE:COL: message (warnings as
     FILE:LINE:COL: warning: message [code]; a rule's lint: {ignore: [code]}
     acknowledges one), then one summary line. Exit 0 when clean, 1 on any
-    error (or warning with --strict), 2 when a path cannot be read.
+    error (or warning with --strict; a file that cannot be read is an error),
+    2 when a path named does not exist or a directory cannot be listed.
     """
     sources = read_policy_sources(paths)
     # Test suites (kind: NFSPolicyTest) named here are checked as `policy test` reads them.

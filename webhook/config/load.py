@@ -22,6 +22,7 @@ from webhook.config.documents import (
     PolicyError,
     Problem,
     Severity,
+    UnreadableSource,
     in_file_order,
     scan_documents,
 )
@@ -65,12 +66,17 @@ def load(
     schemas: Schemas,
 ) -> LoadResult:
     """Every ``NFSMountPolicy`` and ``NFSDriverProfile`` of ``sources`` (file name,
-    text), in load order, with the ``builtin_profiles`` they do not replace."""
+    text), in load order, with the ``builtin_profiles`` they do not replace. A text that
+    is an :class:`UnreadableSource` (the file could not be read) is a problem at its
+    place, like a syntax error: the set does not load without that file."""
     policies: list[Policy] = []
     problems: list[Problem] = []
     names: dict[str, Position] = {}
     profile_docs: list[Document] = []
     for source, text in sources:
+        if isinstance(text, UnreadableSource):
+            problems.append(text.problem(source))
+            continue
         documents, syntax = scan_documents(text, source)
         problems.extend(syntax)
         for doc in documents:

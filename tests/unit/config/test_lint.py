@@ -399,13 +399,14 @@ def test_missing_path_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert proc.stderr == f"{tmp_path}/nope.yaml: no such file or directory\n"
 
 
-def test_unreadable_file_is_one_line_never_a_traceback(tmp_path: Path) -> None:
-    (tmp_path / "p.yaml").write_bytes(b"\xff\xfe not utf-8")
+def test_file_not_utf8_is_a_lint_error_at_its_byte(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_bytes(b"a: 1\nb: \xff\xfe not utf-8\n")
     proc = nfsguard("policy", "lint", str(tmp_path / "p.yaml"))
-    assert proc.exit_code == 2
-    assert "Traceback" not in proc.stderr
-    assert len(proc.stderr.splitlines()) == 1
-    assert proc.stderr.startswith(f"{tmp_path}/p.yaml: cannot read:")
+    assert (proc.exit_code, proc.stderr) == (1, "")
+    assert proc.stdout.splitlines() == [
+        f"{tmp_path}/p.yaml:2:4: not UTF-8: invalid start byte (byte 0xff)",
+        "1 error, 0 warnings",
+    ]
 
 
 def test_binary_garbage_and_odd_documents_never_traceback(tmp_path: Path) -> None:
