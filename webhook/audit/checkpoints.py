@@ -6,7 +6,8 @@ The writer makes one after every record whose ``seq + 1`` is a multiple of
 ``checkpoint_every`` (reason ``count``), every ``checkpoint_interval``
 seconds when the head is not anchored yet (``interval``, on the
 :class:`CheckpointTimer` thread), before a rotation (``rotate``) and at
-``close()`` (``shutdown``).
+``close()`` (``shutdown``). Each declares ``checkpointEvery`` (signed), the
+cadence ``audit verify`` then holds the rest of the chain to.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def anchored(head: ChainHead) -> bool:
 
 
 def checkpoint_record(
-    signer: Signer, *, head_seq: int, head_hash: str, reason: str, time: str
+    signer: Signer, *, head_seq: int, head_hash: str, reason: str, time: str, every: int = 0
 ) -> dict[str, Any]:
     """The sealed checkpoint anchoring ``head_seq``/``head_hash`` (its ``seq`` is
     ``head_seq + 1``). The signature covers the record without ``hash``; the
@@ -38,6 +39,7 @@ def checkpoint_record(
             head_hash=head_hash,
             reason=reason,
             key_id=signer.key_id,
+            every=every,
         ),
         seq=head_seq + 1,
         prev=head_hash,

@@ -25,7 +25,10 @@ def parse_when(text: str, *, now: datetime | None = None) -> datetime:
     match = _RELATIVE.match(text)
     if match:
         amount, unit = int(match.group(1)), match.group(2)
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+        except OverflowError:  # timedelta(days=99999999) or a date before year 1
+            raise ValueError(f"{text!r} reaches back before the year 1") from None
     try:
         return parse_rfc3339(text)
     except ValueError:

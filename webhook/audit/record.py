@@ -37,6 +37,11 @@ TYPES = frozenset({DECISION, CHECKPOINT, RECOVERY})
 # checkpoint can never be mistaken for a signature over anything else.
 SIGNATURE_CONTEXT = b"nfsguard.io/audit/v1 checkpoint\n"
 
+#: The writer signs after every decision whose ``seq + 1`` is a multiple of this
+#: (``checkpoint_every``); its checkpoints declare it as ``checkpointEvery``, and
+#: verify assumes it for a log that declares nothing.
+DEFAULT_CHECKPOINT_EVERY = 1000
+
 
 class RecordError(ValueError):
     """A line is not a well-formed audit record."""
@@ -240,16 +245,21 @@ def decision_body(request: AdmissionRequest, decision: Decision, *, time: str) -
 
 
 def checkpoint_body(
-    *, time: str, head_seq: int, head_hash: str, reason: str, key_id: str
+    *, time: str, head_seq: int, head_hash: str, reason: str, key_id: str, every: int = 0
 ) -> dict[str, Any]:
-    """A checkpoint before signing: it anchors the chain head ``head_seq``/``head_hash``."""
-    return {
+    """A checkpoint before signing: it anchors the chain head ``head_seq``/``head_hash``
+    and, signed with it, declares the writer's cadence ``every`` (when it has one), so
+    verify knows where the next checkpoint is due."""
+    body: dict[str, Any] = {
         "type": CHECKPOINT,
         "time": time,
         "head": {"seq": head_seq, "hash": head_hash},
         "reason": reason,
         "keyId": key_id,
     }
+    if every > 0:
+        body["checkpointEvery"] = every
+    return body
 
 
 def recovery_body(*, time: str, torn: bytes, offset: int) -> dict[str, Any]:

@@ -12,12 +12,20 @@ predecessor as ``head`` and, given public keys, carry a valid Ed25519
 signature by one of them. A partial line followed by a ``recovery`` record
 that names its bytes is accepted (a crash the writer noticed); a partial final
 line is reported as a torn final line.
+
+Given public keys and the writer's cadence (``checkpoint_every``: it signs the
+chain after every decision whose ``seq + 1`` is a multiple of it), a decision at
+such a place must be followed by a checkpoint, so a chain recomputed without the
+key (checkpoints dropped, renumbered, or turned into ``recovery`` records) breaks
+there. A crash may tear that very checkpoint: the recovery record the next
+writer appends in its place is accepted only when a checkpoint follows it at
+once (the writer signs the recovered head first; webhook/audit/writer.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -26,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from webhook.audit.record import (
     CHECKPOINT,
     DECISION,
+    DEFAULT_CHECKPOINT_EVERY,
     GENESIS,
     RECOVERY,
     RecordError,
@@ -142,7 +151,11 @@ class Report:
         reasons: list[str] = []
         if signatures_required and (self.signatures_unchecked or not self._keys_given):
             reasons.append("checkpoint signatures not checked (no --public-key)")
-        if within is not None and self.unanchored > within:
+        unsigned = self._keys_given and self.records > 0 and not self.checkpoints
+        if unsigned:
+            # given a key, a log that nothing signed proves nothing (--allow-unsigned or not)
+            reasons.append("no checkpoint at all: no record is signed")
+        elif within is not None and self.unanchored > within:
             where = (
                 f"after the last checkpoint (seq {self.last_checkpoint_seq})"
                 if self.last_checkpoint_seq is not None
@@ -186,11 +199,17 @@ class Verifier:
         *,
         lenient: bool = False,
         anchors: Mapping[int, str] | None = None,
+        checkpoint_every: int | None = None,
     ) -> None:
         """``lenient``: skip lines that are not audit records (a log stream from stdin).
 
         ``anchors``: seq -> hash known from elsewhere (e.g. a checkpoint seen in a
         shipped log copy): the chain must reach each and agree with it.
+
+        ``checkpoint_every``: the writer's cadence; with ``public_keys``, a missing
+        due checkpoint is a break. None: the ``checkpointEvery`` the last valid
+        checkpoint declares, :data:`DEFAULT_CHECKPOINT_EVERY` before one does; 0: not
+        checked.
         """
         self._keys = dict(public_keys or {})
         self._check_signatures = public_keys is not None
@@ -201,6 +220,13 @@ class Verifier:
         self._acknowledged_torn = False
         self._last_hash = GENESIS
         self._last_where: Where | None = None
+        self._declared = checkpoint_every is None and public_keys is not None
+        every = DEFAULT_CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
+        self._every = every if public_keys is not None else 0
+        #: The seq where a checkpoint is due (after a decision at seq + 1 = k * every),
+        #: and whether a recovery record already stands there.
+        self._due: int | None = None
+        self._due_recovery: Where | None = None
 
     @property
     def broken(self) -> bool:
@@ -256,8 +282,17 @@ class Verifier:
                         "records were removed from the end",
                     )
                     break
-                if report.first_seq is not None and seq < report.first_seq:
-                    report.notes.append(f"anchor seq {seq} is before the given files; not checked")
+            first = report.first_seq
+            early = [s for s in self._anchors if first is not None and s < first]
+            if early:
+                report.notes.append(
+                    f"{_n(len(early), 'anchor')} before the given files (seq {min(early)}.."
+                    f"{max(early)}); not checked"
+                )
+        if not self.broken and self._due is not None and report.torn is None:
+            self._missing_checkpoint(
+                self._last_where or Where("-", 0), None, f"the log ends at seq {report.last_seq}"
+            )
         return report
 
     def _process(self, where: Where, raw: bytes, terminated: bool) -> None:
@@ -323,6 +358,8 @@ class Verifier:
                 )
                 return
         kind = obj["type"]
+        if self._due is not None and not self._due_kept(where, seq, kind):
+            return
         if kind == CHECKPOINT and not self._checkpoint(where, seq, obj):
             return
         if kind == RECOVERY:
@@ -333,6 +370,8 @@ class Verifier:
                 )
         if kind == DECISION:
             report.decisions += 1
+            if self._every > 0 and (seq + 1) % self._every == 0:
+                self._due = seq + 1
         self._acknowledged_torn = False
         expected = self._anchors.get(seq)
         if expected is not None and expected != obj["hash"]:
@@ -345,6 +384,50 @@ class Verifier:
         report.head_hash = obj["hash"]
         self._last_hash = obj["hash"]
         self._last_where = where
+
+    def _due_kept(self, where: Where, seq: int, kind: str) -> bool:
+        """Whether the record at ``seq`` keeps the due checkpoint: it is that checkpoint,
+        or (once) the recovery of a crash that tore it, which a checkpoint must follow."""
+        if kind == CHECKPOINT:
+            self._due, self._due_recovery = None, None
+            return True
+        if kind == RECOVERY and self._due_recovery is None and self._acknowledged_torn:
+            self._due, self._due_recovery = seq + 1, where
+            return True
+        self._missing_checkpoint(where, seq, f"a {kind} record")
+        return False
+
+    def _missing_checkpoint(self, where: Where, seq: int | None, found: str) -> None:
+        assert self._due is not None
+        after = self._due - 1 if self._due_recovery is None else self._due - 2
+        stands = (
+            f"{found}, where a checkpoint was due"
+            if seq is None and self._due_recovery is None
+            else f"{found} stands where a checkpoint was due"
+            if self._due_recovery is None
+            else f"{found} follows the recovery record at {self._due_recovery}, which stands "
+            "where a checkpoint was due, without the checkpoint the recovering writer signs"
+        )
+        last = self._report.last_checkpoint_seq
+        proven = (
+            f"nothing after the last valid checkpoint (seq {last}) is proven"
+            if last is not None
+            else "no record is proven"
+        )
+        self._break(
+            where,
+            seq,
+            f"{stands} (after the decision at seq {after}: the writer signs every "
+            f"{self._every} records, {self._cadence_source()}): checkpoints were removed or "
+            f"replaced and the chain recomputed without the key; {proven}",
+        )
+
+    def _cadence_source(self) -> str:
+        if not self._declared:
+            return "--checkpoint-every"
+        if self._report.checkpoints:
+            return "as its last valid checkpoint declares"
+        return "the writer's default"
 
     def _checkpoint(self, where: Where, seq: int, obj: Mapping[str, Any]) -> bool:
         report = self._report
@@ -369,6 +452,10 @@ class Verifier:
             report.signatures_unchecked += 1
         report.checkpoints += 1
         report.last_checkpoint_seq = seq
+        declared = obj.get("checkpointEvery")
+        # signed with the record it sits in: the writer's own word for the rest of the chain
+        if self._declared and isinstance(declared, int) and not isinstance(declared, bool):
+            self._every = max(declared, 1)
         return True
 
 
@@ -396,3 +483,52 @@ def iter_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
             yield number, chunk[:-1], True
         else:
             yield number, chunk, False
+
+
+class AnchorError(ValueError):
+    """An anchors source that cannot be trusted as one: ``FILE:LINE: why``."""
+
+
+def anchors_from_lines(
+    lines: Iterable[tuple[Where, bytes, bool]],
+    public_keys: Mapping[str, Ed25519PublicKey] | None,
+) -> dict[int, str]:
+    """seq -> hash of every audit record in ``lines``: a copy of the log kept where
+    the node cannot rewrite it (the ``--audit-stdout`` lines the log collector
+    stored, with or without a ``TIME stdout F`` or timestamp prefix before the
+    ``{``). Lines that are not audit records are skipped; a record whose hash is
+    wrong, a checkpoint whose signature does not verify (given keys) or two
+    different records for one seq (two pods' chains in one file) raise AnchorError."""
+    anchors: dict[int, str] = {}
+    seen: dict[int, Where] = {}
+    for where, raw, terminated in lines:
+        start = raw.find(b"{")
+        if start < 0 or not terminated:
+            continue
+        try:
+            obj = parse_line(raw[start:])
+        except RecordError:
+            continue
+        if not looks_like_record(obj):
+            continue
+        try:
+            check_envelope(obj)
+        except RecordError as exc:
+            raise AnchorError(f"{where}: not an audit record: {exc}") from None
+        seq, digest = obj["seq"], obj["hash"]
+        if record_hash(obj) != digest:
+            raise AnchorError(f"{where}: seq {seq}: hash mismatch: not a record to anchor to")
+        if obj["type"] == CHECKPOINT and public_keys is not None:
+            public = public_keys.get(str(obj.get("keyId")))
+            if public is None or not verify_signature(public, obj):
+                raise AnchorError(
+                    f"{where}: seq {seq}: checkpoint signature does not verify with the "
+                    "--public-key given: not a record to anchor to"
+                )
+        if seq in anchors and anchors[seq] != digest:
+            raise AnchorError(
+                f"{where}: seq {seq}: a different record than at {seen[seq]} "
+                "(two chains in one anchors file? give one server's log)"
+            )
+        anchors[seq], seen[seq] = digest, where
+    return anchors

@@ -20,11 +20,18 @@ from webhook.api.review import AdmissionRequest
 from webhook.audit.chain_file import AuditWriteError, ChainFile
 from webhook.audit.checkpoints import CheckpointTimer, anchored, checkpoint_record
 from webhook.audit.group_commit import GroupCommit
-from webhook.audit.record import decision_body, rfc3339, seal, to_line
+from webhook.audit.record import (
+    DEFAULT_CHECKPOINT_EVERY,
+    RECOVERY,
+    decision_body,
+    rfc3339,
+    seal,
+    to_line,
+)
 from webhook.audit.signing import Signer
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-DEFAULT_CHECKPOINT_EVERY = 1000
+__all__ = ["DEFAULT_CHECKPOINT_EVERY", "DEFAULT_MAX_BYTES", "AuditWriter"]
 DEFAULT_CHECKPOINT_INTERVAL = 60.0
 
 
@@ -96,8 +103,13 @@ class AuditWriter:
                 closing = self._checkpoint(head.seq, head.hash, "rotate")
                 head = file.append(head, to_line(closing), closing)
             head = file.rotate(head)
-        seq, digest = head.seq, head.hash
         every = self._every
+        if every > 0 and head.type == RECOVERY and head.seq % every == 0:
+            # A crash tore the count checkpoint due here and the recovery record took
+            # its seq: sign the recovered head first, as audit verify expects.
+            closing = self._checkpoint(head.seq, head.hash, "count")
+            head = file.append(head, to_line(closing), closing)
+        seq, digest = head.seq, head.hash
         chunks: list[bytes] = []
         records: list[dict[str, Any]] = []
         last: dict[str, Any] = {}
@@ -122,6 +134,7 @@ class AuditWriter:
             head_hash=digest,
             reason=reason,
             time=rfc3339(self._clock()),
+            every=self._every,
         )
 
     def checkpoint(self, reason: str = "manual") -> dict[str, Any] | None:

@@ -21,15 +21,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from webhook.audit import query as q
 from webhook.audit.chain_file import rotated_files
-from webhook.audit.record import RecordError, check_envelope, looks_like_record, parse_line
+from webhook.audit.record import (
+    DEFAULT_CHECKPOINT_EVERY,
+    RecordError,
+    check_envelope,
+    looks_like_record,
+    parse_line,
+)
 from webhook.audit.signing import generate, key_id, load_public_key
 from webhook.audit.verify import (
     EXIT_BROKEN,
     EXIT_TORN,
     EXIT_UNVERIFIED,
+    AnchorError,
     Report,
     Verifier,
     Where,
+    anchors_from_lines,
     iter_lines,
     recovers,
 )
@@ -94,6 +102,24 @@ def proof_options(command: Any) -> Any:
                 "the chain must reach it with this hash (repeatable).",
             ),
             click.option(
+                "--anchors",
+                "anchor_files",
+                multiple=True,
+                metavar="FILE",
+                help="A copy of the log kept off the node (the collected --audit-stdout "
+                "lines, e.g. `kubectl logs` output): every audit record in it is an anchor "
+                "(repeatable; other lines skipped; checkpoints must verify with --public-key).",
+            ),
+            click.option(
+                "--checkpoint-every",
+                "checkpoint_every",
+                type=click.IntRange(min=0),
+                metavar="N",
+                help="The writer's cadence: with --public-key, a decision at seq kN-1 must "
+                "be followed by a checkpoint [default: what the log's signed checkpoints "
+                f"declare, {DEFAULT_CHECKPOINT_EVERY} before the first; 0: not checked].",
+            ),
+            click.option(
                 "--allow-unsigned",
                 is_flag=True,
                 help="Exit 0 on an intact chain whose signatures were not checked or "
@@ -120,6 +146,8 @@ def verify_command(
     files: tuple[str, ...],
     public_keys: tuple[str, ...],
     anchors: tuple[str, ...],
+    anchor_files: tuple[str, ...],
+    checkpoint_every: int | None,
     allow_unsigned: bool,
     within: int | None,
 ) -> int:
@@ -134,7 +162,9 @@ def verify_command(
     (signatures not checked, or records after the last checkpoint; see
     --allow-unsigned, --require-checkpoint-within), 2 bad input.
     """
-    report = _verify(_sources(files), _keys(public_keys), _anchors(anchors))
+    keys = _keys(public_keys)
+    anchor_map = _anchors(anchors, anchor_files, keys)
+    report = _verify(_sources(files), keys, anchor_map, checkpoint_every)
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     code, line = report.verdict(**_proof(allow_unsigned, within))
@@ -152,8 +182,20 @@ def _keys(public_keys: Sequence[str]) -> dict[str, Ed25519PublicKey] | None:
     return keys
 
 
-def _anchors(anchors: Sequence[str]) -> dict[int, str]:
+def _anchors(
+    anchors: Sequence[str],
+    anchor_files: Sequence[str] = (),
+    keys: dict[str, Ed25519PublicKey] | None = None,
+) -> dict[int, str]:
     anchor_map: dict[int, str] = {}
+    for name in anchor_files:
+        try:
+            found = anchors_from_lines(_lines([name]), keys)
+        except AnchorError as exc:
+            raise Refused(f"--anchors {exc}") from None
+        if not found:
+            raise Refused(f"--anchors {name}: no audit record in this file")
+        anchor_map.update(found)
     for text in anchors:
         seq_text, _, digest = text.partition(":")
         if not seq_text.isdigit() or len(digest) != 64:
@@ -175,8 +217,14 @@ def _verify(
     sources: Sequence[str],
     keys: dict[str, Ed25519PublicKey] | None,
     anchors: dict[int, str],
+    checkpoint_every: int | None = None,
 ) -> Report:
-    verifier = Verifier(keys, lenient=list(sources) == [STDIN], anchors=anchors)
+    verifier = Verifier(
+        keys,
+        lenient=list(sources) == [STDIN],
+        anchors=anchors,
+        checkpoint_every=checkpoint_every,
+    )
     for name in sources:
         verifier.add_source("<stdin>" if name == STDIN else name)
     for where, raw, terminated in _lines(sources):
@@ -375,6 +423,8 @@ def merge_command(
     replicas: tuple[str, ...],
     public_keys: tuple[str, ...],
     anchors: tuple[str, ...],
+    anchor_files: tuple[str, ...],
+    checkpoint_every: int | None,
     allow_unsigned: bool,
     within: int | None,
     output: str,
@@ -391,7 +441,8 @@ def merge_command(
     """
     if STDIN in replicas:
         raise Refused("nfsguard audit merge: each REPLICA is a file; stdin cannot be merged")
-    keys, anchor_map, proof = _keys(public_keys), _anchors(anchors), _proof(allow_unsigned, within)
+    keys, proof = _keys(public_keys), _proof(allow_unsigned, within)
+    anchor_map = _anchors(anchors, anchor_files, keys)
     flt = _filter(options)
     rows: list[tuple[str, str, int, int, dict[str, Any]]] = []
     codes: list[int] = []
@@ -401,7 +452,7 @@ def merge_command(
             if not Path(path).is_file():
                 raise Refused(f"{path}: no such file")
     for index, (name, files) in enumerate(chains):
-        report = _verify(files, keys, anchor_map)
+        report = _verify(files, keys, anchor_map, checkpoint_every)
         for note in report.notes:
             click.echo(f"note: {name}: {note}", err=True)
         code, line = report.verdict(**proof)
