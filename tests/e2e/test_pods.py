@@ -12,7 +12,8 @@ controllers run: Pods and workloads are only stored, which is all admission sees
   created again, gets no patch and no warning (a second review changes nothing);
 - with nfsguard stopped and failurePolicy Fail, Pods and Deployments without inline
   NFS volumes are created (matchConditions keep them from the webhook), one with an
-  inline NFS volume is refused, and kube-system is never sent (namespaceSelector).
+  inline NFS volume is refused, a Deployment's scale goes through while a change of
+  its NFS volume is refused, and kube-system is never sent (namespaceSelector).
 """
 
 from __future__ import annotations
@@ -206,7 +207,30 @@ def test_pods_without_inline_nfs_are_created_while_nfsguard_is_down(
     )
     with pytest.raises(k8s.ApiException):
         workloads.create(nfs, dry_run=True)  # live: refused by the policy itself
+    kept = workload(
+        "Deployment",
+        [csi_volume("shared", server=SERVER, share="/exports", mount_options="hard")],
+        name="outage-kept",
+        namespace=namespace,
+    )
+    workloads.create(kept)  # pinned while nfsguard is up
     wh.stop()
+
+    # an UPDATE that keeps the volumes (a scale) is never sent; one that changes them is
+    apps = k8s.AppsV1Api(workloads.api)
+    scale = [{"op": "replace", "path": "/spec/replicas", "value": 3}]
+    apps.patch_namespaced_deployment("outage-kept", namespace, scale)
+    assert workloads.read("Deployment", namespace, "outage-kept")["spec"]["replicas"] == 3
+    change = [
+        {
+            "op": "replace",
+            "path": "/spec/template/spec/volumes/0/csi/volumeAttributes/mountOptions",
+            "value": "nfsvers=4.2",
+        }
+    ]
+    with pytest.raises(k8s.ApiException) as changed:
+        apps.patch_namespaced_deployment("outage-kept", namespace, change)
+    assert changed.value.status == 500 and "failed calling webhook" in (changed.value.body or "")
 
     # no NFS volume (a PVC, an emptyDir, none): never sent, created while nfsguard is down
     plain = workload(

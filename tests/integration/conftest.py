@@ -34,6 +34,8 @@ from typing import Any
 import pytest
 import requests
 
+from webhook.api.kube import POD_KIND_RESOURCES
+
 REPO = Path(__file__).resolve().parents[2]
 NFSGUARD = REPO / ".venv" / "bin" / "nfsguard"
 FIXTURES = REPO / "tests" / "fixtures"
@@ -264,6 +266,7 @@ def admission_review(
         "StorageClass": ("storage.k8s.io", "v1", "storageclasses"),
         "Pod": ("", "v1", "pods"),
         "ConfigMap": ("", "v1", "configmaps"),
+        **{k: (g, "v1", r) for k, (g, r) in POD_KIND_RESOURCES.items()},
     }.get(kind, ("example.com", "v1", kind.lower() + "s"))
     group, version, plural = resource
     name = ""
