@@ -13,6 +13,7 @@ from webhook import __version__
 from webhook.cli.audit import audit
 from webhook.cli.certs import certs
 from webhook.cli.errors import Group
+from webhook.cli.native import compile_command
 from webhook.cli.policy import policy
 from webhook.cli.remediate import remediate
 from webhook.cli.report import report
@@ -31,6 +32,7 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(review)
 cli.add_command(policy)
+policy.add_command(compile_command)  # nfsguard policy compile (webhook/cli/native.py)
 cli.add_command(certs)
 cli.add_command(audit)
 cli.add_command(webhook_config)

@@ -115,50 +115,71 @@ def _conditions(m: ObjectMatch, attrs: str | None) -> str:
     return _all([f"has({attrs})", *(_condition(c, attrs) for c in m.conditions)])
 
 
-def _access_modes(m: ObjectMatch) -> str:
+def _access_modes(m: ObjectMatch, root: str = "object") -> str:
     if not m.access_modes:
         return "true"
     return (
-        "has(object.spec.accessModes) && object.spec.accessModes.exists(a, a in ["
+        f"has({root}.spec.accessModes) && {root}.spec.accessModes.exists(a, a in ["
         + ", ".join(cel_string(a) for a in m.access_modes)
         + "])"
     )
 
 
-def _pv_in_tree(m: ObjectMatch) -> str:
-    """The PV half of ``_holds`` for an in-tree PV (the caller tested ``spec.nfs``)."""
+def _pv_in_tree(m: ObjectMatch, root: str = "object") -> str:
+    """The PV half of ``_holds`` for an in-tree PV (the caller tested ``spec.nfs``);
+    ``root`` is the object the CEL reads (``object``, or ``oldObject`` for webhook/native)."""
     if not m.in_tree:
         return "false"
     parts = []
     if m.provisioned_by:
-        annotation = f"object.metadata.annotations[{cel_string(PROVISIONED_BY)}]"
+        annotation = f"{root}.metadata.annotations[{cel_string(PROVISIONED_BY)}]"
         parts.append(
-            f"(has(object.metadata.annotations) && {cel_string(PROVISIONED_BY)} in "
-            f"object.metadata.annotations && {name_test(annotation, m.provisioned_by)})"
+            f"(has({root}.metadata.annotations) && {cel_string(PROVISIONED_BY)} in "
+            f"{root}.metadata.annotations && {name_test(annotation, m.provisioned_by)})"
         )
-    parts.append(_access_modes(m))
+    parts.append(_access_modes(m, root))
     parts.append(_conditions(m, None))
     return _all(parts)
 
 
-def _pv_csi(m: ObjectMatch) -> str:
+def _pv_csi(m: ObjectMatch, root: str = "object") -> str:
     """The PV half of ``_holds`` for a CSI PV (the caller tested ``spec.csi.driver``)."""
     if not m.csi_drivers:
         return "false"
     return _all(
         [
-            name_test("object.spec.csi.driver", m.csi_drivers),
-            _access_modes(m),
-            _conditions(m, "object.spec.csi.volumeAttributes"),
+            name_test(f"{root}.spec.csi.driver", m.csi_drivers),
+            _access_modes(m, root),
+            _conditions(m, f"{root}.spec.csi.volumeAttributes"),
         ]
     )
 
 
-def _sc(m: ObjectMatch) -> str:
+def _sc(m: ObjectMatch, root: str = "object") -> str:
     if not m.provisioners:
         return "false"
     return _all(
-        [name_test("object.provisioner", m.provisioners), _conditions(m, "object.parameters")]
+        [name_test(f"{root}.provisioner", m.provisioners), _conditions(m, f"{root}.parameters")]
+    )
+
+
+def profile_holds(kind: str, m: ObjectMatch, root: str = "object") -> str:
+    """CEL: ``webhook.engine.reading._holds`` of one profile's ``match`` for ``root``, a
+    PV (in-tree when it has ``spec.nfs``, else CSI) or a StorageClass (the caller tested
+    the kind). Shared with webhook/native, which names the profile that reads an object."""
+    if kind == "StorageClass":
+        return _all([f"has({root}.provisioner)", _sc(m, root)])
+    in_tree, csi = _pv_in_tree(m, root), _pv_csi(m, root)
+    return _any(
+        [
+            _all([f"has({root}.spec.nfs)", in_tree]),
+            _all(
+                [
+                    f"!has({root}.spec.nfs) && has({root}.spec.csi) && has({root}.spec.csi.driver)",
+                    csi,
+                ]
+            ),
+        ]
     )
 
 
@@ -188,6 +209,10 @@ class Scope:
             names = m.csi_drivers if kind == "PersistentVolume" else m.provisioners
             out.update(n.text for n in names if n.glob is None)
         return frozenset(out)
+
+    def generic(self, value: str, kind: str) -> str:
+        """CEL: a driver (``value``) that rules name and no profile names exactly."""
+        return self._generic(value, kind)
 
     def _generic(self, value: str, kind: str) -> str:
         """A driver a rule names and no profile names exactly: read generically."""

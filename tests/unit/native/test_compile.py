@@ -1,0 +1,160 @@
+"""webhook/native: what `nfsguard policy compile` makes of the shipped and the test
+policies, which rules stay webhook-only and why, and the shipped manifests' drift.
+The CEL itself is proven on the real kube-apiserver (tests/e2e/test_native.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from webhook.cli.common import load_engine
+from webhook.cli.main import cli
+from webhook.native.compiler import DENY_POLICY, PIN_POLICY, compile_native
+
+REPO = Path(__file__).resolve().parents[3]
+MANIFEST = REPO / "manifests" / "native" / "native-policies.yaml"
+E2E_POLICY = REPO / "tests" / "e2e" / "policies" / "native.yaml"
+
+#: What docs/native-policies.md lists for the shipped knowledge base and site example.
+SHIPPED_WEBHOOK_ONLY = [
+    'webhook-only: rule "flatcar-exchgid4-pnfs-ds" (policy nfsguard-known-issues): nodeKernels: '
+    "admission CEL cannot look up Nodes, so node kernels are the webhook's",
+    'webhook-only: rule "upstream-6-5-exchgid4-pnfs-ds" (policy nfsguard-known-issues): '
+    "nodeKernels: admission CEL cannot look up Nodes, so node kernels are the webhook's",
+    'webhook-only: rule "flatcar-5-15-32-mount-hang" (policy nfsguard-known-issues): nodeKernels: '
+    "admission CEL cannot look up Nodes, so node kernels are the webhook's",
+    'webhook-only: rule "fedora-5-16-trunking-discovery" (policy nfsguard-known-issues): action '
+    "warn changes and refuses nothing: its warning and audit record are the webhook's",
+    'webhook-only: rule "flatcar-6-6-read-plus" (policy nfsguard-known-issues): action warn '
+    "changes and refuses nothing: its warning and audit record are the webhook's",
+]
+
+
+def compiled_manifest() -> str:
+    result = CliRunner().invoke(cli, ["policy", "compile", "--policy", str(REPO / "policies")])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_shipped_manifest_is_generated_from_the_shipped_policies() -> None:
+    assert MANIFEST.read_text() == compiled_manifest(), (
+        "manifests/native/native-policies.yaml drifted from `nfsguard policy compile`: "
+        "regenerate with `python tests/unit/native/test_compile.py --write`"
+    )
+
+
+def test_shipped_manifest_holds_the_pin_policy_and_its_binding() -> None:
+    # kubernetes-validate has no admissionregistration/v1 MutatingAdmissionPolicy schema:
+    # the real kube-apiserver accepts these objects in tests/e2e/test_native.py.
+    docs = list(yaml.safe_load_all(MANIFEST.read_text()))
+    assert [d["kind"] for d in docs] == [
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+    ]
+    assert docs[1]["spec"]["policyName"] == docs[0]["metadata"]["name"] == PIN_POLICY
+    assert docs[0]["spec"]["mutations"][0]["patchType"] == "JSONPatch"
+    assert docs[0]["spec"]["reinvocationPolicy"] == "IfNeeded"
+
+
+def test_the_shipped_policies_say_exactly_which_rules_stay_webhook_only() -> None:
+    native = compile_native(load_engine([str(REPO / "policies")]))
+    assert [w.line() for w in native.webhook_only] == SHIPPED_WEBHOOK_ONLY
+    assert [(c.policy.name, c.rule.name) for c in native.compiled] == [
+        ("nfsguard-known-issues", "azure-files-nfs-exempt"),
+        ("nfsguard-known-issues", "azure-files-csi-exempt"),
+        ("nfsguard-known-issues", "amazon-efs-exempt"),
+        ("nfsguard-known-issues", "amazon-efs-csi-exempt"),
+        # outranked by the kernel pins, which do the same (pin 4.0, rewrite) where both match
+        ("site-rules", "incident-node003-hang"),
+    ]
+
+
+def test_cli_strict_fails_on_webhook_only_rules_and_names_them() -> None:
+    result = CliRunner().invoke(
+        cli, ["policy", "compile", "--strict", "-o", "json", "--policy", str(REPO / "policies")]
+    )
+    assert result.exit_code == 1
+    assert "--strict: 5 rules stay webhook-only" in result.stderr
+    for line in SHIPPED_WEBHOOK_ONLY:
+        assert line in result.stderr
+    ok = CliRunner().invoke(cli, ["policy", "compile", "--strict", "--policy", str(E2E_POLICY)])
+    assert "webhook-only: rule" in ok.stderr  # warn-everything-else
+    assert ok.exit_code == 1
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["policy", "compile", "--policy", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_e2e_policy_compiles_every_acting_rule() -> None:
+    native = compile_native(load_engine([str(E2E_POLICY)]))
+    names = {c.rule.name for c in native.compiled}
+    assert names == {
+        "exempt-lab",
+        "exempt-labelled",
+        "deny-cidr",
+        "deny-audit",
+        "pin-export",
+        "pin-glob-strict",
+        "pin-class",
+        "pin-provisioner",
+        "pin-v3-team",
+        "registration-probe",
+    }
+    assert {o["metadata"]["name"] for o in native.objects} == {PIN_POLICY, DENY_POLICY}
+
+
+KERNEL_PIN = """
+apiVersion: nfsguard.io/v1alpha1
+kind: NFSMountPolicy
+metadata: {name: a-kernels}
+spec:
+  version: "1"
+  rules:
+  - name: el7
+    match: {nodeKernels: [{family: el7}]}
+    action: pin
+---
+apiVersion: nfsguard.io/v1alpha1
+kind: NFSMountPolicy
+metadata: {name: b-site}
+spec:
+  version: "1"
+  rules:
+  - name: same-pin
+    match: {exports: [{server: 10.0.0.1}]}
+    action: pin
+  - name: strict-pin
+    match: {exports: [{server: 10.0.0.2}]}
+    action: pin
+    onExplicit: deny
+  - name: deny-later
+    match: {exports: [{server: 10.0.0.3}]}
+    action: deny
+  - name: classy
+    match: {exports: [{server: "nfs[12].corp"}]}
+    action: pin
+"""
+
+
+def test_a_rule_outranked_by_a_webhook_only_rule_with_another_effect_stays_webhook_only(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "p.yaml").write_text(KERNEL_PIN)
+    native = compile_native(load_engine([str(tmp_path / "p.yaml")]))
+    compiled = [c.rule.name for c in native.compiled]
+    # deny outranks every pin: the kernel pin never decides where it matches
+    assert compiled == ["deny-later", "same-pin"]
+    reasons = {w.rule: w.reason for w in native.webhook_only}
+    assert reasons["el7"].startswith("nodeKernels")
+    assert reasons["strict-pin"].startswith('outranked by webhook-only rule "el7"')
+    assert "character class" in reasons["classy"]
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    MANIFEST.write_text(compiled_manifest())
