@@ -4,12 +4,15 @@
 
 A benchmark, not a test: it starts etcd + kube-apiserver on 127.0.0.1 (tests/e2e harness,
 KUBEBUILDER_ASSETS or `make kube-assets`), then times N PV creates as seen by the client
-(Python kubernetes client, one connection, sequential) in three set-ups:
+(Python kubernetes client, one connection, sequential) in five set-ups:
 
   none     nothing registered
   webhook  `nfsguard serve` (tests/e2e/policies/main.yaml) registered from manifests/
   map      an equivalent MutatingAdmissionPolicy (admissionregistration.k8s.io/v1): a CEL
            JSONPatch that replaces spec.mountOptions for the same server
+  native   main.yaml compiled by `nfsguard policy compile` (webhook/native: every rule's
+           CEL, the pin MAP and the deny VAP), nothing else
+  native+webhook  both: native first, the webhook sees the pinned object
 
 Every create asks for nfsvers=4.1 on the pinned export, so both mutators do real work, and
 each set-up is checked to store nfsvers=4.0 before it is timed. The apiserver's own
@@ -31,6 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client as k8s
 
@@ -209,6 +213,52 @@ def map_registered(api: k8s.ApiClient) -> Iterator[None]:
         wait_until("the MutatingAdmissionPolicy to go", expect_pin(k8s.CoreV1Api(api), False))
 
 
+@contextmanager
+def native_installed(api: k8s.ApiClient) -> Iterator[None]:
+    """POLICY compiled by `nfsguard policy compile` (webhook/native): the pin policy and
+    the deny policy with their bindings, live (probed), deleted after."""
+    from webhook.cli.common import load_engine
+    from webhook.native.compiler import compile_native
+
+    ar = k8s.AdmissionregistrationV1Api(api)
+    objects = compile_native(load_engine([str(POLICY)])).objects
+    calls = {
+        "MutatingAdmissionPolicy": "mutating_admission_policy",
+        "MutatingAdmissionPolicyBinding": "mutating_admission_policy_binding",
+        "ValidatingAdmissionPolicy": "validating_admission_policy",
+        "ValidatingAdmissionPolicyBinding": "validating_admission_policy_binding",
+    }
+    for doc in objects:
+        getattr(ar, f"create_{calls[doc['kind']]}")(doc)
+    try:
+        wait_until("the native policies to pin", expect_pin(k8s.CoreV1Api(api), True))
+        yield
+    finally:
+        for doc in reversed(objects):
+            getattr(ar, f"delete_{calls[doc['kind']]}")(doc["metadata"]["name"])
+
+
+def native_rows(
+    cp: ControlPlane,
+    api: k8s.ApiClient,
+    config: dict[str, Any],
+    results: dict[str, Result],
+    n: int,
+    w: int,
+) -> None:
+    """The compiled native policies alone, and beside the registered webhook."""
+    core = k8s.CoreV1Api(api)
+    with native_installed(api):
+        run_block(cp, core, results["native"], n, w)
+        reg = Registration(api, config)
+        reg.register()
+        try:
+            run_block(cp, core, results["native+webhook"], n, w)
+        finally:
+            reg.unregister()
+    wait_until("the native policies to go", expect_pin(core, False))
+
+
 def machine() -> dict[str, str]:
     model = "unknown"
     try:
@@ -292,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mach = machine()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results = {name: Result(name) for name in ("none", "webhook", "map")}
+    names = ("none", "webhook", "map", "native", "native+webhook")
+    results = {name: Result(name) for name in names}
     per_round, warm = max(1, args.creates // args.rounds), max(1, args.warmup // args.rounds)
     with tempfile.TemporaryDirectory(prefix="nfsguard-bench-") as tmp:
         work = Path(tmp)
@@ -315,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                     reg.unregister()
                 with map_registered(api):
                     run_block(cp, core, results["map"], per_round, warm)
+                native_rows(cp, api, config, results, per_round, warm)
         finally:
             wh.stop()
             api.close()  # type: ignore[no-untyped-call]

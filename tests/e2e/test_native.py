@@ -13,6 +13,7 @@ policies still pin real creates, and the real mount.nfs reads what they stored.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import shutil
 from collections.abc import Iterator
@@ -286,3 +287,99 @@ def test_pins_hold_with_the_webhook_down_and_mount_nfs_reads_them(
             assert said.v3_path, (options, said.output)
         else:
             assert said.version == version, (options, said.output)
+
+
+def _updates(stored: Json) -> Iterator[tuple[str, Json]]:
+    """UPDATEs of a stored object: a label (options kept: an existing object), new
+    options, the legacy annotation (in-tree PVs), a bind (claimRef: never sent)."""
+    pv = stored["kind"] == "PersistentVolume"
+    label = copy.deepcopy(stored)
+    label["metadata"].setdefault("labels", {})["touched"] = "yes"
+    yield "label", label
+    opts = copy.deepcopy(stored)
+    (opts["spec"] if pv else opts)["mountOptions"] = ["hard", "nfsvers=4.2"]
+    yield "options", opts
+    if pv and "nfs" in stored["spec"]:
+        ann = copy.deepcopy(stored)
+        ann["metadata"].setdefault("annotations", {})[LEGACY] = "vers=4.1"
+        yield "annotation", ann
+    if pv:
+        bind = copy.deepcopy(stored)
+        bind["spec"]["claimRef"] = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "namespace": "default",
+            "name": "claim",
+        }
+        yield "bind", bind
+
+
+def replace(api: k8s.ApiClient, obj: Json) -> tuple[str, Any]:
+    """admit() for an UPDATE (dry-run replace)."""
+    out: object
+    name = obj["metadata"]["name"]
+    try:
+        if obj["kind"] == "PersistentVolume":
+            out = k8s.CoreV1Api(api).replace_persistent_volume(name, pv_model(obj), dry_run="All")
+        else:
+            out = k8s.StorageV1Api(api).replace_storage_class(name, sc_model(obj), dry_run="All")
+    except k8s.ApiException as e:
+        assert e.status in (400, 403, 422), e.body
+        return "denied", json.loads(e.body or "{}").get("message", "")
+    return "allowed", option_places(api.sanitize_for_serialization(out))  # type: ignore[no-untyped-call]
+
+
+def test_native_equals_the_webhook_on_updates_of_existing_objects(
+    api_client: k8s.ApiClient,
+    admissionregistration_v1: k8s.AdmissionregistrationV1Api,
+    core_v1: k8s.CoreV1Api,
+    storage_v1: k8s.StorageV1Api,
+    webhook_registration: Any,
+    cleanup: Cleanup,
+) -> None:
+    """Objects stored before any policy (nothing registered), then updated: an update
+    that keeps the options is never denied (but pinned where the field may change), one
+    that asks for 4.2 is judged as new, a bind never reaches either path."""
+    engine = load_engine([str(NATIVE_POLICY)])
+    native = compile_native(engine)
+    base = [
+        o
+        for o in corpus()
+        if o["metadata"]["name"].startswith(("nat-0-", "nat-5-", "nat-8-", "nat-13-", "nat-subdir"))
+    ]
+    stored: list[Json] = []
+    for obj in base:
+        if obj["kind"] == "PersistentVolume":
+            cleanup.pv(obj["metadata"]["name"])
+            out: object = core_v1.create_persistent_volume(pv_model(obj))
+        else:
+            cleanup.sc(obj["metadata"]["name"])
+            out = storage_v1.create_storage_class(sc_model(obj))
+        got = api_client.sanitize_for_serialization(out)  # type: ignore[no-untyped-call]
+        got["kind"], got["apiVersion"] = obj["kind"], obj["apiVersion"]
+        stored.append(got)
+    updates = [(mod, new) for s in stored for mod, new in _updates(s)]
+    with webhook_registration(NATIVE_POLICY)():
+        by_webhook = [replace(api_client, new) for _, new in updates]
+    with installed(admissionregistration_v1, core_v1, native):
+        by_native = [replace(api_client, new) for _, new in updates]
+    compiled = {(c.policy.name, c.rule.name) for c in native.compiled}
+    differences, compared, kinds = [], 0, set()
+    olds = {s["metadata"]["name"]: s for s in stored}
+    for (mod, new), w, n in zip(updates, by_webhook, by_native, strict=True):
+        name = new["metadata"]["name"]
+        d = decide(
+            engine, offline_request(new, "UPDATE", "native", olds[name]), UnknownInventory("e2e")
+        )
+        if d.deciding is not None and (d.deciding.policy, d.deciding.rule) not in compiled:
+            continue
+        compared += 1
+        kinds.add((mod, w[0], d.outcome.value, d.existing))
+        if w[0] != n[0] or (w[0] == "allowed" and w[1] != n[1]):
+            differences.append(f"{mod} {name}: {option_places(new)}\n  webhook {w}\n  native  {n}")
+    assert not differences, f"{len(differences)} differences:\n" + "\n".join(differences[:20])
+    assert compared > 500, compared
+    # the cases that matter were all reached
+    assert ("label", "allowed", "warned", True) in kinds  # a deny kept, options unchanged
+    assert ("label", "allowed", "mutated", True) in kinds  # a pin still written
+    assert ("options", "denied", "denied", False) in kinds  # asking for 4.2 anew
