@@ -42,6 +42,7 @@ from webhook.engine.reading import GENERIC_PV, GENERIC_SC
 from webhook.native import options_cel as opt
 from webhook.nfs.options import pin_option
 from webhook.nfs.patterns import ExportPattern, LabelSelector, NamePattern
+from webhook.registration.configuration import opt_out_selector, pv_and_storage_class_rules
 from webhook.registration.scope import (
     Scope,
     cel_string,
@@ -49,6 +50,12 @@ from webhook.registration.scope import (
     name_test,
     profile_holds,
     re2_of,
+)
+from webhook.registration.scope import (
+    all_of as _all,
+)
+from webhook.registration.scope import (
+    any_of as _any,
 )
 
 Json = dict[str, Any]
@@ -519,24 +526,6 @@ class _Refuse(Exception):
     """A rule (or part of one) CEL does not express exactly; the message says why."""
 
 
-def _all(parts: Sequence[str]) -> str:
-    parts = [p for p in parts if p != "true"]
-    if "false" in parts:
-        return "false"
-    if not parts:
-        return "true"
-    return parts[0] if len(parts) == 1 else "(" + " && ".join(parts) + ")"
-
-
-def _any(parts: Sequence[str]) -> str:
-    parts = [p for p in parts if p != "false"]
-    if "true" in parts:
-        return "true"
-    if not parts:
-        return "false"
-    return parts[0] if len(parts) == 1 else "(" + " || ".join(parts) + ")"
-
-
 def match_cel(m: Match) -> str:
     """CEL for engine/matching.py ``_matches`` (no nodeKernels). Raises _Refuse."""
     if m.node_kernels is not None:
@@ -766,30 +755,11 @@ def _meta(engine: Engine, name: str) -> Json:
 
 
 def _constraints() -> Json:
+    # The webhook's rules and opt-out label (webhook/registration/configuration.py).
     return {
         "matchPolicy": "Equivalent",
-        "resourceRules": [
-            {
-                "apiGroups": [""],
-                "apiVersions": ["v1"],
-                "operations": ["CREATE", "UPDATE"],
-                "resources": ["persistentvolumes"],
-                "scope": "Cluster",
-            },
-            {
-                "apiGroups": ["storage.k8s.io"],
-                "apiVersions": ["v1"],
-                "operations": ["CREATE", "UPDATE"],
-                "resources": ["storageclasses"],
-                "scope": "Cluster",
-            },
-        ],
-        # The webhook's opt-out label (webhook/registration/configuration.py).
-        "objectSelector": {
-            "matchExpressions": [
-                {"key": "nfsguard.io/skip", "operator": "NotIn", "values": ["true"]}
-            ]
-        },
+        "resourceRules": pv_and_storage_class_rules(),
+        "objectSelector": opt_out_selector(),
     }
 
 

@@ -78,6 +78,34 @@ class WebhookSettings:
         return "pods." + rest
 
 
+def pv_and_storage_class_rules() -> list[Json]:
+    """CREATE and UPDATE of PersistentVolumes and StorageClasses (never a subresource):
+    the webhook's rules, and the native policies' matchConstraints (webhook/native)."""
+    return [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["persistentvolumes"],
+            "scope": "Cluster",
+        },
+        {
+            "apiGroups": ["storage.k8s.io"],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["storageclasses"],
+            "scope": "Cluster",
+        },
+    ]
+
+
+def opt_out_selector() -> Json:
+    """Objects labelled ``nfsguard.io/skip: "true"`` are never sent (docs/operations.md)."""
+    return {
+        "matchExpressions": [{"key": "nfsguard.io/skip", "operator": "NotIn", "values": ["true"]}]
+    }
+
+
 def webhook_configuration(
     engine: Engine, settings: WebhookSettings, *, ca_bundle: bytes | None = None
 ) -> Json:
@@ -103,28 +131,9 @@ def webhook_configuration(
                 "timeoutSeconds": settings.timeout_seconds,
                 # Another webhook may change mount options after us: review again.
                 "reinvocationPolicy": "IfNeeded",
-                "rules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": ["persistentvolumes"],
-                        "scope": "Cluster",
-                    },
-                    {
-                        "apiGroups": ["storage.k8s.io"],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": ["storageclasses"],
-                        "scope": "Cluster",
-                    },
-                ],
+                "rules": pv_and_storage_class_rules(),
                 # Opt-out: an object labelled nfsguard.io/skip=true is never sent here.
-                "objectSelector": {
-                    "matchExpressions": [
-                        {"key": "nfsguard.io/skip", "operator": "NotIn", "values": ["true"]}
-                    ]
-                },
+                "objectSelector": opt_out_selector(),
                 # Ignored for cluster-scoped PVs/StorageClasses; here so a namespaced rule
                 # added later can never send the webhook's own namespace to it.
                 "namespaceSelector": {

@@ -97,6 +97,11 @@ def _all(parts: Sequence[str]) -> str:
     return parts[0] if len(parts) == 1 else "(" + " && ".join(parts) + ")"
 
 
+#: CEL disjunction / conjunction of parts, simplified (shared with webhook/native).
+any_of = _any
+all_of = _all
+
+
 def _condition(cond: ValueCondition, attrs: str) -> str:
     """CEL for a profile's volumeAttributes/parameters condition: a key equal to
     ``cond.key`` ignoring case, whose value one of the globs matches (any value when
