@@ -728,9 +728,9 @@ def compile_native(engine: Engine, *, failure_policy: str = "Fail") -> NativePol
     drivers: list[tuple[str, str]] = []
     drivers_left: list[tuple[str, str, str]] = []
     for kind in _KINDS:
-        _chain, ok, bad = _drivers(engine, kind)
+        chain, ok, bad = _drivers(engine, kind)
         drivers += [(kind, d.name) for d in ok if d.name != GENERIC]
-        if any(d.name == GENERIC for d in ok) and Scope.of(engine).rule_drivers:
+        if any(value == cel_string(GENERIC) for _, value in chain):
             drivers.append((kind, "drivers named in rules that no profile knows"))
         drivers_left += [(kind, name, why) for name, why in bad]
     return NativePolicies(
