@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8443
 
-.PHONY: run test lint typecheck unit e2e bench system-deps kube-assets openreports-crds clean
+.PHONY: run test lint typecheck unit e2e bench system-deps kube-assets openreports-crds image image-lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ kube-assets:
 # The OpenReports CRDs for tests/e2e/test_reporter.py (Go module proxy, Go's module cache).
 openreports-crds:
 	@hack/openreports-crds.sh
+
+# The image from the Dockerfile, with no registry (hack/image.sh: mmdebstrap base, wheels
+# from requirements/image.lock, podman build --network none; cached by content).
+image: $(STAMP) system-deps
+	@hack/image.sh
+
+# Re-pin requirements/image.lock after a dependency change in pyproject.toml.
+image-lock:
+	@hack/image-lock.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check webhook tests hack bench

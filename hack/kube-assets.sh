@@ -2,6 +2,11 @@
 # Provides kube-apiserver + etcd (+ kubectl) for tests/e2e and prints ONLY the directory
 # holding them on stdout (envtest's KUBEBUILDER_ASSETS convention). Logs go to stderr.
 #
+#   hack/kube-assets.sh          etcd, kube-apiserver (+ kubectl): the apiserver-only harness
+#   hack/kube-assets.sh --node   also kubelet, kube-controller-manager, kube-scheduler and
+#                                kube-proxy of the same release, into the same directory, for
+#                                the real node (tests/node); only what is missing is built
+#
 #   1. KUBEBUILDER_ASSETS set and holding etcd + kube-apiserver: print it, done (no Go needed).
 #   2. A cached build for the pinned release (hack/kube-version): print it, done.
 #   3. Otherwise build them from the Go module proxy into the cache (10-20+ min cold on
@@ -17,7 +22,20 @@ set -euo pipefail
 log() { echo "kube-assets: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-have_assets() { [ -x "$1/etcd" ] && [ -x "$1/kube-apiserver" ]; }
+node=0
+case "${1:-}" in
+  "") ;;
+  --node) node=1 ;;
+  *) die "usage: $0 [--node]" ;;
+esac
+NODE_BINARIES="kubelet kube-controller-manager kube-scheduler kube-proxy"
+
+have_assets() {
+  [ -x "$1/etcd" ] && [ -x "$1/kube-apiserver" ] || return 1
+  [ "$node" = 0 ] && return 0
+  local b
+  for b in $NODE_BINARIES kubectl; do [ -x "$1/$b" ] || return 1; done
+}
 
 if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
   if have_assets "$KUBEBUILDER_ASSETS"; then
@@ -25,7 +43,7 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
     echo "$KUBEBUILDER_ASSETS"
     exit 0
   fi
-  log "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks etcd/kube-apiserver; falling back to a build"
+  log "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks some binaries; falling back to a build"
 fi
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -86,32 +104,33 @@ tmp="$OUT/.tmp"
 rm -rf "$tmp"
 mkdir -p "$tmp"
 
-t0=$(date +%s)
-log "go build kube-apiserver"
-go build -trimpath -ldflags "$LDF" -o "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
-log "kube-apiserver built in $(( $(date +%s) - t0 )) s"
-t0=$(date +%s)
-log "go build etcd"
-go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3 >&2
-log "etcd built in $(( $(date +%s) - t0 )) s"
-if [ "${NFSGUARD_SKIP_KUBECTL:-}" != 1 ]; then
+# build NAME PACKAGE [LDFLAGS]: only when $OUT lacks it; into $tmp, published below.
+build() {
+  local name=$1 pkg=$2 ldf=${3:-$LDF} t0
+  [ -x "$OUT/$name" ] && return 0
   t0=$(date +%s)
-  log "go build kubectl (optional; NFSGUARD_SKIP_KUBECTL=1 skips it)"
-  if go build -trimpath -ldflags "$LDF" -o "$tmp/kubectl" k8s.io/kubernetes/cmd/kubectl >&2; then
-    log "kubectl built in $(( $(date +%s) - t0 )) s"
-  else
-    log "kubectl build failed; continuing without it (the tests use the Python client)"
-    rm -f "$tmp/kubectl"
-  fi
+  log "go build $name"
+  go build -trimpath -ldflags "$ldf" -o "$tmp/$name" "$pkg" >&2
+  log "$name built in $(( $(date +%s) - t0 )) s"
+}
+build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+build etcd go.etcd.io/etcd/server/v3 "-s -w"
+if [ "$node" = 1 ]; then
+  # The real node drives kubectl (delete --grace-period=0, rollout restart): not optional.
+  build kubectl k8s.io/kubernetes/cmd/kubectl
+  for b in $NODE_BINARIES; do build "$b" "k8s.io/kubernetes/cmd/$b"; done
+elif [ "${NFSGUARD_SKIP_KUBECTL:-}" != 1 ] && [ ! -x "$OUT/kubectl" ]; then
+  log "kubectl is optional here (NFSGUARD_SKIP_KUBECTL=1 skips it)"
+  build kubectl k8s.io/kubernetes/cmd/kubectl \
+    || { log "kubectl build failed; continuing without it (the tests use the Python client)"; rm -f "$tmp/kubectl"; }
 fi
 
-"$tmp/kube-apiserver" --version >&2
-"$tmp/etcd" --version >&2
+for b in "$tmp"/*; do [ -f "$b" ] && "$b" --version >&2 || true; done
 # Publish atomically-ish: kube-apiserver last, since have_assets() keys on it.
-for b in kubectl etcd kube-apiserver; do
+for b in kubectl etcd $NODE_BINARIES kube-apiserver; do
   [ -f "$tmp/$b" ] && mv -f "$tmp/$b" "$OUT/$b"
 done
 rm -rf "$tmp" "$work"
-echo "v$K8S etcd=$etcd_ver built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start ))" > "$OUT/BUILD-INFO"
+echo "v$K8S etcd=$etcd_ver built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start )) $(cd "$OUT" && ls | tr '\n' ' ')" >> "$OUT/BUILD-INFO"
 log "done in $(( $(date +%s) - start )) s: $OUT"
 echo "$OUT"

@@ -7,6 +7,7 @@ own engine, inventory and recorder after fork (``load`` runs post-fork).
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -119,6 +120,15 @@ def _child_exit(server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
+def _freeze_heap(worker: Any) -> None:
+    """Move everything allocated so far (modules, engine, policies) out of the collector's
+    sight. A process stopping on SIGTERM otherwise spends most of its shutdown in the
+    final collection over those objects: the kubelet's SIGTERM must stop a pod quickly
+    (tests/image measure it). Also what the gc docs advise for a pre-fork server
+    (docs.python.org/3/library/gc.html#gc.freeze): fewer copy-on-write page faults."""
+    gc.freeze()
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
@@ -146,6 +156,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "control_socket_disable": True,
             "child_exit": _child_exit,
+            "post_worker_init": _freeze_heap,
         }
         if s.register is not None:
             # The master, once: before the first fork, so no worker inherits the thread.
@@ -177,4 +188,6 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 def run(settings: ServeSettings) -> None:
     """Run until stopped. Policies are checked by the caller before this starts."""
     configure_logging(settings.log_format, settings.log_level)
-    _Gunicorn(settings).run()
+    app = _Gunicorn(settings)
+    gc.freeze()  # the master's own heap, before any fork (see _freeze_heap)
+    app.run()
