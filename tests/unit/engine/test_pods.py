@@ -740,3 +740,105 @@ def test_on_inline_on_a_rule_that_does_not_pin_is_a_lint_warning() -> None:
     )
     bad = policy("site", rule("r", "pin", INCIDENT_MATCH, "    onInline: rewrite\n"))
     assert any(p.severity.value == "error" for p in loaded([("p.yaml", bad)]).problems)
+
+
+# ------------------------------------------- shapes nobody wrote down, generated
+
+
+_JUNK: list[Any] = [None, 0, 1.5, True, "", "x", [], ["a"], {}, {"k": 1}]
+
+
+def _random_volume(rnd: Any, i: int, junk: float) -> Any:
+    """A volume entry of any shape: plausible, or (at rate ``junk``) wrong at one level."""
+
+    def pick(good: list[Any]) -> Any:
+        return rnd.choice(_JUNK) if rnd.random() < junk else rnd.choice(good)
+
+    if rnd.random() < junk:
+        return rnd.choice(_JUNK)
+    vol: dict[str, Any] = {"name": pick([f"v{i}"])}
+    source = rnd.choice(["nfs", "csi", "csi", "pvc", "ephemeral", "none"])
+    if source == "nfs":
+        nfs = {"server": pick([SERVER, "10.0.0.1", ""]), "path": pick(["/data1/k8sdev/a", "/"])}
+        vol["nfs"] = nfs if rnd.random() >= junk else rnd.choice(_JUNK)
+    elif source == "csi":
+        attrs: dict[str, Any] = {
+            rnd.choice(["server", "Server"]): pick([SERVER, "10.0.0.1"]),
+            "share": pick(["/data1/k8sdev/a", "/data1/k8sdev", "/data1"]),
+        }
+        if rnd.random() < 0.6:
+            attrs[rnd.choice(["mountOptions", "MOUNTOPTIONS"])] = pick(
+                [
+                    "",
+                    "nfsvers=4.2",
+                    "vers=4.1,hard",
+                    "hard,v4",
+                    "nfsvers=4.0",
+                    "nfsvers=4.1,vers=4.2",
+                ]
+            )
+        csi: dict[str, Any] = {
+            "driver": pick(["nfs.csi.k8s.io", "nfs.csi.k8s.io", "ebs.csi.aws.com", ""])
+        }
+        if rnd.random() < 0.8:
+            csi["volumeAttributes"] = attrs if rnd.random() >= junk else rnd.choice(_JUNK)
+        vol["csi"] = csi if rnd.random() >= junk else rnd.choice(_JUNK)
+    elif source == "pvc":
+        vol["persistentVolumeClaim"] = {"claimName": "c"}
+    elif source == "ephemeral":
+        vol["ephemeral"] = {"volumeClaimTemplate": {"spec": {"storageClassName": "nfs"}}}
+    return vol
+
+
+def test_generated_shapes_are_answered_in_band_and_patches_apply() -> None:
+    """Thousands of generated Pods and workloads: every one is decided or refused as an
+    InvalidObject (a 400 in band), never another exception; every patch applies with
+    jsonpatch, and the patched object, reviewed again, needs no further patch."""
+    import random
+
+    rnd = random.Random(20261204)
+    eng = engine(
+        policy(
+            "site",
+            rule("incident", "pin", INCIDENT_MATCH, "    onInline: warn\n")
+            + rule("others", "warn", "      exports: [{server: 10.0.0.1}]\n"),
+        )
+    )
+    seen: dict[str, int] = {}
+    pinned = 0
+    for n in range(3000):
+        kind = rnd.choice(KINDS)
+        junk = rnd.choice([0.0, 0.0, 0.03, 0.1])
+        volumes: Any = [_random_volume(rnd, i, junk) for i in range(rnd.randint(0, 5))]
+        if rnd.random() < 0.03:
+            volumes = rnd.choice(_JUNK)
+        obj = workload(kind, [], name=f"w{n}")
+        pod_volumes(obj)  # the builder's shape, then the generated volumes in place
+        spec = obj["spec"] if kind == "Pod" else None
+        if kind == "CronJob":
+            spec = obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        elif kind != "Pod":
+            spec = obj["spec"]["template"]["spec"]
+        assert spec is not None
+        spec["volumes"] = volumes
+        try:
+            d = eng.decide(obj)
+        except InvalidObject:
+            seen["invalid"] = seen.get("invalid", 0) + 1
+            continue
+        seen[d.outcome.value] = seen.get(d.outcome.value, 0) + 1
+        if d.patch:
+            patched = apply(obj, d)
+            again = eng.decide(patched)
+            assert again.patch == (), (obj, d.patch, again)
+            for before, after in zip(
+                eng.evaluate(obj).volumes, eng.evaluate(patched).volumes, strict=True
+            ):
+                if before.outcome is Outcome.MUTATED:  # the node mounts exactly the pin
+                    assert after.target is not None and after.outcome is Outcome.COMPLIANT
+                    versions = [o for o in after.target.node_options() if selected_version(o)]
+                    assert versions == ["nfsvers=4.0"], (patched, after.target)
+                    pinned += 1
+    assert pinned > 100, (pinned, seen)
+    # the generator reached every kind of answer
+    assert {"invalid", "mutated", "warned", "ignored", "compliant"} <= set(seen), seen
