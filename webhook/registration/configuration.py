@@ -196,11 +196,7 @@ def pods_webhook(scope: Scope, settings: WebhookSettings, ca_bundle: bytes | Non
         "timeoutSeconds": settings.timeout_seconds,
         "reinvocationPolicy": "IfNeeded",
         "rules": rules,
-        "objectSelector": {
-            "matchExpressions": [
-                {"key": "nfsguard.io/skip", "operator": "NotIn", "values": ["true"]}
-            ]
-        },
+        "objectSelector": opt_out_selector(),
         "namespaceSelector": {
             "matchExpressions": [
                 {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded}
