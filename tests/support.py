@@ -15,6 +15,7 @@ from webhook.config.lint import LintResult, lint
 from webhook.config.load import LoadResult, load
 from webhook.engine.engine import Engine
 from webhook.files import packaged
+from webhook.server.policy_state import AcceptedPolicies
 from webhook.server.policy_store import PolicyStore
 
 Sources = Iterable[tuple[str, str]]
@@ -41,13 +42,19 @@ def linted(sources: Sources) -> LintResult:
     return lint(loaded(sources))
 
 
-def policy_store(paths: Sequence[str], *, fallback: Sequence[tuple[str, str]] = ()) -> PolicyStore:
+def policy_store(
+    paths: Sequence[str],
+    *,
+    fallback: Sequence[tuple[str, str]] = (),
+    shared: AcceptedPolicies | None = None,
+) -> PolicyStore:
     """A worker's policy store, built as webhook.server.runner.build_app builds it."""
     return PolicyStore(
         paths,
         builtin_profiles=packaged.builtin_profiles(),
         schemas=packaged.schemas(),
         fallback=fallback,
+        shared=shared,
     )
 
 

@@ -367,8 +367,21 @@ def test_a_worker_restarted_while_the_files_are_broken_serves_the_start_policy(
     body = server.wait_all_workers(
         lambda b: b["reload"]["result"] == "rejected", "the broken policy was not rejected"
     )
-    old_workers = {server.readyz()["reload"]["worker"] for _ in range(20)}
-    victim = body["reload"]["worker"]
+    fresh = _kill_and_replace(server, body["reload"]["worker"])
+    assert versions(fresh) == ["v1"]
+    assert fresh["reload"]["result"] == "rejected"
+    assert any("unknown key 'exprots'" in p for p in fresh["reload"]["problems"])
+    for _ in range(10):
+        assert answer(server.review()) == (True, "v1")
+    assert server.proc is not None and server.proc.poll() is None
+    assert "this worker serves the last accepted set (generation 0): reload-test v1" in (
+        server.log()
+    )
+
+
+def _kill_and_replace(server: Server, victim: int) -> dict[str, Any]:
+    """SIGKILL one worker; the /readyz of the worker gunicorn starts in its place."""
+    before = {server.readyz()["reload"]["worker"] for _ in range(20)}
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + WAIT
     while True:
@@ -377,16 +390,43 @@ def test_a_worker_restarted_while_the_files_are_broken_serves_the_start_policy(
             fresh = server.readyz()
         except (requests.RequestException, AssertionError):
             continue
-        if fresh["reload"]["worker"] not in old_workers:
-            break
+        if fresh["reload"]["worker"] not in before | {victim}:
+            return fresh
         time.sleep(0.05)
-    assert versions(fresh) == ["v1"]
-    assert fresh["reload"]["result"] == "rejected"
-    assert any("unknown key 'exprots'" in p for p in fresh["reload"]["problems"])
-    for _ in range(10):
-        assert answer(server.review()) == (True, "v1")
+
+
+def test_workers_killed_between_reloads_serve_one_generation(
+    served: tuple[Server, ConfigMapDir],
+) -> None:
+    """Issue 17: after a good reload and then a broken file, a worker restarted by
+    gunicorn served the master's start-time policy (15 of 30 identical reviews denied,
+    15 pinned). Now it starts from the last accepted set: the same generation and the
+    same answer from every worker, through kills between reloads."""
+    server, cm = served
+    for generation, (version, action, allowed) in enumerate(
+        [("v2", "deny", False), ("v3", "pin", True)], start=1
+    ):
+        cm.publish({"site.yaml": policy(version, action)})
+        server.wait_all_workers(
+            lambda b, v=version: versions(b) == [v], f"{version} was not accepted everywhere"
+        )
+        cm.publish({"site.yaml": BROKEN})
+        body = server.wait_all_workers(
+            lambda b: b["reload"]["result"] == "rejected", "the broken policy was not rejected"
+        )
+        fresh = _kill_and_replace(server, body["reload"]["worker"])
+        assert (versions(fresh), fresh["reload"]["generation"]) == ([version], generation)
+        assert fresh["reload"]["result"] == "rejected"  # the broken files, as its siblings say
+        seen = server.wait_all_workers(lambda b: True, "workers", rounds=20)
+        assert seen["reload"]["generation"] == generation
+        generations = {
+            (tuple(versions(b)), b["reload"]["generation"])
+            for b in (server.readyz() for _ in range(20))
+        }
+        assert generations == {((version,), generation)}  # one generation in /readyz
+        answers = {answer(server.review()) for _ in range(30)}
+        assert answers == {(allowed, version)}, answers  # identical reviews, one answer
     assert server.proc is not None and server.proc.poll() is None
-    assert "this worker serves the policy read at start: reload-test v1" in server.log()
 
 
 def test_store_falls_back_only_when_given_a_fallback(tmp_path: Path) -> None:

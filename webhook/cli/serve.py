@@ -81,6 +81,27 @@ from webhook.cli.webhook_config import endpoint_options, webhook_settings
     is_flag=True,
     help="Also record compliant and unmatched reviews (coverage evidence; docs/audit.md).",
 )
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.5, 300),
+    default=5.0,
+    show_default=True,
+    help="Seconds for a request's TLS handshake and headers; then 408 and closed.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(0.5, 300),
+    default=10.0,
+    show_default=True,
+    help="Seconds for a request's body once its headers are in; then 408 and closed.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(16, 100000),
+    default=1000,
+    show_default=True,
+    help="Open connections per worker; one more is refused at once.",
+)
 @click.option("--print-example", is_flag=True, help="Print a ready-to-paste curl command.")
 @click.option(
     "--register",
@@ -130,6 +151,9 @@ def serve(
     log_format: str,
     access_log: bool,
     audit_compliant: bool,
+    header_timeout: float,
+    body_timeout: float,
+    max_connections: int,
     print_example: bool,
     register: bool,
     webhook_name: str,
@@ -225,6 +249,9 @@ def serve(
             log_format=log_format,
             access_log=access_log,
             audit_compliant=audit_compliant,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
         )
     )
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from flask import Flask, Response
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from webhook.admission.errors import AdmissionError, UnreviewableObject
 from webhook.admission.handler import ReviewHandler
@@ -78,6 +78,10 @@ class WebhookApp:
             answer = self.handler.handle(read_review_body(environ))
         except MethodNotAllowed as exc:  # not a review: neither counted nor drained
             return exc.status, error_body(exc.status, exc.message), exc.headers
+        except ClientDisconnected:  # the body ended before its Content-Length: no answer read
+            metrics.REVIEW_ERRORS.labels("400").inc()
+            log.warning("review refused (400): request body cut short")
+            return 400, error_body(400, "request body cut short"), ()
         except (TransportError, AdmissionError) as exc:
             drain_body(environ)
             metrics.REVIEW_ERRORS.labels(str(exc.status)).inc()

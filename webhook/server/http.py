@@ -15,6 +15,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import orjson
+from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.wsgi import get_content_length, get_input_stream
@@ -31,6 +32,12 @@ MAX_BODY = 2 * 3 * 1024 * 1024 + 64 * 1024
 #: still sending it reads the error (and may reuse the connection) instead of a reset;
 #: anything larger is answered at once and the connection closed.
 DRAIN_LIMIT = 4 * MAX_BODY
+
+#: The media types a review may be sent as (RFC 9110 section 8.3.1: type and subtype
+#: compared case-insensitively, parameters apart); kube-apiserver sends the first.
+JSON_MEDIA_TYPES = frozenset({"application/json"})
+#: The charsets a JSON body may declare (RFC 8259 section 8.1: JSON is UTF-8).
+JSON_CHARSETS = frozenset({"utf-8", "utf8"})
 
 #: The content type of every /mutate answer, errors included.
 JSON_CONTENT_TYPE = ("Content-Type", "application/json")
@@ -79,15 +86,24 @@ def json_headers(body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> list[t
 
 def read_review_body(environ: WSGIEnvironment) -> bytes:
     """The body of a ``POST /mutate``, at most MAX_BODY bytes. Raises MethodNotAllowed,
-    UnsupportedMediaType (a type that is not JSON; none given is taken as JSON, as the
-    apiserver always sends it) or PayloadTooLarge (by Content-Length, or by reading a
-    chunked body one byte past the limit)."""
+    UnsupportedMediaType (a media type other than application/json, or a charset other
+    than UTF-8; none given is taken as JSON, as the apiserver always sends it),
+    PayloadTooLarge (by Content-Length, or by reading a chunked body one byte past the
+    limit), TransportError (400: a malformed chunked body) or werkzeug's
+    ClientDisconnected (a body cut short; the app answers 400)."""
     method = environ.get("REQUEST_METHOD")
     if method != "POST":
         raise MethodNotAllowed(f"{method} {environ.get('PATH_INFO')}: use POST")
-    ctype = parse_options_header(environ.get("CONTENT_TYPE", ""))[0]
-    if ctype and "json" not in ctype:
-        raise UnsupportedMediaType(f"Content-Type must be application/json, not {ctype}")
+    header = environ.get("CONTENT_TYPE", "")
+    ctype, params = parse_options_header(header)
+    ctype = ctype.lower()
+    if header.strip() and ctype not in JSON_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {header.strip()[:100]!r}"
+        )
+    charset = params.get("charset", "utf-8").lower()
+    if charset not in JSON_CHARSETS:
+        raise UnsupportedMediaType(f"a review is JSON in UTF-8, not charset={charset[:40]}")
     length = get_content_length(environ)
     if length is not None and length > MAX_BODY:
         raise PayloadTooLarge(f"request body of {length} bytes exceeds {MAX_BODY}")
@@ -108,6 +124,10 @@ def read_review_body(environ: WSGIEnvironment) -> bytes:
         body = stream.read(MAX_BODY + 1 if length is None else length)
     except RequestEntityTooLarge:
         raise PayloadTooLarge(f"request body exceeds {MAX_BODY} bytes") from None
+    except ParseException as exc:  # gunicorn's chunked reader: a malformed body
+        raise TransportError(f"malformed request body: {exc}") from None
+    except NoMoreData:  # a body cut short, as werkzeug says it
+        raise ClientDisconnected() from None
     if len(body) > MAX_BODY:
         raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds {MAX_BODY}")
     return body

@@ -64,6 +64,16 @@ POLICY_INFO = Gauge(
     ["policy", "version", "digest"],
     multiprocess_mode="livemax",
 )
+CONNECTIONS_REFUSED = Counter(
+    "nfsguard_connections_refused_total",
+    "Connections closed at once because a worker had its maximum open, and requests "
+    "refused because unfinished requests held the worker's buffer budget",
+)
+CONNECTIONS_TIMED_OUT = Counter(
+    "nfsguard_connections_timed_out_total",
+    "Connections closed because the TLS handshake, the headers or the body did not "
+    "arrive in time (--header-timeout, --body-timeout)",
+)
 REVIEW_SECONDS = Histogram(
     "nfsguard_review_duration_seconds",
     "Time to answer one AdmissionReview (parse, decide, record)",

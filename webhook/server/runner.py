@@ -1,14 +1,19 @@
 """``nfsguard serve``: gunicorn with keep-alive threads and TLS 1.2+.
 
-gthread workers keep HTTP/1.1 connections alive, as kube-apiserver reuses them
-(the sync worker would cost a TLS handshake per review). Each worker builds its
-own engine, inventory and recorder after fork (``load`` runs post-fork).
+The workers are gthread's, reading connections in their event loop
+(webhook/server/worker.py: no thread waits on a slow or idle client). They keep
+HTTP/1.1 connections alive, as kube-apiserver reuses them (the sync worker would cost
+a TLS handshake per review). Each worker builds its own engine, inventory and
+recorder after fork (``load`` runs post-fork).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,17 +30,23 @@ from webhook.nfs.inventory import (
     UnknownInventory,
     nodes_from_objects,
 )
-from webhook.server import metrics
+from webhook.server import metrics, worker
 from webhook.server.app import WebhookApp
 from webhook.server.health import HealthCheck, WorkerReadiness
 from webhook.server.logs import GunicornLogger
 from webhook.server.logs import configure as configure_logging
-from webhook.server.policy_store import PolicyStore
+from webhook.server.policy_state import AcceptedPolicies
+from webhook.server.policy_store import PolicyStore, fingerprint
 from webhook.server.registration_loop import RegisterSettings, Registrar
 from webhook.server.tls_reload import gunicorn_ssl_context
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
+
+
+#: The gunicorn worker every server runs (bench/worker_ab.py swaps in "gthread" to
+#: measure what reading in the loop costs).
+WORKER_CLASS = "webhook.server.worker.GuardedThreadWorker"
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,14 @@ class ServeSettings:
     log_format: str = "text"
     access_log: bool = False
     audit_compliant: bool = False
+    #: Seconds for a request's TLS handshake and headers, then for its body (worker.py).
+    header_timeout: float = 5.0
+    body_timeout: float = 10.0
+    #: Open connections per worker; one more is refused at once.
+    max_connections: int = 1000
+    #: Where the workers share the last accepted policy set (policy_state.py); the
+    #: runner makes one for the server's lifetime when None.
+    state_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -83,15 +102,17 @@ def _inventory(settings: ServeSettings) -> tuple[NodeInventory, HealthCheck | No
 def build_app(
     settings: ServeSettings, policy_fallback: Sequence[tuple[str, str]] = ()
 ) -> WebhookApp:
-    """Everything one worker needs, built after fork. ``policy_fallback`` (the policy
-    files as the master read them at start) serves a worker that starts while the
-    files on disk do not load (a worker restarted after a bad policy change)."""
+    """Everything one worker needs, built after fork. A worker that starts while the
+    files on disk do not load (restarted after a bad policy change) serves the last
+    set the server accepted (``settings.state_dir``), else ``policy_fallback`` (the
+    policy files as the master read them at start)."""
     metrics.initialise()
     store = PolicyStore(
         settings.policies,
         builtin_profiles=packaged.builtin_profiles(),
         schemas=packaged.schemas(),
         fallback=policy_fallback,
+        shared=AcceptedPolicies(settings.state_dir) if settings.state_dir else None,
     )
     store.start(settings.reload_interval)  # hot reload: this worker polls its policy files
     inventory, inventory_health = _inventory(settings)
@@ -132,8 +153,17 @@ def _freeze_heap(worker: Any) -> None:
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        # Read before fork: the policy every (re)started worker can fall back to.
+        # Read before fork: the policy every (re)started worker can fall back to,
+        # published as generation 0 of the set the workers share.
         self.policy_sources = read_policy_sources(settings.policies)
+        if settings.state_dir is None:
+            self._own_state_dir = tempfile.mkdtemp(prefix="nfsguard-state-")
+            settings = dataclasses.replace(settings, state_dir=self._own_state_dir)
+            self.settings = settings
+        assert settings.state_dir is not None
+        AcceptedPolicies(settings.state_dir).publish(
+            fingerprint(self.policy_sources), self.policy_sources
+        )
         super().__init__()
 
     def load_config(self) -> None:
@@ -143,7 +173,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "bind": [f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}"],
             "workers": s.workers,
             "threads": s.threads,
-            "worker_class": "gthread",
+            "worker_class": WORKER_CLASS,
+            "worker_connections": s.max_connections,
             "keepalive": 75,  # longer than the apiserver's idle connection reuse
             "timeout": 30,
             "graceful_timeout": 10,
@@ -158,10 +189,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "child_exit": _child_exit,
             "post_worker_init": _freeze_heap,
         }
+        options["on_exit"] = self._on_exit
         if s.register is not None:
             # The master, once: before the first fork, so no worker inherits the thread.
             options["when_ready"] = self._start_registrar
-            options["on_exit"] = self._stop_registrar
         for key, value in options.items():
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
@@ -176,10 +207,13 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         )
         self.registrar.start()
 
-    def _stop_registrar(self, server: Any) -> None:
+    def _on_exit(self, server: Any) -> None:
         registrar = getattr(self, "registrar", None)
         if registrar is not None:
             registrar.stop()
+        own = getattr(self, "_own_state_dir", None)
+        if own is not None:
+            shutil.rmtree(own, ignore_errors=True)
 
     def load(self) -> WSGIApplication:
         return build_app(self.settings, self.policy_sources)
@@ -188,6 +222,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 def run(settings: ServeSettings) -> None:
     """Run until stopped. Policies are checked by the caller before this starts."""
     configure_logging(settings.log_format, settings.log_level)
+    worker.limits = worker.ConnectionLimits(
+        header_timeout=settings.header_timeout, body_timeout=settings.body_timeout
+    )
     app = _Gunicorn(settings)
     gc.freeze()  # the master's own heap, before any fork (see _freeze_heap)
     app.run()
