@@ -24,11 +24,12 @@ import orjson
 from flask import Flask, Response
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from webhook.admission.errors import AdmissionError, UnreviewableObject
+from webhook.admission.errors import AdmissionError, Unavailable, UnreviewableObject
 from webhook.admission.handler import ReviewHandler
 from webhook.api.decision import Decision
 from webhook.api.review import AdmissionRequest
 from webhook.server import metrics
+from webhook.server.health import RecordingHealth
 from webhook.server.http import (
     MethodNotAllowed,
     TransportError,
@@ -59,9 +60,16 @@ _REFUSED_IN_BAND = str(UnreviewableObject.status)
 class WebhookApp:
     """The WSGI callable gunicorn serves. Thread-safe: it holds no per-request state."""
 
-    def __init__(self, handler: ReviewHandler, readiness: Readiness) -> None:
+    def __init__(
+        self,
+        handler: ReviewHandler,
+        readiness: Readiness,
+        recording: RecordingHealth | None = None,
+    ) -> None:
         self.handler = handler
         self.routes = routes_app(readiness)
+        #: Told when a decision cannot be recorded, and when one is again (/readyz).
+        self.recording = recording
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != MUTATE_PATH:
@@ -84,6 +92,8 @@ class WebhookApp:
             return 400, error_body(400, "request body cut short"), ()
         except (TransportError, AdmissionError) as exc:
             drain_body(environ)
+            if isinstance(exc, Unavailable) and self.recording is not None:
+                self.recording.failed(exc.message)
             metrics.REVIEW_ERRORS.labels(str(exc.status)).inc()
             log.warning("review refused (%d): %s", exc.status, exc.message)
             return exc.status, error_body(exc.status, exc.message), ()
@@ -92,6 +102,9 @@ class WebhookApp:
             metrics.REVIEW_ERRORS.labels("500").inc()
             return 500, error_body(500, f"internal error: {type(exc).__name__}"), ()
         decision = answer.decision
+        recording = self.recording
+        if recording is not None and recording.failure and decision and decision.recorded:
+            recording.recorded()  # a decision recorded again: the trail writes
         if decision is None:  # answered in band: allowed false, status.code 400
             metrics.REVIEW_ERRORS.labels(_REFUSED_IN_BAND).inc()
             log.warning("review refused in band (%s): %s", _REFUSED_IN_BAND, answer.refusal)

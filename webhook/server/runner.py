@@ -9,6 +9,7 @@ recorder after fork (``load`` runs post-fork).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
@@ -32,7 +33,8 @@ from webhook.nfs.inventory import (
 )
 from webhook.server import metrics, worker
 from webhook.server.app import WebhookApp
-from webhook.server.health import HealthCheck, WorkerReadiness
+from webhook.server.boot import BootingApp
+from webhook.server.health import HealthCheck, RecordingHealth, WorkerReadiness
 from webhook.server.logs import GunicornLogger
 from webhook.server.logs import configure as configure_logging
 from webhook.server.policy_state import AcceptedPolicies
@@ -102,35 +104,63 @@ def _inventory(settings: ServeSettings) -> tuple[NodeInventory, HealthCheck | No
 def build_app(
     settings: ServeSettings, policy_fallback: Sequence[tuple[str, str]] = ()
 ) -> WebhookApp:
-    """Everything one worker needs, built after fork. A worker that starts while the
+    """Everything one worker needs, built after fork; raises when a part cannot be
+    built (an audit log that cannot be opened, ...). A worker that starts while the
     files on disk do not load (restarted after a bad policy change) serves the last
     set the server accepted (``settings.state_dir``), else ``policy_fallback`` (the
-    policy files as the master read them at start)."""
-    metrics.initialise()
-    store = PolicyStore(
-        settings.policies,
-        builtin_profiles=packaged.builtin_profiles(),
-        schemas=packaged.schemas(),
-        fallback=policy_fallback,
-        shared=AcceptedPolicies(settings.state_dir) if settings.state_dir else None,
-    )
-    store.start(settings.reload_interval)  # hot reload: this worker polls its policy files
-    inventory, inventory_health = _inventory(settings)
+    policy files as the master read them at start). Threads start only once every
+    part is built, so a failed attempt leaves nothing running."""
     recorder = None
+    recording = None
     if settings.audit_log:
         from webhook.audit import open_recorder
 
         recorder = open_recorder(
             settings.audit_log, key_file=settings.audit_key, stdout=settings.audit_stdout
         )
+        recording = RecordingHealth(settings.audit_log)
+    try:
+        store = PolicyStore(
+            settings.policies,
+            builtin_profiles=packaged.builtin_profiles(),
+            schemas=packaged.schemas(),
+            fallback=policy_fallback,
+            shared=AcceptedPolicies(settings.state_dir) if settings.state_dir else None,
+        )
+        inventory, inventory_health = _inventory(settings)
+    except BaseException:
+        if recorder is not None:
+            with contextlib.suppress(Exception):
+                recorder.close()
+        raise
+    store.start(settings.reload_interval)  # hot reload: this worker polls its policy files
     handler = ReviewHandler(
         store.engine,
         inventory=inventory,
         recorder=recorder,
         record_compliant=settings.audit_compliant,
     )
-    readiness = WorkerReadiness(store, inventory_health, grace=settings.node_stale_after)
-    return WebhookApp(handler, readiness)
+    readiness = WorkerReadiness(
+        store, inventory_health, grace=settings.node_stale_after, recording=recording
+    )
+    return WebhookApp(handler, readiness, recording)
+
+
+def load_worker_app(
+    settings: ServeSettings, policy_fallback: Sequence[tuple[str, str]] = ()
+) -> WSGIApplication:
+    """What a worker serves: the application, or, when its parts do not build, a
+    BootingApp that answers 503, is not ready and retries (boot.py). Never raises:
+    an exception here would make gunicorn's master halt the whole server."""
+    metrics.initialise()
+
+    def build() -> WSGIApplication:
+        return build_app(settings, policy_fallback)
+
+    try:
+        return build()
+    except Exception as exc:
+        return BootingApp(build, exc)
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -216,7 +246,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             shutil.rmtree(own, ignore_errors=True)
 
     def load(self) -> WSGIApplication:
-        return build_app(self.settings, self.policy_sources)
+        return load_worker_app(self.settings, self.policy_sources)
 
 
 def run(settings: ServeSettings) -> None:
