@@ -390,7 +390,7 @@ def test_half_written_pair_never_breaks_a_handshake(
     assert old in seen_during_gap
     assert load.failures == [], load.failures[:10]
     # the server saw the mismatched pair and kept serving the previous one
-    assert "keeping the previous pair" in server.log_text()
+    assert "keeping the pair in service" in server.log_text()
 
 
 def test_a_worker_first_reached_while_the_pair_is_half_written_serves_the_loaded_pair(
@@ -427,6 +427,112 @@ def test_serve_refuses_a_pair_that_does_not_load_in_one_line(tmp_path: Path) -> 
     lines = [line for line in result.stderr.splitlines() if "tls.crt and tls.key" in line]
     assert len(lines) == 1 and "do not load as a TLS pair" in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def rejected_tls_reloads(port: int, trust: Path) -> float:
+    text = requests.get(f"https://{HOST}:{port}/metrics", verify=str(trust), timeout=10).text
+    for line in text.splitlines():
+        if line.startswith('nfsguard_tls_reload_total{result="rejected"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_reload_refuses_a_pair_that_is_not_valid_now(
+    tmp_path: Path, start_server: Callable[[Path, Path], Server]
+) -> None:
+    """Issue 17: an expired or not-yet-valid pair was loaded over a valid one ("loaded
+    renewed tls files"), after which every client failed verification. Each bad pair
+    here is refused: the pair in service stays, the refusal is logged once per worker
+    and counted; a good pair afterwards is served."""
+    tls_dir = tmp_path / "tls"
+    pki.ensure_dev_tls(tls_dir)
+    ca = pki.KeyPair((tls_dir / "ca.crt").read_bytes(), (tls_dir / "ca.key").read_bytes())
+    trust = tls_dir / "ca.crt"
+    server = start_server(tls_dir, trust)
+    old = fingerprint((tls_dir / "tls.crt").read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    expired = pki.issue_serving_cert(
+        ca, dns_names=NAMES, ip_addresses=IPS, now=now - dt.timedelta(days=60), valid_days=30
+    )
+    early = pki.issue_serving_cert(
+        ca, dns_names=NAMES, ip_addresses=IPS, now=now + dt.timedelta(days=2)
+    )
+    wrong_names = pki.issue_serving_cert(ca, dns_names=("elsewhere.example",))
+    other_key = pki.issue_serving_cert(ca, dns_names=NAMES, ip_addresses=IPS)
+    mismatched = pki.KeyPair(other_key.cert_pem, pki.plan(None, dns_names=NAMES).serving.key_pem)
+    bad = {
+        "expired": expired,
+        "not valid before": early,
+        "not valid for 127.0.0.1, localhost": wrong_names,
+        "key values mismatch": mismatched,
+    }
+    for reason, pair in bad.items():
+        pki.write_atomic(tls_dir / "tls.key", pair.key_pem, mode=0o600)
+        pki.write_atomic(tls_dir / "tls.crt", pair.cert_pem)
+        seen = {served_fingerprint(server.port, trust) for _ in range(20)}
+        assert seen == {old}, reason
+        refusals = [
+            line
+            for line in server.log_text().splitlines()
+            if "refused, keeping the pair in service" in line and reason in line
+        ]
+        assert 1 <= len(refusals) <= 2, (reason, refusals)  # once per worker that saw it
+    assert rejected_tls_reloads(server.port, trust) >= len(bad)
+    assert "loaded renewed tls files" not in server.log_text()
+    good = pki.issue_serving_cert(ca, dns_names=NAMES, ip_addresses=IPS)
+    pki.write_atomic(tls_dir / "tls.key", good.key_pem, mode=0o600)
+    pki.write_atomic(tls_dir / "tls.crt", good.cert_pem)
+    wait_served(server.port, trust, fingerprint(good.cert_pem))
+
+
+def test_serve_refuses_an_expired_pair_unless_told_otherwise(tmp_path: Path) -> None:
+    tls_dir = tmp_path / "tls"
+    pki.ensure_dev_tls(tls_dir)
+    ca = pki.KeyPair((tls_dir / "ca.crt").read_bytes(), (tls_dir / "ca.key").read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    expired = pki.issue_serving_cert(
+        ca, dns_names=NAMES, ip_addresses=IPS, now=now - dt.timedelta(days=60), valid_days=30
+    )
+    pki.write_atomic(tls_dir / "tls.key", expired.key_pem, mode=0o600)
+    pki.write_atomic(tls_dir / "tls.crt", expired.cert_pem)
+    port = free_port()
+    argv = [str(NFSGUARD), "serve", "--policy", str(POLICY), "--tls-dir", str(tls_dir)]
+    argv += ["--host", HOST, "--port", str(port), "--workers", "1"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if "tls.crt" in line]
+    assert len(lines) == 1 and "expired at" in lines[0], result.stderr
+    assert "--allow-invalid-certificate" in lines[0] and "Traceback" not in result.stderr
+    # told otherwise: it serves (a client that checks dates refuses it, as it should)
+    log = tmp_path / "allowed.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*argv, "--allow-invalid-certificate"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        answered = False
+        unchecked = ssl.create_default_context(cafile=str(tls_dir / "ca.crt"))
+        unchecked.check_hostname = False
+        unchecked.verify_mode = ssl.CERT_NONE
+        while not answered and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with (
+                    socket.create_connection((HOST, port), timeout=5) as raw,
+                    unchecked.wrap_socket(raw) as conn,
+                ):
+                    conn.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    answered = conn.recv(4096).startswith(b"HTTP/1.1 200")
+            except OSError:
+                time.sleep(0.2)
+        assert answered, log.read_text(errors="replace")[-3000:]
+        assert "not valid now (--allow-invalid-certificate)" in log.read_text(errors="replace")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
 
 
 # ------------------------------------------------------------------ the watcher (SIGHUP path)

@@ -102,6 +102,11 @@ from webhook.cli.webhook_config import endpoint_options, webhook_settings
     show_default=True,
     help="Open connections per worker; one more is refused at once.",
 )
+@click.option(
+    "--allow-invalid-certificate",
+    is_flag=True,
+    help="Serve tls.crt even when expired, not yet valid, or (on reload) missing names.",
+)
 @click.option("--print-example", is_flag=True, help="Print a ready-to-paste curl command.")
 @click.option(
     "--register",
@@ -154,6 +159,7 @@ def serve(
     header_timeout: float,
     body_timeout: float,
     max_connections: int,
+    allow_invalid_certificate: bool,
     print_example: bool,
     register: bool,
     webhook_name: str,
@@ -186,16 +192,18 @@ def serve(
     from webhook.pki import ensure_dev_tls
 
     ensure_dev_tls(tls_dir)
-    from webhook.server.tls_reload import CachedServerContext
+    # prometheus-client picks multiprocess mode at import: set it before importing the server.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="nfsguard-metrics-"))
+    from webhook.server.tls_reload import CachedServerContext, InvalidCertificate
 
-    try:
-        CachedServerContext(tls_dir).get()  # a bad pair fails here, in one line
+    try:  # a bad pair fails here, in one line
+        CachedServerContext(tls_dir, allow_invalid=allow_invalid_certificate).get()
+    except InvalidCertificate as exc:
+        raise Refused(one_line(f"{exc} (--allow-invalid-certificate serves it anyway)")) from None
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise Refused(
             one_line(f"{tls_dir}: tls.crt and tls.key do not load as a TLS pair: {exc}")
         ) from None
-    # prometheus-client picks multiprocess mode at import: set it before importing the server.
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="nfsguard-metrics-"))
     from webhook.server.registration_loop import RegisterSettings
     from webhook.server.runner import ServeSettings, run
 
@@ -252,6 +260,7 @@ def serve(
             header_timeout=header_timeout,
             body_timeout=body_timeout,
             max_connections=max_connections,
+            allow_invalid_certificate=allow_invalid_certificate,
         )
     )
 

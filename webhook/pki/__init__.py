@@ -22,6 +22,8 @@ from webhook.pki.certificates import (
     needs_renewal,
     service_dns_names,
     serving_cert_matches,
+    serving_cert_problems,
+    subject_alt_names,
 )
 from webhook.pki.renewal import (
     CA_RENEW_BEFORE,
@@ -51,6 +53,8 @@ __all__ = [
     "read_tls_dir",
     "service_dns_names",
     "serving_cert_matches",
+    "serving_cert_problems",
+    "subject_alt_names",
     "write_atomic",
     "write_tls_dir",
 ]

@@ -240,3 +240,31 @@ def serving_cert_matches(
     have_ip = {str(a) for a in san.get_values_for_type(x509.IPAddress)}
     want_ip = {str(ipaddress.ip_address(a)) for a in ip_addresses}
     return have_dns == set(dns_names) and have_ip == want_ip and serving.key_matches()
+
+
+def subject_alt_names(cert: x509.Certificate) -> frozenset[str]:
+    """The DNS names and IP addresses a certificate is valid for (its SANs)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    names = set(san.get_values_for_type(x509.DNSName))
+    names.update(str(a) for a in san.get_values_for_type(x509.IPAddress))
+    return frozenset(names)
+
+
+def serving_cert_problems(
+    cert: x509.Certificate, now: dt.datetime, *, must_name: Iterable[str] = ()
+) -> list[str]:
+    """Why ``cert`` must not be served at ``now``: expired, not yet valid, or not
+    valid for every name in ``must_name`` (the names the pair it would replace
+    serves: clients that verify one of them would all fail). Empty when it may."""
+    problems = []
+    if now >= cert.not_valid_after_utc:
+        problems.append(f"expired at {cert.not_valid_after_utc.isoformat()}")
+    if now < cert.not_valid_before_utc:
+        problems.append(f"not valid before {cert.not_valid_before_utc.isoformat()}")
+    missing = sorted(set(must_name) - subject_alt_names(cert))
+    if missing:
+        problems.append(f"not valid for {', '.join(missing)} (the names served until now)")
+    return problems

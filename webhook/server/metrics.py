@@ -64,6 +64,12 @@ POLICY_INFO = Gauge(
     ["policy", "version", "digest"],
     multiprocess_mode="livemax",
 )
+TLS_RELOADS = Counter(
+    "nfsguard_tls_reload_total",
+    "Renewed tls.crt/tls.key taken into service (accepted) or refused and the pair in "
+    "service kept (rejected: does not load, expired, not yet valid, names missing), by worker",
+    ["result"],
+)
 CONNECTIONS_REFUSED = Counter(
     "nfsguard_connections_refused_total",
     "Connections closed at once because a worker had its maximum open, and requests "
@@ -99,6 +105,7 @@ def initialise() -> None:
     """The series every worker has before its first review."""
     for result in ("accepted", "rejected"):
         POLICY_RELOADS.labels(result)
+        TLS_RELOADS.labels(result)
     for code in ERROR_CODES:
         REVIEW_ERRORS.labels(code)
     for kind in (*KINDS, *POD_KINDS):

@@ -78,6 +78,8 @@ class ServeSettings:
     body_timeout: float = 10.0
     #: Open connections per worker; one more is refused at once.
     max_connections: int = 1000
+    #: Serve a pair that is not valid now (expired, not yet valid, names missing).
+    allow_invalid_certificate: bool = False
     #: Where the workers share the last accepted policy set (policy_state.py); the
     #: runner makes one for the server's lifetime when None.
     state_dir: str | None = None
@@ -210,7 +212,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "graceful_timeout": 10,
             "certfile": str(tls / "tls.crt"),
             "keyfile": str(tls / "tls.key"),
-            "ssl_context": gunicorn_ssl_context(tls),
+            "ssl_context": gunicorn_ssl_context(tls, allow_invalid=s.allow_invalid_certificate),
             "loglevel": s.log_level,
             "accesslog": "-" if s.access_log else None,
             "logger_class": GunicornLogger,

@@ -24,6 +24,7 @@ updated by the kubelet and must not be used for the TLS files).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -34,8 +35,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from webhook.server import metrics
+
 __all__ = [
     "CachedServerContext",
+    "InvalidCertificate",
     "TLSWatcher",
     "gunicorn_ssl_context",
     "pair_fingerprint",
@@ -143,27 +147,49 @@ def sighup(pid: int | None = None) -> Callable[[], None]:
     return send
 
 
+#: (device, inode, size, mtime) of tls.crt and of tls.key.
+_FilesKey = tuple[tuple[int, int, int, int], ...]
+
+
+class InvalidCertificate(ValueError):
+    """A pair that loads but must not be served now (expired, not yet valid, wrong names)."""
+
+
 class CachedServerContext:
     """A server SSLContext for tls.crt/tls.key, rebuilt when they change.
 
-    ``get()`` costs two ``stat`` calls when nothing changed. When the files changed
-    but do not load (a pair caught mid-update), the previous context is kept and the
-    files are retried on the next call. The first ``get()`` raises if there is no
-    loadable pair at all.
+    ``get()`` costs two ``stat`` calls when nothing changed. A changed pair is served
+    only when it loads (the key matches the certificate: ``load_cert_chain``) and is
+    valid now: not expired, not before its validity, and valid for every name the
+    pair in service is (its SANs); kube-apiserver verifies the name, so a pair
+    without it fails every call. Otherwise the previous context is kept, and the
+    refusal logged once and counted (``nfsguard_tls_reload_total{result="rejected"}``)
+    per content of the files, which are looked at again when they change (a pair
+    caught mid-update completes). The first ``get()`` raises when there is no pair
+    to serve: it does not load, or (unless ``allow_invalid``) is not valid now.
+    ``allow_invalid`` also lets a reload serve such a pair (break glass, tests).
     """
 
     def __init__(
         self,
         tls_dir: Path,
         factory: Callable[[Path, Path], ssl.SSLContext] | None = None,
+        *,
+        allow_invalid: bool = False,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.tls_dir = Path(tls_dir)
         self._factory = factory or _default_factory
+        self.allow_invalid = allow_invalid
+        self._clock = clock
         self._lock = threading.Lock()
         self._ctx: ssl.SSLContext | None = None
-        self._key: tuple[tuple[int, int, int, int], ...] | None = None
+        self._key: _FilesKey | None = None
+        self._names: frozenset[str] = frozenset()
+        #: The files' identity when they were last refused: not tried again until it changes.
+        self._refused: _FilesKey | None = None
 
-    def _stat(self) -> tuple[tuple[int, int, int, int], ...] | None:
+    def _stat(self) -> _FilesKey | None:
         try:
             return (_stat_key(self.tls_dir / CERT_FILE), _stat_key(self.tls_dir / KEY_FILE))
         except OSError:
@@ -172,19 +198,61 @@ class CachedServerContext:
     def get(self) -> ssl.SSLContext:
         key = self._stat()
         with self._lock:
-            if self._ctx is not None and (key is None or key == self._key):
+            if self._ctx is not None and (key is None or key in (self._key, self._refused)):
                 return self._ctx
             try:
                 ctx = self._factory(self.tls_dir / CERT_FILE, self.tls_dir / KEY_FILE)
-            except (OSError, ssl.SSLError, ValueError):
+                names = self._check()
+            except (OSError, ssl.SSLError, ValueError) as exc:
                 if self._ctx is None:
                     raise
-                log.warning("tls files in %s do not load; keeping the previous pair", self.tls_dir)
+                self._refuse(key, exc)
                 return self._ctx
             if self._ctx is not None:
                 log.info("loaded renewed tls files from %s", self.tls_dir)
-            self._ctx, self._key = ctx, key
+                _count("accepted")
+            self._ctx, self._key, self._names, self._refused = ctx, key, names, None
             return ctx
+
+    def _check(self) -> frozenset[str]:
+        """The SANs of the certificate on disk; raises InvalidCertificate when it must
+        not be served now."""
+        from cryptography import x509
+
+        from webhook.pki import serving_cert_problems, subject_alt_names
+
+        try:
+            cert = x509.load_pem_x509_certificate((self.tls_dir / CERT_FILE).read_bytes())
+        except ValueError as exc:
+            raise InvalidCertificate(f"tls.crt: {exc}") from None
+        problems = serving_cert_problems(cert, self._clock(), must_name=self._names)
+        if problems and not self.allow_invalid:
+            raise InvalidCertificate(f"{self.tls_dir / CERT_FILE}: {'; '.join(problems)}")
+        if problems:
+            log.warning(
+                "serving tls files from %s that are not valid now "
+                "(--allow-invalid-certificate): %s",
+                self.tls_dir,
+                "; ".join(problems),
+            )
+        return subject_alt_names(cert)
+
+    def _refuse(
+        self, key: tuple[tuple[int, int, int, int], ...] | None, exc: BaseException
+    ) -> None:
+        if key is not None and key == self._refused:
+            return
+        self._refused = key
+        _count("rejected")
+        log.error(
+            "tls files in %s refused, keeping the pair in service: %s",
+            self.tls_dir,
+            " ".join(str(exc).split()) or type(exc).__name__,
+        )
+
+
+def _count(result: str) -> None:
+    metrics.TLS_RELOADS.labels(result).inc()
 
 
 def _default_factory(certfile: Path, keyfile: Path) -> ssl.SSLContext:
@@ -195,7 +263,9 @@ def _default_factory(certfile: Path, keyfile: Path) -> ssl.SSLContext:
     return ctx
 
 
-def gunicorn_ssl_context(tls_dir: Path) -> Callable[[Any, Callable[[], ssl.SSLContext]], Any]:
+def gunicorn_ssl_context(
+    tls_dir: Path, *, allow_invalid: bool = False
+) -> Callable[[Any, Callable[[], ssl.SSLContext]], Any]:
     """A value for gunicorn's ``ssl_context`` setting serving ``tls_dir``'s pair.
 
     Set ``certfile``/``keyfile`` to the same files too (gunicorn only turns TLS on
@@ -209,7 +279,7 @@ def gunicorn_ssl_context(tls_dir: Path) -> Callable[[Any, Callable[[], ssl.SSLCo
     while the files were mid-update: the handshake would fail (gunicorn then writes
     a plaintext error page on the TLS connection).
     """
-    cache = CachedServerContext(tls_dir)
+    cache = CachedServerContext(tls_dir, allow_invalid=allow_invalid)
     cache.get()
 
     def ssl_context(conf: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]) -> Any:

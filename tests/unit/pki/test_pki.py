@@ -336,3 +336,25 @@ def test_cli_check_rejects_a_non_certificate(tmp_path: Path) -> None:
     junk.write_text("not a certificate\n")
     result = CliRunner().invoke(certs, ["check", str(junk)])
     assert result.exit_code == 2
+
+
+def test_serving_cert_problems_say_why_a_pair_must_not_be_served_now() -> None:
+    """What TLS reload and ``serve`` refuse (webhook/server/tls_reload.py)."""
+    import datetime as _dt
+
+    from webhook.pki import generate_ca, issue_serving_cert, serving_cert_problems
+
+    now = _dt.datetime.now(_dt.UTC)
+    ca = generate_ca("test-ca", now=now - _dt.timedelta(days=100))
+    good = issue_serving_cert(ca, dns_names=["localhost"], ip_addresses=["127.0.0.1"]).cert
+    assert serving_cert_problems(good, now, must_name=["localhost", "127.0.0.1"]) == []
+    expired = issue_serving_cert(
+        ca, dns_names=["localhost"], now=now - _dt.timedelta(days=60), valid_days=30
+    ).cert
+    (problem,) = serving_cert_problems(expired, now)
+    assert problem.startswith("expired at ")
+    early = issue_serving_cert(ca, dns_names=["localhost"], now=now + _dt.timedelta(days=1)).cert
+    (problem,) = serving_cert_problems(early, now)
+    assert problem.startswith("not valid before ")
+    (problem,) = serving_cert_problems(good, now, must_name=["localhost", "nfsguard.svc"])
+    assert problem == "not valid for nfsguard.svc (the names served until now)"
