@@ -210,3 +210,38 @@ def test_a_worker_that_cannot_boot_stays_local_and_retries(tmp_path: Path) -> No
     finally:
         handle.stop()
     verify(handle.audit_log, "--public-key", str(public))  # checkpointed at the stop
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: p.write_bytes(os.urandom(3000)), "last line is not an audit record"),
+        (lambda p: p.write_bytes(b'{"seq": 0}\n'), "last line is not an audit record"),
+        (lambda p: None, "exists and is not a directory"),
+    ],
+    ids=["random bytes", "not a record", "parent is a file"],
+)
+def test_serve_refuses_an_audit_log_it_cannot_extend_in_one_line(
+    tmp_path: Path, make: Any, says: str
+) -> None:
+    """Before, a corrupt or unusable log made every worker fail to boot (a traceback,
+    the master gone); now ``serve`` says so in one line and exits 2."""
+    log = tmp_path / "audit.log"
+    if says == "exists and is not a directory":
+        (tmp_path / "file").write_text("x")
+        log = tmp_path / "file" / "audit.log"
+    else:
+        make(log)
+    result = subprocess.run(
+        [
+            *(str(NFSGUARD), "serve", "--policy", str(POLICIES)),
+            *("--tls-dir", str(tmp_path / "tls"), "--port", "1", "--audit-log", str(log)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and str(log) in lines[0], result.stderr

@@ -188,6 +188,8 @@ def serve(
             load_signer(audit_key)  # a bad key fails here, in one line, not in every worker
         except AuditKeyError as exc:
             raise Refused(one_line(str(exc))) from None  # worded as serve's other refusals
+    if audit_log:
+        _check_audit_log(audit_log)
     load_inventory(nodes_file)
     from webhook.pki import ensure_dev_tls
 
@@ -263,6 +265,21 @@ def serve(
             allow_invalid_certificate=allow_invalid_certificate,
         )
     )
+
+
+def _check_audit_log(path: str) -> None:
+    """Open the audit log as a worker will (its directory, lock, head; a torn tail
+    recovered) and close it again, so a log that is not a chain (corrupt, a
+    directory) or cannot be written is one line and exit 2 here, not a worker that
+    can never start."""
+    import datetime as dt
+
+    from webhook.audit.chain_file import AuditWriteError, ChainFile
+
+    try:
+        ChainFile(path, max_bytes=0, keep_files=0, clock=lambda: dt.datetime.now(dt.UTC)).close()
+    except AuditWriteError as exc:
+        raise Refused(one_line(f"nfsguard: {exc}")) from None
 
 
 def _check_port(host: str, port: int) -> None:
