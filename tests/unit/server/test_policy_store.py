@@ -136,3 +136,26 @@ def test_a_worker_that_saw_only_the_broken_files_follows_its_sibling(tmp_path: P
     path.write_text(POLICY.format(version="3", action="pin"))
     assert a.check() == b.check() == "accepted"
     assert a.reload_status()["generation"] == b.reload_status()["generation"] == 2
+
+
+@pytest.mark.parametrize("kind", ["dangling symlink", "symlink loop", "bomb"])
+def test_a_policy_that_vanishes_or_explodes_is_a_rejected_reload(tmp_path: Path, kind: str) -> None:
+    """A file that became a dangling symlink or a loop (the knowledge base and its rules
+    gone silently, before), or a billion-laughs document: rejected once, set kept."""
+    (tmp_path / "a.yaml").write_text(POLICY.format(version="1", action="pin"))
+    store = policy_store([str(tmp_path)])
+    before = rejected_total()
+    bad = tmp_path / "b.yaml"
+    if kind == "dangling symlink":
+        bad.symlink_to(tmp_path / "gone.yaml")
+    elif kind == "symlink loop":
+        bad.symlink_to(bad)
+    else:
+        lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+        lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+        bad.write_text("\n".join(lines) + "\n")
+    assert store.check() == "rejected"
+    assert store.check() == "unchanged"
+    assert rejected_total() == before + 1
+    assert store.reload_status()["result"] == "rejected"
+    assert versions(store) == ["1"]
