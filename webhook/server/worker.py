@@ -54,7 +54,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from webhook.server import metrics
 from webhook.server.framing import Framed, HeadersTooLarge, frame_request
-from webhook.server.http import MAX_BODY, error_body, status_line
+from webhook.server.http import DRAIN_LIMIT, MAX_BODY, error_body, status_line
 
 log = logging.getLogger("nfsguard.server")
 
@@ -104,12 +104,12 @@ class Connection:
         "client",
         "complete",
         "deadline",
+        "drain_left",
         "framed",
         "request",
         "server",
         "sock",
         "state",
-        "want_write",
     )
 
     def __init__(self, sock: ssl.SSLSocket | socket.socket, client: Any, server: Any) -> None:
@@ -122,7 +122,7 @@ class Connection:
         self.framed: Framed | None = None
         self.request = b""
         self.complete = True
-        self.want_write = False
+        self.drain_left = 0
 
 
 def json_error_response(status: int, message: str) -> bytes:
@@ -363,24 +363,36 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
             conn.sock.send(json_error_response(status, message))
         self.begin_close(conn)
 
-    def begin_close(self, conn: Connection) -> None:
-        """Half-close and drain for a moment, so the client reads the answer before
-        the connection goes (RFC 9112 section 9.6), without blocking the loop."""
+    def begin_close(self, conn: Connection, *, unread_body: bool = False) -> None:
+        """Half-close and drain, so the client reads the answer before the connection
+        goes (RFC 9112 section 9.6), without blocking the loop: for a moment, or, when
+        the client may still be sending a body that was refused (413), until it has
+        sent it (at most DRAIN_LIMIT bytes and ``body_timeout`` seconds)."""
         self.buffered -= len(conn.buffer)
         conn.buffer.clear()
         try:
+            conn.sock.setblocking(False)  # a thread may have left a write timeout
             conn.sock.shutdown(socket.SHUT_WR)  # also ends TLS's use of the socket
         except (OSError, ValueError):
             self.close(conn)
             return
         conn.state = _CLOSING
-        conn.deadline = time.monotonic() + self.limits.close_linger
+        linger = self.limits.body_timeout if unread_body else self.limits.close_linger
+        conn.deadline = time.monotonic() + linger
+        conn.drain_left = DRAIN_LIMIT
         self._reregister(conn, selectors.EVENT_READ, partial(self.on_readable, conn))
 
     def _drain(self, conn: Connection) -> None:
         try:
-            while conn.sock.recv(64 * 1024):
-                pass
+            while conn.drain_left > 0:
+                data = conn.sock.recv(_RECV_SIZE)
+                if not data:
+                    break
+                conn.drain_left -= len(data)
+            else:
+                log.debug(
+                    "closing %s: more than %d bytes after a refusal", conn.client, DRAIN_LIMIT
+                )
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except (OSError, ValueError):
@@ -411,6 +423,8 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
             req = next(parser)
             if not req:
                 return False
+            if not conn.complete:  # its body is not all here: answered, then closed
+                req.must_close = True  # so the answer says "Connection: close"
             keepalive = bool(self.handle_request(req, conn))
             return keepalive and conn.complete
         except StopIteration:
@@ -448,7 +462,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         except Exception:
             keep = False
         if not keep or not self.alive:
-            self.begin_close(conn)
+            self.begin_close(conn, unread_body=not conn.complete)
             return
         try:
             conn.sock.setblocking(False)
