@@ -337,10 +337,11 @@ def test_connections_past_the_limit_are_refused_at_once(
                 conn.recv(1)
             open_.remove(conn)
             closed += 1
-    readable, _, _ = select.select(open_, [], [], 1.0)  # and those in the limit stay
+    readable, _, _ = select.select(open_, [], [], 1.0)  # the one more, when it comes
+    closed += len(readable)
     # 40 - 16: the excess, and only the excess (one more when the worker has not yet
-    # seen the readiness check's connection go)
-    assert closed in (24, 25) and not readable, (closed, len(readable))
+    # seen the readiness check's connection go); the others stay open
+    assert closed in (24, 25), closed
     for conn in hogs:
         conn.close()
     deadline = time.monotonic() + 30
