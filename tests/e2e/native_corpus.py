@@ -115,3 +115,239 @@ def corpus() -> list[Json]:
             }
             out.append(pv)
     return [copy.deepcopy(o) for o in out]
+
+
+# ------------------------------------------------------------- acceptance corpus
+# For tests/e2e/policies/native-acceptance/ (written from docs/policy-authoring.md, not
+# from the compiler): spellings the corpus above lacks, upper-case attribute keys, a
+# driver no profile knows, and objects of drivers the native path leaves alone.
+
+#: Spellings beyond OPTION_SETS: duplicates, blanks, case, empty entries, odd values.
+ACCEPTANCE_OPTION_SETS: tuple[tuple[str, ...] | None, ...] = (
+    None,
+    (),
+    ("",),
+    ("hard",),
+    ("nfsvers=4,minorversion=1",),
+    ("v4.2",),
+    ("v3",),
+    ("vers=4.1,vers=4.2",),
+    ("vers=4.2", "vers=4.2"),
+    ("vers=4.1", "nfsvers=4.1"),
+    (" vers=4.1 ",),
+    ("nfsvers = 4.1",),
+    ("hard", "", "nfsvers=4.1"),
+    ("rw,hard,vers=4.1,timeo=600,retrans=2",),
+    ("Vers=4.1",),
+    ("V4.1",),
+    ("NFSVERS=4.0",),
+    ("minorversion=0",),
+    ("vers=4,minorversion=2",),
+    ("vers=4,minorversion=3",),
+    ("minorversion=1,vers=4",),
+    ("vers=4,minorversion=1,minorversion=0",),
+    ("vers=3,minorversion=1",),
+    ("nfsvers=4.0", "nfsvers=4.0"),
+    ("hard,", ",nfsvers=4.1"),
+    ("vers=4.0",),
+    ("v4",),
+    ("nfsvers=4.1=x",),
+    ("=4.1",),
+    ("noac", "lookupcache=none", "v4.1", "nconnect=8"),
+    ("vers=2",),
+    ("nfsvers=4.1 hard",),
+    ("nfsvers=4.0,minorversion=1", "v4.0"),
+    ("nfsvers=4.1", "nfsvers=3"),
+)
+
+#: (server, path, labels, storageClassName), named by the rule each one is for.
+ACCEPTANCE_TARGETS: tuple[tuple[str, str, dict[str, str], str], ...] = (
+    ("nas1.v41.example", "/x", {}, ""),  # exempt-v41-filers
+    ("NAS2.V41.example.", "/x", {}, ""),  # the same, case and trailing dot
+    ("nas10.v41.example", "/x", {}, ""),  # '?' is one character: warn
+    ("10.20.1.1", "/a", {"example.com/no-pin": ""}, ""),  # exempt-opt-out over pin
+    ("2001:db8:ab::5", "/v6", {}, ""),  # deny-lab-v6
+    ("[2001:db8:ab::5]", "/v6", {}, ""),  # bracketed
+    ("2001:DB8:AB:0:0:0:0:6", "/v6", {}, ""),  # upper case, not compressed
+    ("2001:db8:ac::1", "/v6", {}, ""),  # outside the /48: warn
+    ("10.30.0.5", "/scratch/tmp1", {}, ""),  # deny-scratch-paths
+    ("10.30.0.5", "/scratch/tmp12", {}, ""),  # '?' is one character
+    ("10.30.0.5", "/scratch/tmp1", {"scratch-ok": "true"}, ""),  # its exclude
+    ("10.20.3.3", "/data", {}, ""),  # pin-subnet-but-one
+    ("10.20.4.4", "/data", {"unsupported": "deny"}, ""),  # pin-strict-unsupported
+    ("10.20.5.9", "/data", {}, ""),  # its exclude: pin41-also-subnet decides
+    ("10.20.3.3", "/data", {}, "v41-only"),  # excluded by class: pin 4.1
+    ("filer.corp.example", "/exports/team1/data/x", {}, ""),  # pin-filer-paths
+    ("FILER.corp.example", "/exports/team1/data", {}, ""),  # the directory itself
+    ("filer.corp.example", "/exports/a/b/data", {}, ""),  # '*' does not cross '/'
+    ("x.backup.corp.example", "/backups", {}, ""),  # pin-filer-paths, second export
+    ("x.backup.corp.example", "/a/b", {}, ""),  # not its path
+    ("172.16.1.1", "/p", {"env": "prod", "tier": "gold"}, "gold-nfs"),  # pin-classes
+    ("172.16.1.1", "/p", {"env": "prod", "tier": "dev"}, "gold-nfs"),  # NotIn holds not
+    ("172.16.1.1", "/p", {"env": "prod"}, "silver-nfs"),  # NotIn, key absent
+    ("172.16.1.1", "/p", {"env": "prod", "team": "legacy"}, "silver-nfs"),  # 4.0 before 3
+    ("172.16.1.2", "/p", {"team": "legacy"}, ""),  # pin3-team-legacy
+    ("a.v41pin.example", "/p", {}, ""),  # pin41-cloud
+    ("old.filer.example", "/p", {}, ""),  # a deny in Audit decides: nothing
+    ("v3only-1.example", "/any/where", {}, ""),  # deny-v3-hosts
+    ("v3only-1.example", "/any", {"team": "legacy"}, ""),  # deny over pin
+    ("10.20.7.7", "/p", {"team": "legacy"}, ""),  # three pins match: the first decides
+    ("nfs.unknown.example", "/p", {}, ""),  # warn only
+)
+
+ACME = "csi.acme.example"
+
+
+def _upper_keys(pv: Json) -> Json:
+    """A csi-driver-nfs PV whose volumeAttributes keys are spelled in other cases."""
+    attrs = pv["spec"]["csi"]["volumeAttributes"]
+    pv["spec"]["csi"]["volumeAttributes"] = {
+        {"server": "Server", "share": "SHARE", "mountOptions": "MountOptions"}.get(k, k): v
+        for k, v in attrs.items()
+    }
+    return pv
+
+
+def _csi(pv: Json, driver: str, attrs: dict[str, str]) -> Json:
+    pv["spec"]["csi"]["driver"] = driver
+    pv["spec"]["csi"]["volumeAttributes"] = attrs
+    return pv
+
+
+def _other_drivers(
+    name: str,
+    server: str,
+    path: str,
+    opts: tuple[str, ...] | None,
+    labels: dict[str, str],
+    sc: str,
+) -> Iterator[Json]:
+    """The same target on the other drivers the native path reads (policies/drivers/):
+    ceph-nfs (4.1/4.2 only), dell-powerscale (3/4.0), democratic-csi (any CSI name with
+    node_attach_driver=nfs), openebs-nfsrwx and nfs-ganesha in-tree PVs, a csi-driver-nfs
+    PV with the legacy annotation, and their StorageClasses."""
+    kw: Json = {"labels": labels, "storage_class": sc}
+
+    def pv(suffix: str, csi: bool = True) -> Json:
+        return nfs_pv(f"{name}-{suffix}", server, path, opts, csi=csi, **kw)
+
+    def cls(suffix: str, provisioner: str, parameters: dict[str, str]) -> Json:
+        out = nfs_storage_class(f"{name}-{suffix}", server, path, opts)
+        out["provisioner"], out["parameters"] = provisioner, parameters
+        out["metadata"]["labels"] = dict(labels)
+        return out
+
+    yield _csi(pv("ceph"), "rook-ceph.nfs.csi.ceph.com", {"server": server, "share": path})
+    yield _csi(pv("dell"), "csi-isilon.dellemc.com", {"AzServiceIP": server, "Path": path})
+    yield _csi(
+        pv("democ"),
+        "org.democratic-csi.truenas-nfs",
+        {"node_attach_driver": "nfs", "server": server, "share": path},
+    )
+    for suffix, provisioner in (("oebs", "openebs.io/nfsrwx"), ("gan", "example.com/nfs")):
+        tree = pv(suffix, csi=False)
+        tree["metadata"]["annotations"] = {"pv.kubernetes.io/provisioned-by": provisioner}
+        yield tree
+    ann = pv("csiann")
+    ann["metadata"]["annotations"] = {LEGACY: ",".join(opts or ("hard",))}
+    yield ann
+    yield cls("cephsc", "nfs.csi.ceph.com", {"server": server, "clusterID": "c"})
+    yield cls("dellsc", "csi-isilon.dellemc.com", {"AzServiceIP": server})
+    yield cls("oebssc", "openebs.io/nfsrwx", {})
+    yield cls("democsc", "org.democratic-csi.nfs", {})
+
+
+def _out_of_scope() -> Iterator[Json]:
+    """Objects no rule may touch whatever they ask for: not NFS (hostPath, a block CSI
+    driver, an EBS StorageClass) though in a class a rule pins, and NFS objects
+    labelled with the opt-out nfsguard.io/skip=true."""
+    asks = ["nfsvers=4.2"]
+    host = nfs_pv("acc-out-hostpath", "x", "/x", asks, storage_class="standard")
+    del host["spec"]["nfs"]
+    host["spec"]["hostPath"] = {"path": "/tmp/x"}
+    yield host
+    ebs = nfs_pv("acc-out-ebs", "x", "/x", asks, csi=True, storage_class="standard")
+    ebs["spec"]["csi"] = {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1"}
+    yield ebs
+    sc = nfs_storage_class("acc-out-ebs-sc", "10.20.3.3", "/data", asks)
+    sc["provisioner"], sc["parameters"] = "ebs.csi.aws.com", {"type": "gp3"}
+    yield sc
+    skip = {"nfsguard.io/skip": "true"}
+    yield nfs_pv("acc-out-skip", "10.20.3.3", "/data", asks, labels=skip)
+    skipped = nfs_storage_class("acc-out-skip-sc", "10.20.3.3", "/data", asks)
+    skipped["metadata"]["labels"] = dict(skip)
+    yield skipped
+    # in scope (csi-driver-nfs), no export known: only the class matches
+    bare = nfs_pv("acc-noattrs", "10.20.3.3", "/data", asks, csi=True, storage_class="standard")
+    del bare["spec"]["csi"]["volumeAttributes"]
+    yield bare
+
+
+def acceptance_corpus() -> list[Json]:
+    """The acceptance objects: every target with every spelling on an in-tree PV, and
+    a rotating slice of the spellings on every other shape (annotation, csi-driver-nfs
+    with upper-case keys and the mountOptions attribute, csi-driver-nfs StorageClass,
+    a CSI driver no profile knows); subdir-provisioner classes and PVs by label; and
+    objects of drivers whose profiles stay webhook-only (Longhorn, nfs-ganesha's
+    StorageClass), which the native path must leave as they are."""
+    sets = ACCEPTANCE_OPTION_SETS
+    out: list[Json] = []
+    classes: set[str] = set()
+    for t, (server, path, labels, sc) in enumerate(ACCEPTANCE_TARGETS):
+        kw: Json = {"labels": labels, "storage_class": sc}
+        for o, opts in enumerate(sets):
+            out.append(nfs_pv(f"acc-{t}-{o}-tree", server, path, opts, **kw))
+        for k in range(6):
+            o = (t * 5 + k * 7) % len(sets)
+            opts = sets[o]
+            joined = ",".join(opts or ())
+            ann = nfs_pv(f"acc-{t}-{o}-ann", server, path, ["nfsvers=4.2"], **kw)
+            ann["metadata"]["annotations"] = {LEGACY: joined}
+            out.append(ann)
+            out.append(_upper_keys(nfs_pv(f"acc-{t}-{o}-csi", server, path, opts, csi=True, **kw)))
+            attr = nfs_pv(f"acc-{t}-{o}-attr", server, path, ["hard"], csi=True, **kw)
+            attr["spec"]["csi"]["volumeAttributes"].update(mountOptions=joined, subdir="d")
+            out.append(_upper_keys(attr))
+            acme = nfs_pv(f"acc-{t}-{o}-acme", server, path, opts, csi=True, **kw)
+            acme["spec"]["csi"]["driver"] = ACME
+            out.append(acme)
+            cls = nfs_storage_class(f"acc-{t}-{o}-sc", server, path, opts)
+            cls["metadata"]["labels"] = dict(labels)
+            if sc and sc not in classes:
+                cls["metadata"]["name"] = sc
+                classes.add(sc)
+            out.append(cls)
+        for k in range(2):
+            o = (t * 3 + k * 11) % len(sets)
+            out.extend(_other_drivers(f"acc-{t}-{o}", server, path, sets[o], labels, sc))
+    out.extend(_out_of_scope())
+    for o, opts in enumerate(sets[:12]):
+        for tag, labels in (
+            ("za", {"zone": "a"}),
+            ("zc", {"zone": "c"}),
+            ("legacy", {"zone": "b", "legacy": ""}),
+        ):
+            subdir = nfs_storage_class(f"acc-subdir-{tag}-{o}", "unused", "/unused", opts)
+            subdir["provisioner"] = "k8s-sigs.io/nfs-subdir-external-provisioner"
+            subdir["parameters"] = {"archiveOnDelete": "false"}
+            subdir["metadata"]["labels"] = labels
+            out.append(subdir)
+            pv = nfs_pv(f"acc-subdir-pv-{tag}-{o}", "172.20.0.1", "/srv/x", opts, labels=labels)
+            pv["metadata"]["annotations"] = {
+                "pv.kubernetes.io/provisioned-by": "k8s-sigs.io/nfs-subdir-external-provisioner"
+            }
+            out.append(pv)
+        # drivers the native path leaves to the webhook (their objects are not compared)
+        # (in the class pin-standard-class pins: their export is not in the object)
+        longhorn = nfs_pv(
+            f"acc-longhorn-{o}", "10.20.3.3", "/data", opts, csi=True, storage_class="standard"
+        )
+        longhorn["spec"]["csi"]["driver"] = "driver.longhorn.io"
+        out.append(longhorn)
+        ganesha = nfs_storage_class(f"acc-ganesha-{o}", "10.20.3.3", "/data", opts)
+        ganesha["provisioner"] = "example.com/nfs"
+        ganesha["parameters"] = {"mountOptions": "vers=4.1"}
+        if o == 0:
+            ganesha["metadata"]["name"] = "standard"
+        out.append(ganesha)
+    return [copy.deepcopy(o) for o in out]

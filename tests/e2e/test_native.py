@@ -16,7 +16,7 @@ import contextlib
 import copy
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,15 @@ from tests.e2e.kubecluster import (
     PIN,
     PROBE_ASKS,
     Cleanup,
+    Registration,
+    mwc_model,
     probe,
     pv_model,
     sc_model,
     wait_until,
+    webhook_configuration_for,
 )
-from tests.e2e.native_corpus import LEGACY, corpus
+from tests.e2e.native_corpus import LEGACY, acceptance_corpus, corpus
 from tests.fixtures.mount_nfs import MOUNT_NFS, ask
 from webhook.admission.handler import decide
 from webhook.admission.offline import offline_request
@@ -41,10 +44,12 @@ from webhook.cli.common import load_engine
 from webhook.engine.engine import Engine
 from webhook.native.compiler import NativePolicies, compile_native
 from webhook.nfs.inventory import UnknownInventory
+from webhook.registration.scope import Scope, match_conditions
 
 Json = dict[str, Any]
 REPO = POLICIES.parents[2]
 NATIVE_POLICY = POLICIES / "native.yaml"
+ACCEPTANCE_POLICIES = POLICIES / "native-acceptance"
 
 PROBE_POLICY = """\
 apiVersion: nfsguard.io/v1alpha1
@@ -133,6 +138,14 @@ def webhook_only(engine: Engine, native: NativePolicies, obj: Json) -> bool:
     return d.deciding is not None and (d.deciding.policy, d.deciding.rule) not in compiled
 
 
+def webhook_only_driver(engine: Engine, native: NativePolicies, obj: Json) -> bool:
+    """Whether ``obj`` is read by a driver profile the native path leaves to the webhook
+    (``policy compile`` names them: ``webhook-only driver: ...``)."""
+    target = engine.read(obj)
+    left = {(kind, name) for kind, name, _ in native.drivers_left}
+    return target is not None and (obj["kind"], target.driver) in left
+
+
 def compare(
     api: k8s.ApiClient,
     admission: k8s.AdmissionregistrationV1Api,
@@ -140,17 +153,46 @@ def compare(
     engine: Engine,
     native: NativePolicies,
     register_webhook: Any,
+    objects: list[Json] | None = None,
+    *,
+    together: bool = False,
 ) -> tuple[int, int, int]:
-    """Both paths on the whole corpus; returns (compared, pinned, denied)."""
-    objects = corpus()
+    """Both paths on ``objects`` (the corpus when None); returns (compared, pinned,
+    denied). An object of a webhook-only driver is not compared: the native path must
+    leave it exactly as it came. ``together``: also both installed at once ("native
+    first, webhook for the rest"), which must store and refuse exactly what the webhook
+    alone does, for every object, webhook-only rules included."""
+    objects = corpus() if objects is None else objects
     with register_webhook():
         by_webhook = admit_all(api, objects)
     with installed(admission, core, native):
         by_native = admit_all(api, objects)
+        if together:
+            # proven live by an object only the webhook changes (a webhook-only driver's)
+            witness = next(
+                o
+                for o in objects
+                if webhook_only_driver(engine, native, o)
+                and by_webhook[o["metadata"]["name"]] != ("allowed", option_places(o))
+            )
+            with register_webhook(
+                lambda: admit(api, witness) == by_webhook[witness["metadata"]["name"]]
+            ):
+                by_both = admit_all(api, objects)
     compared = pinned = denied = 0
     differences = []
+    if together:
+        for obj in objects:
+            name = obj["metadata"]["name"]
+            w, b = by_webhook[name], by_both[name]
+            if w[0] != b[0] or (w[0] == "allowed" and w[1] != b[1]):
+                differences.append(f"{name} (both installed): webhook {w}\n  both {b}")
     for obj in objects:
         name = obj["metadata"]["name"]
+        if webhook_only_driver(engine, native, obj):
+            if by_native[name] != ("allowed", option_places(obj)):
+                differences.append(f"{name}: webhook-only driver, native {by_native[name]}")
+            continue
         if webhook_only(engine, native, obj):
             continue
         compared += 1
@@ -165,18 +207,42 @@ def compare(
 
 @pytest.fixture
 def webhook_registration(
-    start_webhook: WebhookFactory, register: RegisterFactory, tmp_path: Path
+    start_webhook: WebhookFactory,
+    api_client: k8s.ApiClient,
+    admissionregistration_v1: k8s.AdmissionregistrationV1Api,
 ) -> Any:
+    """The served webhook for ``policy``, registered as the shipped configuration with
+    the matchConditions ``nfsguard webhook-config --policy`` writes for that policy
+    (so a driver only these rules name reaches it, as it would in a cluster)."""
+
     def make(policy: Path) -> Any:
         wh = start_webhook(policy)
+        admission = admissionregistration_v1
+        cfg = webhook_configuration_for(wh.url, wh.ca_crt.read_bytes())
+        conditions = match_conditions(Scope.of(load_engine([str(policy)])))
+        for entry in cfg["webhooks"]:
+            if any("persistentvolumes" in r["resources"] for r in entry["rules"]):
+                entry["matchConditions"] = conditions
 
         @contextlib.contextmanager
-        def registered() -> Iterator[None]:
-            r = register(wh)
+        def registered(live: Callable[[], bool] | None = None) -> Iterator[None]:
+            """Registered and proven live by the probe PV, or by ``live`` when the native
+            policies are installed too (they pin the probe themselves)."""
+            r = Registration(api_client, cfg)
+            if live is None:
+                r.register()
+            else:
+                admission.create_mutating_webhook_configuration(mwc_model(cfg))
+                r.registered = True
+                wait_until("the webhook to answer beside the native policies", live)
             try:
                 yield
             finally:
-                r.unregister()
+                if live is None:
+                    r.unregister()
+                else:
+                    admission.delete_mutating_webhook_configuration(r.name)
+                    wait_until("the webhook to be gone", lambda: not live())
 
         return registered
 
@@ -200,6 +266,31 @@ def test_native_equals_the_webhook_on_the_test_policies(
         webhook_registration(NATIVE_POLICY),
     )
     assert compared > 1500 and pinned > 300 and denied > 100, (compared, pinned, denied)
+
+
+def test_native_equals_the_webhook_on_the_acceptance_policies(
+    api_client: k8s.ApiClient,
+    admissionregistration_v1: k8s.AdmissionregistrationV1Api,
+    core_v1: k8s.CoreV1Api,
+    webhook_registration: Any,
+) -> None:
+    """Policies written from the policy language alone (several files and policies, pins
+    4.0, 4.1 and 3, every match key, exclude, Audit, a webhook-only kernel rule) on
+    objects the main corpus lacks."""
+    engine = load_engine([str(ACCEPTANCE_POLICIES)])
+    native = compile_native(engine)
+    assert [w.rule for w in native.webhook_only] == ["el7-old-kernels", "warn-any-nfs", "audit-csi"]
+    compared, pinned, denied = compare(
+        api_client,
+        admissionregistration_v1,
+        core_v1,
+        engine,
+        native,
+        webhook_registration(ACCEPTANCE_POLICIES),
+        acceptance_corpus(),
+        together=True,
+    )
+    assert compared > 1000 and pinned > 300 and denied > 100, (compared, pinned, denied)
 
 
 def test_native_equals_the_webhook_on_the_shipped_policies(

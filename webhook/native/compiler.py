@@ -275,9 +275,9 @@ def _attr(key: str) -> str:
 
 def _field(ref: FieldRef) -> str:
     if ref.text == "spec.nfs.server":
-        return "object.spec.?nfs.?server.orValue('')"
+        return "object.?spec.?nfs.?server.orValue('')"
     if ref.text == "spec.nfs.path":
-        return "object.spec.?nfs.?path.orValue('')"
+        return "object.?spec.?nfs.?path.orValue('')"
     assert ref.key is not None
     return _attr(ref.key)
 
@@ -293,12 +293,15 @@ def _first(sources: Iterable[FieldRef]) -> str:
     return out
 
 
-def _by_driver(drivers: Sequence[_Driver], expr: Any) -> str:
+def _by_driver(drivers: Sequence[tuple[str, _Driver]], expr: Any) -> str:
+    """CEL: ``expr`` of the driver that reads the object. Keyed by kind and driver: one
+    profile reads its PVs and its StorageClasses from different fields (openebs-nfsrwx:
+    ``spec.nfs.server`` on a PV, nothing on a StorageClass)."""
     groups: dict[str, list[str]] = {}
-    for d in drivers:
-        groups.setdefault(expr(d), []).append(d.name)
+    for kind, d in drivers:
+        groups.setdefault(expr(d), []).append(f"{kind}/{d.name}")
     chain = [
-        (f"variables.driver in [{', '.join(cel_string(n) for n in names)}]", e)
+        (f"variables.kindDriver in [{', '.join(cel_string(n) for n in names)}]", e)
         for e, names in groups.items()
     ]
     return _ternary(chain, "''")
@@ -332,7 +335,7 @@ def _object_variables(engine: Engine) -> list[tuple[str, str]]:
     printable = cel_string(opt.PRINTABLE)
     legacy = cel_string(LEGACY_ANNOTATION)
     provisioned_by = cel_string(PROVISIONED_BY)
-    both = [*pv_drivers, *sc_drivers]
+    both = [("PersistentVolume", d) for d in pv_drivers] + [("StorageClass", d) for d in sc_drivers]
     return [
         ("isPV", "request.resource.resource == 'persistentvolumes'"),
         ("driver", f"{_PV} ? ({pv_driver}) : ({sc_driver})"),
