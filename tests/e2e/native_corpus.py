@@ -169,7 +169,10 @@ ACCEPTANCE_TARGETS: tuple[tuple[str, str, dict[str, str], str], ...] = (
     ("2001:db8:ab::5", "/v6", {}, ""),  # deny-lab-v6
     ("[2001:db8:ab::5]", "/v6", {}, ""),  # bracketed
     ("2001:DB8:AB:0:0:0:0:6", "/v6", {}, ""),  # upper case, not compressed
-    ("2001:db8:ac::1", "/v6", {}, ""),  # outside the /48: warn
+    ("2001:db8:ac::1", "/v6", {}, ""),  # outside the /48, inside ::/1: warn
+    ("::ffff:a00:1", "/m", {}, ""),  # IPv4-mapped: CEL's ip() refuses it, the webhook's
+    ("[::FFFF:10.0.0.2]", "/m", {}, ""),  # the same, dotted: the webhook's
+    ("8000::1", "/v6", {}, ""),  # outside ::/1: pin-v6-upper-half
     ("10.30.0.5", "/scratch/tmp1", {}, ""),  # deny-scratch-paths
     ("10.30.0.5", "/scratch/tmp12", {}, ""),  # '?' is one character
     ("10.30.0.5", "/scratch/tmp1", {"scratch-ok": "true"}, ""),  # its exclude

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ipaddress
 import json
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,12 +46,14 @@ from webhook.cli.common import load_engine
 from webhook.engine.engine import Engine
 from webhook.native.compiler import NativePolicies, compile_native
 from webhook.nfs.inventory import UnknownInventory
+from webhook.nfs.patterns import parse_ip
 from webhook.registration.scope import Scope, match_conditions
 
 Json = dict[str, Any]
 REPO = POLICIES.parents[2]
 NATIVE_POLICY = POLICIES / "native.yaml"
 ACCEPTANCE_POLICIES = POLICIES / "native-acceptance"
+ODD_POLICY = POLICIES / "native-odd.yaml"
 
 PROBE_POLICY = """\
 apiVersion: nfsguard.io/v1alpha1
@@ -71,30 +75,64 @@ _KINDS = {
 }
 
 
-def _call(api: k8s.AdmissionregistrationV1Api, verb: str, doc: Json) -> None:
+def _call(api: k8s.AdmissionregistrationV1Api, verb: str, doc: Json, **kw: Any) -> None:
     kind = _KINDS[doc["kind"]]
     if verb == "create":
-        getattr(api, f"create_{kind}")(doc)
+        getattr(api, f"create_{kind}")(doc, **kw)
     else:
         getattr(api, f"delete_{kind}")(doc["metadata"]["name"])
 
 
 @contextlib.contextmanager
 def installed(
-    api: k8s.AdmissionregistrationV1Api, core: k8s.CoreV1Api, native: NativePolicies
+    api: k8s.AdmissionregistrationV1Api,
+    core: k8s.CoreV1Api,
+    native: NativePolicies,
+    denied: Json | None = None,
 ) -> Iterator[None]:
-    """The native policies created, and proven live by the probe PV (MAP takes effect
-    about 0.6 s after creation: probed, never slept); deleted and proven gone after."""
+    """The native policies created, and proven live: the MAP by the probe PV, the VAP
+    (which goes live on its own, sometimes seconds later under load) by ``denied``, an
+    object it refuses (each takes effect about 0.6 s after creation: probed, never
+    slept); deleted and proven gone after."""
     for doc in native.objects:
         _call(api, "create", doc)
+
+    def refused() -> bool:
+        return denied is not None and admit(core.api_client, denied)[0] == "denied"
+
     try:
         wait_until("the native policies to pin the probe PV", lambda: probe(core) == [PIN])
+        if denied is not None:
+            wait_until("the native deny policy to refuse its witness", refused)
         yield
     finally:
         for doc in reversed(native.objects):
             with contextlib.suppress(k8s.ApiException):
                 _call(api, "delete", doc)
         wait_until("the native policies to be gone", lambda: probe(core) == [PROBE_ASKS])
+        wait_until("the native deny policy to be gone", lambda: not refused())
+
+
+def deny_witness(engine: Engine, native: NativePolicies, objects: list[Json]) -> Json | None:
+    """A PV of ``objects`` that a compiled rule denies, renamed so it never meets a stored
+    one (proves the VAP live), or None when nothing is compiled to deny."""
+    if not any(o["kind"] == "ValidatingAdmissionPolicy" for o in native.objects):
+        return None
+    compiled = {(c.policy.name, c.rule.name) for c in native.compiled}
+    for obj in objects:
+        d = decide(engine, offline_request(obj, "CREATE", "native"), UnknownInventory("e2e"))
+        if (
+            obj["kind"] == "PersistentVolume"
+            and d.outcome.value == "denied"
+            and d.deciding is not None
+            and (d.deciding.policy, d.deciding.rule) in compiled
+            and not webhook_only_driver(engine, native, obj)
+            and not text_left_to_the_webhook(engine, obj)
+        ):
+            witness = copy.deepcopy(obj)
+            witness["metadata"]["name"] = "nfsguard-e2e-deny-witness"
+            return witness
+    raise AssertionError("no object to prove the native deny policy live")
 
 
 def option_places(obj: Json) -> tuple[Any, ...]:
@@ -146,6 +184,45 @@ def webhook_only_driver(engine: Engine, native: NativePolicies, obj: Json) -> bo
     return target is not None and (obj["kind"], target.driver) in left
 
 
+_PRINTABLE = re.compile(r"^[ -~]*$")
+
+
+def _cel_reads_ip(text: str) -> bool:
+    """isIP() of the apiserver's CEL ip library (no IPv4-mapped IPv6, no zone)."""
+    ip = parse_ip(text)
+    return ip is not None and not (
+        isinstance(ip, ipaddress.IPv6Address) and (ip.ipv4_mapped is not None or ip.scope_id)
+    )
+
+
+def text_left_to_the_webhook(engine: Engine, obj: Json) -> bool:
+    """Whether ``obj`` holds text the native path leaves to the webhook (docs/native-
+    policies.md, "Native drivers": option text or a server outside printable ASCII, a
+    server with ``%``, with ``:`` and ``.``, or with ``:`` and no IP CEL reads, a path
+    with ``.`` or ``..`` segments, two spellings of one attribute key). Read from the raw
+    object, so it holds for a few more objects than the CEL guard does."""
+    target = engine.read(obj)
+    if target is None:
+        return False
+    spec = obj.get("spec") or {}
+    attrs = (spec.get("csi") or {}).get("volumeAttributes") or obj.get("parameters") or {}
+    nfs = spec.get("nfs") or {}
+    options = list((spec if obj["kind"] == "PersistentVolume" else obj).get("mountOptions") or [])
+    options += [(obj["metadata"].get("annotations") or {}).get(LEGACY) or ""]
+    options += [v for k, v in attrs.items() if k.lower() == "mountoptions"]
+    paths = [nfs.get("path") or ""] + [
+        v for k, v in attrs.items() if k.lower() in ("share", "subdir", "path")
+    ]
+    server = target.server or ""
+    return (
+        not all(_PRINTABLE.match(o) for o in [*options, server])
+        or "%" in server
+        or (":" in server and ("." in server or not _cel_reads_ip(server.strip("[]"))))
+        or any(part in (".", "..") for p in paths for part in p.split("/"))
+        or len({k.lower() for k in attrs}) != len(attrs)
+    )
+
+
 def compare(
     api: k8s.ApiClient,
     admission: k8s.AdmissionregistrationV1Api,
@@ -165,7 +242,7 @@ def compare(
     objects = corpus() if objects is None else objects
     with register_webhook():
         by_webhook = admit_all(api, objects)
-    with installed(admission, core, native):
+    with installed(admission, core, native, deny_witness(engine, native, objects)):
         by_native = admit_all(api, objects)
         if together:
             # proven live by an object only the webhook changes (a webhook-only driver's)
@@ -194,6 +271,12 @@ def compare(
                 differences.append(f"{name}: webhook-only driver, native {by_native[name]}")
             continue
         if webhook_only(engine, native, obj):
+            continue
+        if text_left_to_the_webhook(engine, obj):
+            # the native path leaves it as it came (or, where the guard is narrower than
+            # this reading of it, does what the webhook does)
+            if by_native[name] not in (("allowed", option_places(obj)), by_webhook[name]):
+                differences.append(f"{name}: left to the webhook, native {by_native[name]}")
             continue
         compared += 1
         w, n = by_webhook[name], by_native[name]
@@ -247,6 +330,19 @@ def webhook_registration(
         return registered
 
     return make
+
+
+def test_every_compile_passes_the_apiservers_validation(
+    admissionregistration_v1: k8s.AdmissionregistrationV1Api,
+) -> None:
+    """Server-side dry run (full validation, CEL compiled, nothing stored) of what
+    `policy compile` makes of the shipped, the test, the acceptance and the odd policies
+    (escapes, refused addresses)."""
+    for source in (REPO / "policies", NATIVE_POLICY, ACCEPTANCE_POLICIES, ODD_POLICY):
+        native = compile_native(load_engine([str(source)]))
+        assert native.objects, source
+        for doc in native.objects:
+            _call(admissionregistration_v1, "create", doc, dry_run="All")
 
 
 def test_native_equals_the_webhook_on_the_test_policies(
@@ -452,7 +548,9 @@ def test_native_equals_the_webhook_on_updates_of_existing_objects(
     updates = [(mod, new) for s in stored for mod, new in _updates(s)]
     with webhook_registration(NATIVE_POLICY)():
         by_webhook = [replace(api_client, new) for _, new in updates]
-    with installed(admissionregistration_v1, core_v1, native):
+    with installed(
+        admissionregistration_v1, core_v1, native, deny_witness(engine, native, corpus())
+    ):
         by_native = [replace(api_client, new) for _, new in updates]
     compiled = {(c.policy.name, c.rule.name) for c in native.compiled}
     differences, compared, kinds = [], 0, set()

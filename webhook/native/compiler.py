@@ -28,6 +28,8 @@ the native path would act where the webhook's deciding rule does something else.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +43,7 @@ from webhook.engine.index import CompiledRule
 from webhook.engine.reading import GENERIC_PV, GENERIC_SC
 from webhook.native import options_cel as opt
 from webhook.nfs.options import pin_option
-from webhook.nfs.patterns import ExportPattern, LabelSelector, NamePattern
+from webhook.nfs.patterns import ExportPattern, LabelSelector, NamePattern, ServerPattern
 from webhook.registration.configuration import opt_out_selector, pv_and_storage_class_rules
 from webhook.registration.scope import (
     Scope,
@@ -445,6 +447,9 @@ def _object_variables(engine: Engine) -> list[tuple[str, str]]:
                     f"!variables.server.matches({printable})",
                     "variables.server.contains('%')",
                     "(variables.server.contains(':') && variables.server.contains('.'))",
+                    # IPv6 text the apiserver's ip library does not read as an IP (an
+                    # IPv4-mapped ::ffff:a00:1, which Python reads as IPv6)
+                    "(variables.server.contains(':') && !variables.serverIsIP)",
                     "variables.pathParts.exists(p, p == '.' || p == '..')",
                     *(
                         f"variables.attrs.filter(k, k.lowerAscii() == {cel_string(k)}).size() > 1"
@@ -483,8 +488,30 @@ def _glob_safe(text: str) -> bool:
     return "[" not in text
 
 
+def _one_line(text: str) -> str:
+    """``text`` with every run of control characters one blank: the apiserver does not
+    show a validation message that holds a line break."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text)
+
+
+def _ip_library_reads(sp: ServerPattern) -> None:
+    """Raises _Refuse for an address the apiserver's CEL ip library refuses (k8s.io/
+    apiserver pkg/cel/library/ip.go: no IPv4-mapped IPv6 address, no zone). A literal it
+    refuses is a compile error, and the apiserver then ignores the whole policy."""
+    address = sp.ip if sp.ip is not None else sp.network.network_address if sp.network else None
+    if not isinstance(address, ipaddress.IPv6Address):
+        return
+    if address.ipv4_mapped is not None:
+        raise _Refuse(
+            f"server {sp.text}: the apiserver's CEL ip library refuses IPv4-mapped IPv6 addresses"
+        )
+    if address.scope_id:
+        raise _Refuse(f"server {sp.text}: the apiserver's CEL ip library refuses an IPv6 zone")
+
+
 def _export(e: ExportPattern) -> str:
     sp = e.server
+    _ip_library_reads(sp)
     if sp.ip is not None:
         server = f"(variables.serverIsIP && ip(variables.serverIP) == ip({cel_string(str(sp.ip))}))"
     elif sp.network is not None:
@@ -863,7 +890,7 @@ def _deny_policy(
 ) -> list[Json]:
     who = {
         _key(c): cel_string(
-            f'rule "{c.rule.name}" (policy {c.policy.name} version {c.policy.version})'
+            _one_line(f'rule "{c.rule.name}" (policy {c.policy.name} version {c.policy.version})')
         )
         for c in [*deniers, *pinners]
     }

@@ -49,9 +49,20 @@ PV = "persistentvolumes"
 SC = "storageclasses"
 
 
+_CEL_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def cel_string(text: str) -> str:
-    """A CEL single-quoted string literal for ``text``."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A CEL single-quoted string literal for ``text``. Control characters are escaped
+    (``\\n``, ``\\xHH``): a raw line break ends a single-quoted literal, and the apiserver
+    refuses the expression (cel-spec, "String and Bytes Literals")."""
+    out = []
+    for ch in text:
+        escaped = _CEL_ESCAPES.get(ch)
+        if escaped is None and (ord(ch) < 0x20 or ord(ch) == 0x7F):
+            escaped = f"\\x{ord(ch):02x}"
+        out.append(escaped or ch)
+    return "'" + "".join(out) + "'"
 
 
 def re2_of(pattern: NamePattern) -> str:

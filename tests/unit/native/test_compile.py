@@ -4,8 +4,11 @@ The CEL itself is proven on the real kube-apiserver (tests/e2e/test_native.py)."
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 from click.testing import CliRunner
@@ -154,6 +157,46 @@ def test_a_rule_outranked_by_a_webhook_only_rule_with_another_effect_stays_webho
     assert reasons["el7"].startswith("nodeKernels")
     assert reasons["strict-pin"].startswith('outranked by webhook-only rule "el7"')
     assert "character class" in reasons["classy"]
+
+
+ODD = REPO / "tests" / "e2e" / "policies" / "native-odd.yaml"
+
+
+def test_addresses_the_apiservers_ip_library_refuses_stay_webhook_only() -> None:
+    """ip()/cidr() of an IPv4-mapped IPv6 address or a zone is a CEL compile error: the
+    apiserver then ignores the whole MutatingAdmissionPolicy (seen on 1.36.3, failurePolicy
+    Fail notwithstanding), so such a rule must never be compiled."""
+    native = compile_native(load_engine([str(ODD)]))
+    assert [c.rule.name for c in native.compiled] == ["plain-v6-net", "odd-glob"]
+    reasons = {w.rule: w.reason for w in native.webhook_only}
+    assert set(reasons) == {"mapped-ip", "mapped-net", "zoned-ip"}
+    for rule in ("mapped-ip", "mapped-net"):
+        assert "IPv4-mapped" in reasons[rule]
+    assert "zone" in reasons["zoned-ip"]
+
+
+def test_no_expression_or_message_holds_a_control_character() -> None:
+    """A version with a line break or a tab: every CEL literal escapes it (the apiserver
+    refuses a raw line break in one, 422), and the denial message names the version on
+    one line (a message with a line break is not shown)."""
+    native = compile_native(load_engine([str(ODD)]))
+    text = json.dumps(native.objects)
+    for obj in native.objects:
+        for expr in _expressions(obj):
+            assert not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in expr), expr
+    assert "version line one line two tabbed" in text  # the message, on one line
+
+
+def _expressions(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("expression", "messageExpression") and isinstance(value, str):
+                yield value
+            else:
+                yield from _expressions(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _expressions(item)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:

@@ -92,6 +92,14 @@ def test_cel_strings_escape_quotes_and_backslashes() -> None:
     assert cel_string("a\\.b") == r"'a\\.b'"
 
 
+def test_cel_strings_escape_control_characters() -> None:
+    # A raw line break ends a single-quoted CEL literal: the apiserver refuses the
+    # expression (422 on create). Every control character is written as an escape.
+    assert cel_string("a\nb") == r"'a\nb'"
+    assert cel_string("\r\t\x01\x7f") == r"'\r\t\x01\x7f'"
+    assert cel_string("caf\u00e9") == "'caf\u00e9'"  # printable text stays as it is
+
+
 def test_conditions_are_few_and_guard_what_they_read() -> None:
     conds = match_conditions(Scope.of(engine()))
     assert len(conds) <= MAX_MATCH_CONDITIONS
