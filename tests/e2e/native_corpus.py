@@ -196,6 +196,7 @@ ACCEPTANCE_TARGETS: tuple[tuple[str, str, dict[str, str], str], ...] = (
     ("v3only-1.example", "/any", {"team": "legacy"}, ""),  # deny over pin
     ("10.20.7.7", "/p", {"team": "legacy"}, ""),  # three pins match: the first decides
     ("nfs.unknown.example", "/p", {}, ""),  # warn only
+    ("a.rollout.example", "/p", {"team": "legacy"}, ""),  # a pin in Audit over pin3: nothing
 )
 
 ACME = "csi.acme.example"
@@ -227,8 +228,10 @@ def _other_drivers(
 ) -> Iterator[Json]:
     """The same target on the other drivers the native path reads (policies/drivers/):
     ceph-nfs (4.1/4.2 only), dell-powerscale (3/4.0), democratic-csi (any CSI name with
-    node_attach_driver=nfs), openebs-nfsrwx and nfs-ganesha in-tree PVs, a csi-driver-nfs
-    PV with the legacy annotation, and their StorageClasses."""
+    node_attach_driver=nfs), openebs-nfsrwx and nfs-ganesha in-tree PVs, and their
+    StorageClasses (csi-driver-nfs with keys in other cases). No CSI PV carries the legacy
+    annotation: the apiserver refuses it there ("may not specify mount options for this
+    volume type")."""
     kw: Json = {"labels": labels, "storage_class": sc}
 
     def pv(suffix: str, csi: bool = True) -> Json:
@@ -251,9 +254,7 @@ def _other_drivers(
         tree = pv(suffix, csi=False)
         tree["metadata"]["annotations"] = {"pv.kubernetes.io/provisioned-by": provisioner}
         yield tree
-    ann = pv("csiann")
-    ann["metadata"]["annotations"] = {LEGACY: ",".join(opts or ("hard",))}
-    yield ann
+    yield cls("csisc", "nfs.csi.k8s.io", {"Server": server, "SHARE": path, "subDir": "d"})
     yield cls("cephsc", "nfs.csi.ceph.com", {"server": server, "clusterID": "c"})
     yield cls("dellsc", "csi-isilon.dellemc.com", {"AzServiceIP": server})
     yield cls("oebssc", "openebs.io/nfsrwx", {})

@@ -5,6 +5,7 @@ The CEL itself is proven on the real kube-apiserver (tests/e2e/test_native.py)."
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 from webhook.cli.common import load_engine
 from webhook.cli.main import cli
 from webhook.native.compiler import DENY_POLICY, PIN_POLICY, compile_native
+from webhook.registration.configuration import WebhookSettings, webhook_configuration
 
 REPO = Path(__file__).resolve().parents[3]
 MANIFEST = REPO / "manifests" / "native" / "native-policies.yaml"
@@ -197,6 +199,38 @@ def _expressions(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for item in node:
             yield from _expressions(item)
+
+
+ACCEPTANCE = REPO / "tests" / "e2e" / "policies" / "native-acceptance"
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def test_names_are_dns_names_and_stable_across_compiles() -> None:
+    """The same policies compile to the same objects, byte for byte (a GitOps diff shows
+    only real changes), under fixed DNS-1123 names that kubectl apply can update."""
+    for source in (REPO / "policies", E2E_POLICY, ACCEPTANCE):
+        first = compile_native(load_engine([str(source)])).objects
+        second = compile_native(load_engine([str(source)])).objects
+        assert json.dumps(first) == json.dumps(second)
+        for obj in first:
+            name = obj["metadata"]["name"]
+            assert len(name) <= 253 and _DNS_SUBDOMAIN.match(name), name
+            assert name in (PIN_POLICY, DENY_POLICY)
+            if obj["kind"].endswith("Binding"):
+                assert obj["spec"]["policyName"] == name
+
+
+def test_native_objects_carry_the_webhooks_scope() -> None:
+    """The MAP and VAP see exactly what the webhook is sent: the same matchConditions,
+    rules and opt-out label as `nfsguard webhook-config` writes for the same policies."""
+    engine = load_engine([str(ACCEPTANCE)])
+    webhook = webhook_configuration(engine, WebhookSettings())["webhooks"][0]
+    for obj in compile_native(engine).objects:
+        if obj["kind"].endswith("Binding"):
+            continue
+        assert obj["spec"]["matchConditions"] == webhook["matchConditions"]
+        assert obj["spec"]["matchConstraints"]["objectSelector"] == webhook["objectSelector"]
+        assert obj["spec"]["matchConstraints"]["resourceRules"] == webhook["rules"]
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
