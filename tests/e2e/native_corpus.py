@@ -287,6 +287,27 @@ def _out_of_scope() -> Iterator[Json]:
     yield bare
 
 
+def _large() -> Iterator[Json]:
+    """Option text past the native path's size guard (more than 1,024 mountOptions
+    entries, or more than 16 KiB of option text): left to the webhook. Past about 40 KB
+    or 8,000 entries the apiserver's CEL cost limit would stop the evaluation, which
+    failurePolicy Fail turns into a refusal of an object the webhook pins."""
+    server, path = "10.20.3.3", "/data"
+    many = ["hard"] * 2000 + ["vers=4.1"]
+    text = "hard," * 12000 + "vers=4.1"
+    yield nfs_pv("acc-large-entries", server, path, many)
+    yield nfs_pv("acc-large-one-entry", server, path, [text])
+    ann = nfs_pv("acc-large-ann", server, path, ["hard"])
+    ann["metadata"]["annotations"] = {LEGACY: text}
+    yield ann
+    attr = nfs_pv("acc-large-attr", server, path, ["hard"], csi=True)
+    attr["spec"]["csi"]["volumeAttributes"]["mountOptions"] = text
+    yield attr
+    yield nfs_storage_class("acc-large-sc", server, path, many)
+    # just inside the guard: judged natively
+    yield nfs_pv("acc-large-1024", server, path, ["hard"] * 1023 + ["vers=4.1"])
+
+
 def acceptance_corpus() -> list[Json]:
     """The acceptance objects: every target with every spelling on an in-tree PV, and
     a rotating slice of the spellings on every other shape (annotation, csi-driver-nfs
@@ -325,6 +346,7 @@ def acceptance_corpus() -> list[Json]:
             o = (t * 3 + k * 11) % len(sets)
             out.extend(_other_drivers(f"acc-{t}-{o}", server, path, sets[o], labels, sc))
     out.extend(_out_of_scope())
+    out.extend(_large())
     for o, opts in enumerate(sets[:12]):
         for tag, labels in (
             ("za", {"zone": "a"}),

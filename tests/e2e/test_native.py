@@ -235,8 +235,11 @@ def text_left_to_the_webhook(engine: Engine, obj: Json) -> bool:
         v for k, v in attrs.items() if k.lower() in ("share", "subdir", "path")
     ]
     server = target.server or ""
+    entries = list((spec if obj["kind"] == "PersistentVolume" else obj).get("mountOptions") or [])
     return (
-        not all(_PRINTABLE.match(o) for o in [*options, server])
+        len(entries) > 1024
+        or sum(len(o) + 1 for o in options) > 16384
+        or not all(_PRINTABLE.match(o) for o in [*options, server])
         or "%" in server
         or (":" in server and ("." in server or not _cel_reads_ip(server.strip("[]"))))
         or any(part in (".", "..") for p in paths for part in p.split("/"))

@@ -443,6 +443,11 @@ def _object_variables(engine: Engine) -> list[tuple[str, str]]:
             "uncertain",
             " || ".join(
                 [
+                    # first: past this the rewrite could exceed the apiserver's CEL cost
+                    # limit, an error failurePolicy Fail turns into a refusal
+                    f"size(variables.mo) > {opt.MAX_ENTRIES}",
+                    f"size(variables.mo.join(',')) + size(variables.ann) + "
+                    f"size(variables.attrValues.join(',')) > {opt.MAX_TEXT}",
                     f"!(variables.mo + variables.readEntries).all(e, e.matches({printable}))",
                     f"!variables.server.matches({printable})",
                     "variables.server.contains('%')",
