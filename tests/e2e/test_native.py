@@ -467,7 +467,30 @@ def test_native_equals_the_webhook_on_the_shipped_policies(
     assert compared > 1500 and pinned > 100 and denied == 0, (compared, pinned, denied)
 
 
+def _pinned_here(which: str) -> tuple[Path, Engine, list[Json]]:
+    """(policy, engine, PVs a compiled rule pins) for the outage test."""
+    if which == "test":
+        prefixes = ("nat-0-", "nat-13-", "nat-subdir-pv-gold-")
+        engine = load_engine([str(NATIVE_POLICY)])
+        objects = [o for o in corpus() if o["metadata"]["name"].startswith(prefixes)]
+        return NATIVE_POLICY, engine, [o for o in objects if o["kind"] == "PersistentVolume"]
+    # every 3rd acceptance PV the native path reads: pins 4.0, 4.1 and 3, every driver
+    engine = load_engine([str(ACCEPTANCE_POLICIES)])
+    native = compile_native(engine)
+    objects = [
+        o
+        for o in acceptance_corpus()
+        if o["kind"] == "PersistentVolume"
+        and not webhook_only_driver(engine, native, o)
+        and not text_left_to_the_webhook(engine, o)
+        and not webhook_only(engine, native, o)
+    ]
+    return ACCEPTANCE_POLICIES, engine, objects[::3]
+
+
+@pytest.mark.parametrize("which", ["test", "acceptance"])
 def test_pins_hold_with_the_webhook_down_and_mount_nfs_reads_them(
+    which: str,
     api_client: k8s.ApiClient,
     admissionregistration_v1: k8s.AdmissionregistrationV1Api,
     core_v1: k8s.CoreV1Api,
@@ -476,20 +499,14 @@ def test_pins_hold_with_the_webhook_down_and_mount_nfs_reads_them(
     cleanup: Cleanup,
     tmp_path: Path,
 ) -> None:
-    engine = load_engine([str(NATIVE_POLICY)])
+    policy, engine, pinned_here = _pinned_here(which)
     native = compile_native(engine)
-    wh = start_webhook(NATIVE_POLICY)
+    wh = start_webhook(policy)
     register(wh, failure_policy="Ignore")
     wh.stop()  # the outage: Ignore lets every object through unreviewed
     wait_until(
         "the stopped webhook to let the probe through", lambda: probe(core_v1) == [PROBE_ASKS]
     )
-    pinned_here = [
-        o
-        for o in corpus()
-        if o["kind"] == "PersistentVolume"
-        and o["metadata"]["name"].startswith(("nat-0-", "nat-13-", "nat-subdir-pv-gold-"))
-    ]
     with installed(admissionregistration_v1, core_v1, native):
         stored = []
         for obj in pinned_here:
@@ -503,6 +520,8 @@ def test_pins_hold_with_the_webhook_down_and_mount_nfs_reads_them(
             )
             stored.append((got, d))
     assert len(stored) > 50
+    pins = {d.after.version for _, d in stored if d.after is not None}
+    assert pins == ({"4.0", "3"} if which == "test" else {"4.0", "4.1", "3"}), pins
     asked: dict[str, str] = {}
     for got, d in stored:
         target = engine.read(got)

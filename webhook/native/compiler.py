@@ -101,7 +101,8 @@ class NativePolicies:
 
     def lines(self) -> list[str]:
         """The report ``nfsguard policy compile`` prints (stderr)."""
-        out = [
+        out = [] if self.objects else ["no native policy objects: no compiled rule pins or denies"]
+        out += [
             f'compiled: rule "{c.rule.name}" (policy {c.policy.name}): {_effect_words(c)}'
             for c in self.compiled
         ]

@@ -233,5 +233,28 @@ def test_native_objects_carry_the_webhooks_scope() -> None:
         assert obj["spec"]["matchConstraints"]["resourceRules"] == webhook["rules"]
 
 
+WARN_ONLY = {
+    "apiVersion": "nfsguard.io/v1alpha1",
+    "kind": "NFSMountPolicy",
+    "metadata": {"name": "warn-only"},
+    "spec": {
+        "version": "1",
+        "rules": [{"name": "just-warn", "match": {"exports": [{"server": "*"}]}, "action": "warn"}],
+    },
+}
+
+
+def test_a_compile_with_nothing_to_enforce_says_so(tmp_path: Path) -> None:
+    """No compiled rule pins or denies: no objects, and stderr says so (an empty stream
+    given to kubectl apply is an error there, not here)."""
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(WARN_ONLY))
+    result = CliRunner().invoke(cli, ["policy", "compile", "--policy", str(tmp_path)])
+    assert result.exit_code == 0
+    assert list(yaml.safe_load_all(result.stdout)) == []
+    assert result.stderr.splitlines()[0] == (
+        "no native policy objects: no compiled rule pins or denies"
+    )
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
     MANIFEST.write_text(compiled_manifest())
