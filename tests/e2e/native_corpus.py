@@ -196,6 +196,8 @@ ACCEPTANCE_TARGETS: tuple[tuple[str, str, dict[str, str], str], ...] = (
     ("v3only-1.example", "/any", {"team": "legacy"}, ""),  # deny over pin
     ("10.20.7.7", "/p", {"team": "legacy"}, ""),  # three pins match: the first decides
     ("nfs.unknown.example", "/p", {}, ""),  # warn only
+    ("nfs1.classy.example", "/p", {}, ""),  # classy-pin: webhook-only (a class)
+    ("nfs3.classy.example", "/p", {}, ""),  # outside the class: warn
     ("a.rollout.example", "/p", {"team": "legacy"}, ""),  # a pin in Audit over pin3: nothing
 )
 

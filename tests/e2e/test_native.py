@@ -113,6 +113,11 @@ def installed(
         wait_until("the native deny policy to be gone", lambda: not refused())
 
 
+def opted_out(obj: Json) -> bool:
+    """Labelled with the opt-out (``nfsguard.io/skip: "true"``): sent to neither path."""
+    return (obj["metadata"].get("labels") or {}).get("nfsguard.io/skip") == "true"
+
+
 def deny_witness(engine: Engine, native: NativePolicies, objects: list[Json]) -> Json | None:
     """A PV of ``objects`` that a compiled rule denies, renamed so it never meets a stored
     one (proves the VAP live), or None when nothing is compiled to deny."""
@@ -128,6 +133,7 @@ def deny_witness(engine: Engine, native: NativePolicies, objects: list[Json]) ->
             and (d.deciding.policy, d.deciding.rule) in compiled
             and not webhook_only_driver(engine, native, obj)
             and not text_left_to_the_webhook(engine, obj)
+            and not opted_out(obj)
         ):
             witness = copy.deepcopy(obj)
             witness["metadata"]["name"] = "nfsguard-e2e-deny-witness"
@@ -422,7 +428,12 @@ def test_native_equals_the_webhook_on_the_acceptance_policies(
     objects the main corpus lacks."""
     engine = load_engine([str(ACCEPTANCE_POLICIES)])
     native = compile_native(engine)
-    assert [w.rule for w in native.webhook_only] == ["el7-old-kernels", "warn-any-nfs", "audit-csi"]
+    assert [w.rule for w in native.webhook_only] == [
+        "el7-old-kernels",
+        "classy-pin",
+        "warn-any-nfs",
+        "audit-csi",
+    ]
     compared, pinned, denied = compare(
         api_client,
         admissionregistration_v1,
@@ -484,6 +495,7 @@ def _pinned_here(which: str) -> tuple[Path, Engine, list[Json]]:
         and not webhook_only_driver(engine, native, o)
         and not text_left_to_the_webhook(engine, o)
         and not webhook_only(engine, native, o)
+        and not opted_out(o)
     ]
     return ACCEPTANCE_POLICIES, engine, objects[::3]
 
