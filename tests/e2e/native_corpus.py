@@ -175,6 +175,8 @@ ACCEPTANCE_TARGETS: tuple[tuple[str, str, dict[str, str], str], ...] = (
     ("8000::1", "/v6", {}, ""),  # outside ::/1: pin-v6-upper-half
     ("10.30.0.5", "/scratch/tmp1", {}, ""),  # deny-scratch-paths
     ("10.30.0.5", "/scratch/tmp12", {}, ""),  # '?' is one character
+    ("10.30.0.5", "/./scratch/./tmp1/.", {}, ""),  # '.' segments: the same path
+    ("10.30.0.5", "/scratch/x/../tmp1", {}, ""),  # '..': left to the webhook
     ("10.30.0.5", "/scratch/tmp1", {"scratch-ok": "true"}, ""),  # its exclude
     ("10.20.3.3", "/data", {}, ""),  # pin-subnet-but-one
     ("10.20.4.4", "/data", {"unsupported": "deny"}, ""),  # pin-strict-unsupported

@@ -226,7 +226,7 @@ def text_left_to_the_webhook(engine: Engine, obj: Json) -> bool:
     """Whether ``obj`` holds text the native path leaves to the webhook (docs/native-
     policies.md, "Native drivers": option text or a server outside printable ASCII, a
     server with ``%``, with ``:`` and ``.``, or with ``:`` and no IP CEL reads, a path
-    with ``.`` or ``..`` segments, two spellings of one attribute key). Read from the raw
+    with ``..`` segments, two spellings of one attribute key). Read from the raw
     object, so it holds for a few more objects than the CEL guard does."""
     target = engine.read(obj)
     if target is None:
@@ -248,7 +248,7 @@ def text_left_to_the_webhook(engine: Engine, obj: Json) -> bool:
         or not all(_PRINTABLE.match(o) for o in [*options, server])
         or "%" in server
         or (":" in server and ("." in server or not _cel_reads_ip(server.strip("[]"))))
-        or any(part in (".", "..") for p in paths for part in p.split("/"))
+        or any(part == ".." for p in paths for part in p.split("/"))
         or len({k.lower() for k in attrs}) != len(attrs)
     )
 

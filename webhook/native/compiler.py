@@ -384,12 +384,14 @@ def _object_variables(engine: Engine) -> list[tuple[str, str]]:
             "variables.subdir == '' ? variables.share : variables.share + '/' + variables.subdir",
         ),
         ("pathParts", "variables.rawPath.split('/')"),
+        ("pathKept", "variables.pathParts.filter(p, p != '' && p != '.').join('/')"),
         (
-            # reading.normalise_path (posixpath.normpath without dot segments: those
-            # are left to the webhook, see "uncertain")
+            # reading.normalise_path: posixpath.normpath drops empty and '.' segments (a
+            # relative path left empty is '.'); '..' needs a stack CEL does not have,
+            # so such paths are left to the webhook (see "uncertain")
             "path",
-            "(variables.rawPath.startsWith('/') ? '/' : '') + "
-            "variables.pathParts.filter(p, p != '').join('/')",
+            "variables.rawPath.startsWith('/') ? '/' + variables.pathKept : "
+            "variables.pathKept == '' ? '.' : variables.pathKept",
         ),
         (
             "serverHost",
@@ -456,7 +458,7 @@ def _object_variables(engine: Engine) -> list[tuple[str, str]]:
                     # IPv6 text the apiserver's ip library does not read as an IP (an
                     # IPv4-mapped ::ffff:a00:1, which Python reads as IPv6)
                     "(variables.server.contains(':') && !variables.serverIsIP)",
-                    "variables.pathParts.exists(p, p == '.' || p == '..')",
+                    "variables.pathParts.exists(p, p == '..')",
                     *(
                         f"variables.attrs.filter(k, k.lowerAscii() == {cel_string(k)}).size() > 1"
                         for k in keys
