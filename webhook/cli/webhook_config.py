@@ -36,6 +36,13 @@ def endpoint_options(f: F) -> F:
             ),
             click.option("--service-namespace", default="nfsguard", show_default=True),
             click.option("--service-name", default="nfsguard", show_default=True),
+            click.option(
+                "--service-port",
+                type=click.IntRange(1, 65535),
+                default=443,
+                show_default=True,
+                help="The Service port the apiserver calls.",
+            ),
             click.option("--url", help="Call the webhook at this URL instead of the Service."),
             click.option(
                 "--failure-policy",
@@ -53,6 +60,13 @@ def endpoint_options(f: F) -> F:
                 "inline NFS volume reach it), or off for no such entry "
                 "(docs/pods-and-workloads.md).",
             ),
+            click.option(
+                "--timeout-seconds",
+                type=click.IntRange(1, 30),
+                default=5,
+                show_default=True,
+                help="How long the apiserver waits for a review (1-30, the API's bounds).",
+            ),
         ]
     ):
         f = option(f)
@@ -68,14 +82,22 @@ def webhook_settings(
     *,
     managed: bool,
     pods_policy: str = "Fail",
+    service_port: int = 443,
+    timeout_seconds: int = 5,
 ) -> WebhookSettings:
     if url is not None and not url.startswith("https://"):
         raise click.BadParameter("must start with https://", param_hint="--url")
     policy: FailurePolicy = "Fail" if failure_policy == "Fail" else "Ignore"
     return WebhookSettings(
         name=webhook_name,
-        endpoint=Endpoint(service_namespace=service_namespace, service_name=service_name, url=url),
+        endpoint=Endpoint(
+            service_namespace=service_namespace,
+            service_name=service_name,
+            service_port=service_port,
+            url=url,
+        ),
         failure_policy=policy,
+        timeout_seconds=timeout_seconds,
         own_namespace=service_namespace,
         managed=managed,
         pods=None if pods_policy == "off" else ("Fail" if pods_policy == "Fail" else "Ignore"),
@@ -110,9 +132,11 @@ def webhook_config(
     webhook_name: str,
     service_namespace: str,
     service_name: str,
+    service_port: int,
     url: str | None,
     failure_policy: str,
     pods_policy: str,
+    timeout_seconds: int,
     ca_bundle: Path | None,
     delete: bool,
     kubeconfig: str | None,
@@ -148,6 +172,8 @@ def webhook_config(
         failure_policy,
         managed=False,
         pods_policy=pods_policy,
+        service_port=service_port,
+        timeout_seconds=timeout_seconds,
     )
     ca = None
     if ca_bundle is not None:
