@@ -125,8 +125,26 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: How deeply a line may nest objects and arrays. A record nests four levels (a
+#: decision's ``volumes[].before``); a deeper line is no record, and refusing it
+#: keeps hashing and reading it off Python's recursion limit.
+MAX_DEPTH = 32
+
+
+def _depth_within(value: Any, limit: int) -> bool:
+    """True if ``value`` nests objects/arrays at most ``limit`` levels (iterative)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
+
+
 def parse_line(line: bytes | str) -> dict[str, Any]:
-    """Parse one line as a JSON object (duplicate keys rejected).
+    """Parse one line as a JSON object (duplicate keys rejected, nesting bounded).
 
     Raises :class:`RecordError` with a short reason.
     """
@@ -143,8 +161,12 @@ def parse_line(line: bytes | str) -> dict[str, Any]:
         )
     except RecordError:
         raise
+    except RecursionError:
+        raise RecordError(f"nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
         raise RecordError(f"not JSON ({exc})") from None
+    if not _depth_within(obj, MAX_DEPTH):
+        raise RecordError(f"nested deeper than {MAX_DEPTH} levels")
     if not isinstance(obj, dict):
         raise RecordError("not a JSON object")
     return obj

@@ -264,9 +264,18 @@ class Verifier:
             self._pending = None
             if terminated:
                 self._process(where, raw, True)
-            elif not (self._lenient and not raw.strip()):
+            elif could_be_torn_record(raw):
                 self._report.torn = where
                 self._report.torn_bytes = len(raw)
+            elif self._lenient:
+                self._report.skipped += int(bool(raw.strip()))
+            else:
+                self._break(
+                    where,
+                    None,
+                    f"not an audit record: a final line without newline ({len(raw)} bytes) "
+                    "that is not the start of a JSON record (binary or foreign data?)",
+                )
         report = self._report
         if not self.broken:
             for seq, _hash in sorted(self._anchors.items()):
@@ -457,6 +466,22 @@ class Verifier:
         if self._declared and isinstance(declared, int) and not isinstance(declared, bool):
             self._every = max(declared, 1)
         return True
+
+
+def could_be_torn_record(raw: bytes) -> bool:
+    """Whether ``raw`` (a final line without newline) can be a record line the writer
+    started and a crash cut short: it opens a JSON object and is UTF-8 text without
+    raw control characters (JSON escapes them), save a multi-byte character cut at
+    its end. Anything else (a binary file, foreign data) is no torn record."""
+    if not raw.startswith(b"{"):
+        return False
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason != "unexpected end of data":  # a bad byte, not a character cut short
+            return False
+        text = raw[: exc.start].decode("utf-8", errors="strict")
+    return not any(ord(char) < 0x20 for char in text)
 
 
 def recovers(raw: bytes, torn: bytes) -> bool:

@@ -38,6 +38,7 @@ from webhook.audit.verify import (
     Verifier,
     Where,
     anchors_from_lines,
+    could_be_torn_record,
     iter_lines,
     recovers,
 )
@@ -241,8 +242,15 @@ def _records(files: Sequence[str]) -> Iterator[dict[str, Any]]:
 
     def parse(where: Where, raw: bytes, terminated: bool) -> dict[str, Any] | None:
         if not terminated:
-            click.echo(f"{where}: torn final line skipped ({len(raw)} bytes)", err=True)
-            return None
+            if could_be_torn_record(raw):
+                click.echo(f"{where}: torn final line skipped ({len(raw)} bytes)", err=True)
+                return None
+            if lenient:
+                return None
+            raise Refused(
+                f"{where}: not an audit record: a final line without newline that is not "
+                "the start of a JSON record (binary or foreign data?)"
+            )
         try:
             obj = parse_line(raw)
         except RecordError as exc:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import random
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -264,3 +265,64 @@ def test_verify_odd_inputs_never_traceback(tmp_path: Path) -> None:
     result = run_cli("verify", str(tmp_path))
     assert result.exit_code == 2
     assert result.stderr == f"{tmp_path}: cannot read: Is a directory\n"
+
+
+def test_verify_a_binary_file_is_broken_not_torn(
+    tmp_path: Path, history: Path, keys: tuple[Path, Path]
+) -> None:
+    """Only what the writer could have started is a torn line (exit 3); a final line
+    without newline that is binary or foreign is no audit record (exit 1)."""
+    rng = random.Random(17)
+    junk = bytes(rng.randrange(256) for _ in range(4096)).replace(b"\n", b"")
+    lines = history.read_bytes().splitlines(keepends=True)
+    cut_euro = lines[0][:-1] + "€".encode()[:2]  # a multi-byte character cut by the crash
+    cases = {
+        "random.bin": (junk, 1, 1, "binary or foreign data?"),
+        "brace.bin": (b"{" + junk, 1, 1, "binary or foreign data?"),
+        "nul.log": (b"".join(lines) + b"\0" * 64, 1, 32, "binary or foreign data?"),
+        "text.log": (b"".join(lines) + b"hello", 1, 32, "binary or foreign data?"),
+        "cut.log": (b"".join(lines) + cut_euro, 3, 32, "torn final line"),
+    }
+    for name, (content, code, line, reason) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        result = run_cli("verify", str(path), "--public-key", str(keys[1]))
+        assert result.exit_code == code, (name, result.stdout)
+        assert result.stdout.startswith(("BROKEN: " if code == 1 else "TORN: ") + f"{path}:{line}:")
+        assert reason in result.stdout and result.stdout.count("\n") == 1
+        query = run_cli("query", str(path))
+        if code == 1:
+            assert query.exit_code == 2
+            assert query.stderr == (
+                f"{path}:{line}: not an audit record: a final line without newline that is not "
+                "the start of a JSON record (binary or foreign data?)\n"
+            )
+        else:
+            assert query.exit_code == 0
+            assert query.stderr == f"{path}:32: torn final line skipped ({len(cut_euro)} bytes)\n"
+    # from stdin (a container log), an unterminated foreign last line is skipped as others are
+    result = run_cli("verify", "-", "--public-key", str(keys[1]), stdin=history.read_bytes() + junk)
+    assert result.exit_code == 0
+    assert result.stdout.endswith("; 1 non-audit line(s) skipped\n")
+
+
+def test_verify_deeply_nested_json_is_one_line(tmp_path: Path, history: Path) -> None:
+    """Nesting past Python's recursion limit, or past the few levels a record has, is a
+    one-line break (verify) or bad input (query), never a RecursionError."""
+    deep = tmp_path / "deep.log"
+    first = history.read_bytes().splitlines(keepends=True)[0]
+    for depth in (33, 5000, 200_000):
+        for opener, closer in (("[", "]"), ('{"a": ', "}")):
+            deep.write_bytes(first + (opener * depth + "1" + closer * depth + "\n").encode())
+            result = run_cli("verify", str(deep), "--allow-unsigned")
+            assert result.exit_code == 1
+            assert result.stdout == (
+                f"BROKEN: {deep}:2: not an audit record: nested deeper than 32 levels\n"
+            )
+            result = run_cli("query", str(deep))
+            assert result.exit_code == 2
+            assert result.stderr == f"{deep}:2: not an audit record: nested deeper than 32 levels\n"
+    anchors = tmp_path / "anchors.log"
+    anchors.write_bytes(first + b"x " + b"[" * 100_000 + b"\n")
+    result = run_cli("verify", str(history), "--anchors", str(anchors), "--allow-unsigned")
+    assert result.exit_code == 0  # a foreign line in a collected log is skipped, not a crash
