@@ -48,10 +48,22 @@ def reviewed_object(request: AdmissionRequest) -> Mapping[str, Any] | None:
     obj = request.object
     kind = obj.get("kind")
     if kind is None:  # tolerate objects sent without TypeMeta
-        return {**obj, "kind": request.kind}
-    if kind != request.kind:
+        obj = {**obj, "kind": request.kind}
+    elif kind != request.kind:
         raise UnreviewableObject(f"request.kind {request.kind} does not match object kind {kind}")
-    return obj
+    return _in_namespace(obj, request.namespace)
+
+
+def _in_namespace(obj: Mapping[str, Any], namespace: str) -> Mapping[str, Any]:
+    """A namespaced object with the request's namespace when it names none itself (the
+    apiserver sets it from the URL before admission, but a review may come without):
+    a denial's way out names the namespace to apply to."""
+    meta = obj.get("metadata")
+    if not namespace or not isinstance(meta, Mapping) or meta.get("namespace"):
+        return obj
+    if obj.get("kind") not in POD_SPEC_POINTERS:
+        return obj
+    return {**obj, "metadata": {**meta, "namespace": namespace}}
 
 
 def evaluate(engine: Engine, request: AdmissionRequest, inventory: NodeInventory) -> Evaluation:

@@ -80,6 +80,10 @@ class NFSTarget:
     #: it can be refused or reported, never pinned) or ``csi``; "" for a PV or class.
     volume: str = ""
     inline: str = ""
+    #: A pod volume's: the object's namespace ("" when the object names none) and the
+    #: volume's ``readOnly`` (an inline ``nfs`` volume's, kept in the PV nfsguard suggests).
+    namespace: str = ""
+    read_only: bool = False
 
     @property
     def display_name(self) -> str:

@@ -41,7 +41,7 @@ from webhook.engine.reading import metadata_of, read_target
 from webhook.engine.verdict import act, deciding_rule, precedence_reason, settle
 from webhook.nfs.inventory import NodeInventory, UnknownInventory
 from webhook.nfs.options import EffectiveVersion
-from webhook.nfs.patterns import parse_ip
+from webhook.nfs.patterns import server_address
 
 _NO_INVENTORY = UnknownInventory("no node inventory")
 
@@ -195,7 +195,7 @@ class Engine:
         ``existing`` says whether the request keeps the options of its oldObject (asked
         only when a rule acts)."""
         ev = target.effective_version()
-        server_ip = parse_ip(target.server) if target.server else None
+        server_ip = server_address(target.server) if target.server else None
         found, nodes = matching(
             self._index.candidates(target, server_ip), target, server_ip, inventory
         )

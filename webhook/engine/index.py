@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from webhook.api.decision import RuleRef
 from webhook.api.policy import Policy, Rule
 from webhook.api.target import NFSTarget
-from webhook.nfs.patterns import IPAddress, NamePattern
+from webhook.nfs.patterns import IPAddress, NamePattern, host_key
 
 
 @dataclass(frozen=True)
@@ -82,10 +82,10 @@ class RuleIndex:
         if match.exports:
             for export in match.exports:
                 server = export.server
-                if server.ip is not None:
-                    self.by_ip[server.ip].append(compiled)
-                elif server.network is not None:
-                    net = server.network
+                if server.address is not None:
+                    self.by_ip[server.address].append(compiled)
+                elif server.canonical_network is not None:
+                    net = server.canonical_network
                     key = (net.version, net.prefixlen)
                     self.by_net[key][int(net.network_address)].append(compiled)
                 elif server.glob is not None:
@@ -119,7 +119,7 @@ class RuleIndex:
                     bits = ip_bits - prefixlen
                     for c in table.get((ip >> bits) << bits, ()):
                         found[c.order] = c
-            for c in self.by_host.get(target.server.lower().rstrip("."), ()):
+            for c in self.by_host.get(host_key(target.server), ()):
                 found[c.order] = c
             for c in self.server_globs:
                 found[c.order] = c

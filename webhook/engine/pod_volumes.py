@@ -89,6 +89,12 @@ def volume_targets(
     if not isinstance(raw_volumes, list):
         raise InvalidObject(f"{where}.volumes must be a list")
     found: list[NFSTarget] = []
+    meta = obj.get("metadata")
+    namespace = (
+        (string(meta.get("namespace"), "metadata.namespace") or "")
+        if isinstance(meta, JSON_OBJECT)
+        else ""
+    )
     pod_labels = {**labels, **template_labels} if template_labels else labels
     scope = None
     for i, raw in enumerate(raw_volumes):
@@ -105,6 +111,9 @@ def volume_targets(
             source = mapping(nfs, f"{at}.nfs")
             server = string(source.get("server"), f"{at}.nfs.server")
             path = string(source.get("path"), f"{at}.nfs.path")
+            read_only = source.get("readOnly")
+            if read_only is not None and not isinstance(read_only, bool):
+                raise InvalidObject(f"{at}.nfs.readOnly must be a boolean")
             target = NFSTarget(
                 kind=kind,
                 name=name,
@@ -119,6 +128,8 @@ def volume_targets(
                 scope=scope or pod_scope(spec),
                 volume=volume,
                 inline="nfs",
+                namespace=namespace,
+                read_only=bool(read_only),
             )
         else:
             source = mapping(csi, f"{at}.csi")
@@ -139,6 +150,7 @@ def volume_targets(
                 scope=scope or pod_scope(spec),
                 volume=volume,
                 inline="csi",
+                namespace=namespace,
             )
         scope = target.scope
         found.append(target)

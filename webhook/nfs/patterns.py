@@ -71,6 +71,44 @@ def parse_ip(text: str) -> IPAddress | None:
         return None
 
 
+def canonical_ip(ip: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 address (``::ffff:10.0.0.5``, RFC 4291 section 2.5.5.2) as the
+    IPv4 address it stands for: mount.nfs connects to that IPv4 host, so rules for the
+    plain form must hold for it. Every other address as it is."""
+    if isinstance(ip, ipaddress.IPv6Address) and not ip.scope_id:
+        mapped = ip.ipv4_mapped
+        if mapped is not None:
+            return mapped
+    return ip
+
+
+def canonical_network(net: IPNetwork) -> IPNetwork:
+    """A network inside ``::ffff:0:0/96`` as the IPv4 network it maps (``canonical_ip``
+    of each address in it); every other network as it is."""
+    if (
+        isinstance(net, ipaddress.IPv6Network)
+        and net.prefixlen >= 96
+        and net.network_address.ipv4_mapped is not None
+    ):
+        return ipaddress.IPv4Network((int(net.network_address) & 0xFFFFFFFF, net.prefixlen - 96))
+    return net
+
+
+@lru_cache(maxsize=4096)  # pure; called for the server of every reviewed object
+def server_address(text: str) -> IPAddress | None:
+    """The address an object's ``server`` names, canonical (``canonical_ip``); None for
+    a hostname. A hostname's trailing dot (an absolute name, RFC 1034 section 3.1) is
+    dropped wherever hostnames are compared (``host_key``)."""
+    ip = parse_ip(text)
+    return canonical_ip(ip) if ip is not None else None
+
+
+def host_key(text: str) -> str:
+    """How hostnames compare: case-insensitively (RFC 4343), with no trailing root dot
+    (``nfs.example.com.`` is ``nfs.example.com``, RFC 1034 section 3.1)."""
+    return text.lower().rstrip(".")
+
+
 _HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
 
@@ -106,9 +144,7 @@ class ServerPattern:
             try:
                 return cls(
                     text,
-                    glob=glob_regex(
-                        text.lower().rstrip("."), slash_is_special=False, ignore_case=True
-                    ),
+                    glob=glob_regex(host_key(text), slash_is_special=False, ignore_case=True),
                 )
             except (ValueError, re.error) as exc:
                 raise ValueError(f"invalid server glob {text!r}: {exc}") from None
@@ -116,7 +152,7 @@ class ServerPattern:
             raise ValueError(f"invalid IP address {text!r}")
         if not valid_hostname(text):
             raise ValueError(f"invalid hostname {text!r}")
-        return cls(text.lower().rstrip("."))
+        return cls(host_key(text))
 
     @property
     def host(self) -> str | None:
@@ -125,14 +161,29 @@ class ServerPattern:
             return self.text
         return None
 
+    @property
+    def address(self) -> IPAddress | None:
+        """The rule's IP, canonical (an IPv4-mapped one as IPv4)."""
+        return canonical_ip(self.ip) if self.ip is not None else None
+
+    @property
+    def canonical_network(self) -> IPNetwork | None:
+        return canonical_network(self.network) if self.network is not None else None
+
     def matches(self, server: str, server_ip: IPAddress | None) -> bool:
+        """Whether ``server`` (``server_ip``: its address, if it is one) is this server.
+        Addresses compare canonically (``::ffff:10.0.0.5`` is ``10.0.0.5``), hostnames
+        case-insensitively and without a trailing dot."""
+        if server_ip is not None:
+            server_ip = canonical_ip(server_ip)
         if self.ip is not None:
-            return server_ip == self.ip
-        if self.network is not None:
-            return server_ip is not None and server_ip in self.network
+            return server_ip == self.address
+        net = self.canonical_network
+        if net is not None:
+            return server_ip is not None and server_ip.version == net.version and server_ip in net
         if self.glob is not None:
-            return bool(self.glob.match(server.lower().rstrip(".")))
-        return server.lower().rstrip(".") == self.text
+            return bool(self.glob.match(host_key(server)))
+        return host_key(server) == self.text
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,14 @@ to the real mount.nfs in fake mode (tests/fixtures/mount_nfs.py).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import jsonpatch
 import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -28,6 +30,7 @@ from tests.fixtures.samples import (
 )
 from tests.unit.engine.test_drivers import mount_nfs, oracle_version
 from tests.unit.engine.test_engine import INCIDENT_MATCH, SERVER, engine, policy, rule
+from tests.unit.install.test_manifests import kube_version
 from webhook.admission.handler import ReviewHandler, decide
 from webhook.admission.offline import offline_request
 from webhook.api.decision import Decision, Outcome
@@ -118,6 +121,67 @@ def test_the_example_names_the_pin_of_the_policy() -> None:
     eng = engine(policy("site", rule("incident", "pin", INCIDENT_MATCH), extra_spec='  pin: "3"\n'))
     d = review(eng, workload("Pod", [nfs_volume()]))
     assert "mountOptions: [nfsvers=3]" in d.message and d.outcome is Outcome.DENIED
+
+
+def _way_out(message: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    example = message[message.index("apiVersion: v1") : message.index("Then replace")]
+    pv, pvc = yaml.safe_load_all(example)
+    return pv, pvc
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_way_out_names_the_namespace_of_the_object(kind: str) -> None:
+    d = review(PIN, workload(kind, [nfs_volume("data")], namespace="shop"))
+    assert "kubectl apply -n shop -f -" in d.message and "<namespace>" not in d.message
+    pv, pvc = _way_out(d.message)
+    assert pvc["metadata"]["namespace"] == "shop"
+    assert "namespace" not in pv["metadata"]  # PVs are cluster-scoped
+
+
+def test_the_request_namespace_is_used_when_the_object_names_none() -> None:
+    obj = workload("Deployment", [nfs_volume("data")])
+    del obj["metadata"]["namespace"]
+    request = offline_request(obj, "CREATE", "uid-1", None)
+    d = decide(PIN, dataclasses.replace(request, namespace="team-a"), NO_NODES)
+    assert "kubectl apply -n team-a -f -" in d.message
+    assert _way_out(d.message)[1]["metadata"]["namespace"] == "team-a"
+    # a file that names no namespace (offline review) keeps the placeholder, and the PVC
+    # then names none: kubectl -n puts it where the user says
+    offline = review(PIN, obj)
+    assert "kubectl apply -n <namespace> -f -" in offline.message
+    assert "namespace" not in _way_out(offline.message)[1]["metadata"]
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_the_way_out_is_valid_and_nfsguard_admits_it(read_only: bool, mountpoint: Path) -> None:
+    volume = nfs_volume("data")
+    if read_only:
+        volume["nfs"]["readOnly"] = True
+    d = review(PIN, workload("StatefulSet", [volume], namespace="shop"))
+    pv, pvc = _way_out(d.message)
+    for doc in (pv, pvc):
+        kubernetes_validate.validate(doc, kube_version(), strict=True)
+    # the PV it suggests is compliant under the very rule that refused the volume
+    ev = PIN.evaluate(pv)
+    assert ev.outcome is Outcome.COMPLIANT and [c.rule.name for c in ev.matched] == ["incident"]
+    assert ev.target is not None and mount_nfs_version(ev.target, mountpoint) == "4.0"
+    claim = f"persistentVolumeClaim: {{claimName: {pvc['metadata']['name']}"
+    if read_only:  # read-only stays read-only: the PV, its access mode and the claim
+        assert pv["spec"]["mountOptions"] == ["nfsvers=4.0", "ro"]
+        assert pv["spec"]["nfs"]["readOnly"] is True
+        assert pv["spec"]["accessModes"] == pvc["spec"]["accessModes"] == ["ReadOnlyMany"]
+        assert f"{claim}, readOnly: true}}" in d.message
+    else:
+        assert pv["spec"]["mountOptions"] == ["nfsvers=4.0"] and "readOnly" not in pv["spec"]["nfs"]
+        assert pv["spec"]["accessModes"] == pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+        assert f"{claim}}}" in d.message and "readOnly" not in d.message
+
+
+def test_a_read_only_that_is_not_a_boolean_is_an_invalid_object() -> None:
+    volume = nfs_volume("data")
+    volume["nfs"]["readOnly"] = "yes"
+    with pytest.raises(InvalidObject, match=r"volumes\[0\]\.nfs\.readOnly must be a boolean"):
+        PIN.evaluate(workload("Pod", [volume]))
 
 
 @pytest.mark.parametrize(
