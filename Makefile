@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8443
 
-.PHONY: run test lint typecheck unit e2e bench system-deps kube-assets openreports-crds image image-lock clean
+.PHONY: run test lint typecheck unit e2e bench system-deps kube-assets openreports-crds helm manifests image image-lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ kube-assets:
 openreports-crds:
 	@hack/openreports-crds.sh
 
+# helm 4 and helm 3 for the chart tests (hack/helm.sh: Go module proxy, cached outside the repo).
+helm:
+	@hack/helm.sh >/dev/null && hack/helm.sh 3 >/dev/null
+
+# manifests/ = charts/nfsguard rendered with its default values (tests/chart fails on drift).
+manifests: $(STAMP) helm
+	$(BIN)/python hack/render_manifests.py
+
 # The image from the Dockerfile, with no registry (hack/image.sh: mmdebstrap base, wheels
 # from requirements/image.lock, podman build --network none; cached by content).
 image: $(STAMP) system-deps
@@ -49,7 +57,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) system-deps lint typecheck
+test: $(STAMP) system-deps helm lint typecheck
 	@hack/test.sh
 
 bench: $(STAMP)

@@ -3,9 +3,9 @@ hardening and wiring properties the deployment depends on.
 
 (Over 400 lines: one test per hardening property, all over one rendered set.)
 
-Regenerate the policy ConfigMap from policies/ with
-``python tests/unit/install/test_manifests.py --write-policies-configmap``, and the
-GitOps webhook configuration from the same files with
+manifests/ (but 00-namespace.yaml and gitops/) is charts/nfsguard rendered with its
+default values (``make manifests``; tests/chart checks the drift). Regenerate the GitOps
+webhook configuration from the shipped policies with
 ``python tests/unit/install/test_manifests.py --write-webhook-config``.
 """
 
@@ -503,34 +503,16 @@ def test_policy_configmap_holds_policy_documents() -> None:
             assert doc["spec"]["version"] and doc["spec"]["rules"]
 
 
-def test_policy_configmap_matches_policies_dir() -> None:
-    shipped = policy_files()
-    if not shipped:  # no policies/ in the tree yet: the ConfigMap is the shipped policy
-        return
+def test_policy_configmap_is_the_knowledge_base_only() -> None:
+    """The default install enforces the knowledge base; the example site rule (the
+    incident's 192.168.100.7) is never on unless asked for (the chart's
+    policies.siteExample.enabled)."""
     cm = one("ConfigMap", "nfsguard-policies")
-    assert cm["data"] == shipped, (
-        "manifests/30-policies.yaml differs from policies/: run "
-        "`python tests/unit/install/test_manifests.py --write-policies-configmap`"
-    )
-
-
-def write_policies_configmap() -> None:
-    path = MANIFESTS / "30-policies.yaml"
-    text = path.read_text()
-    head = text[: text.index("\ndata:\n") + 1]
-    body = ["data:"]
-    for name, content in policy_files().items():
-        body.append(f"  {name}: |")
-        body += [f"    {ln}" if ln else "" for ln in content.rstrip("\n").splitlines()]
-    path.write_text(head + "\n".join(body) + "\n")
-    assert one("ConfigMap", "nfsguard-policies")["data"] == policy_files()
+    assert cm["data"] == {"known-issues.yaml": policy_files()["known-issues.yaml"]}
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--write-policies-configmap"]:
-        write_policies_configmap()
-        print(f"wrote {MANIFESTS / '30-policies.yaml'}")
-    elif sys.argv[1:] == ["--write-webhook-config"]:
+    if sys.argv[1:] == ["--write-webhook-config"]:
         GITOPS_WEBHOOK.write_text(generated_webhook_config())
         print(f"wrote {GITOPS_WEBHOOK}")
     else:
