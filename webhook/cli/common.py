@@ -33,7 +33,7 @@ policy_option = click.option(
 nodes_option = click.option(
     "--nodes",
     "nodes_file",
-    type=click.Path(dir_okay=False),
+    metavar="FILE",  # read by read_text, whose refusals are one line (not click's usage)
     help="Node inventory: kubectl get nodes -o yaml output (else each policy's unknownNodes).",
 )
 operation_option = click.option(
@@ -45,7 +45,7 @@ operation_option = click.option(
 old_option = click.option(
     "--old",
     "old_file",
-    type=click.Path(dir_okay=False),
+    metavar="FILE",
     help="The objects as stored before an UPDATE (oldObject), matched by Kind/name: an "
     "update that keeps an existing object's NFS options is never denied.",
 )

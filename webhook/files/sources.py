@@ -63,6 +63,11 @@ def _why_not_a_file(path: Path) -> str | None:
     return None
 
 
+def _as_a_file(why: str) -> str:
+    """:func:`_why_not_a_file` said of a manifest or inventory file, not a policy file."""
+    return why.removesuffix(": not a policy file").replace(", not a policy file", ", not a file")
+
+
 def _listed(directory: Path) -> list[Path]:
     try:
         return sorted(directory.iterdir(), key=lambda p: p.name)
@@ -133,28 +138,60 @@ def read_policy_source(path: Path, limit: int = MAX_POLICY_BYTES) -> str | Unrea
 
 def manifest_files(paths: Iterable[str]) -> list[str]:
     """``-``, files named, and every ``*.yaml``/``*.yml``/``*.json`` under directories
-    named (recursively, in path order; hidden entries skipped), as review reads them."""
+    named (recursively, in path order; hidden entries skipped), as review reads them.
+    Nothing under a directory is skipped unseen: a directory that cannot be listed, or
+    a manifest entry that is not a readable regular file (a dangling symlink, a loop,
+    a FIFO), raises SourceError in one line rather than drop its objects from the
+    answer."""
     files: list[str] = []
     for raw in paths:
         path = Path(raw)
         if raw == "-":
             files.append(raw)
         elif path.is_dir():
-            found = [
-                p
-                for p in path.rglob("*")
-                if p.suffix in MANIFEST_SUFFIXES
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            ]
+            found = _manifests_under(path)
             if not found:
                 raise SourceError(f"{raw}: no manifests (*.yaml, *.yml, *.json) in this directory")
-            files.extend(str(p) for p in sorted(found))
+            files.extend(str(p) for p in found)
         elif path.exists():
             files.append(raw)
         else:
             raise SourceError(f"{raw}: no such file or directory")
     return files
+
+
+def _manifests_under(root: Path) -> list[Path]:
+    """The manifest files under ``root``, sorted by path. Symlinked directories are
+    followed, each directory read once (a link back up is no loop)."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        try:
+            info = directory.stat()
+        except OSError as exc:  # a directory found a moment ago is gone
+            raise SourceError(f"{directory}: cannot read: {exc.strerror}") from None
+        if (info.st_dev, info.st_ino) in seen:
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        for entry in _listed(directory):
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = stat.S_ISDIR(entry.stat().st_mode)
+            except OSError:  # dangling, a loop, or not to be looked at: said below
+                is_dir = False
+            if is_dir:
+                pending.append(entry)
+                continue
+            if entry.suffix not in MANIFEST_SUFFIXES:
+                continue
+            why = _why_not_a_file(entry)
+            if why is not None:
+                raise SourceError(f"{entry}: {_as_a_file(why)}")
+            found.append(entry)
+    return sorted(found)
 
 
 def read_text(path: Path | str, limit: int = MAX_MANIFEST_BYTES) -> str:
@@ -168,7 +205,7 @@ def read_text(path: Path | str, limit: int = MAX_MANIFEST_BYTES) -> str:
         else:
             why = _why_not_a_file(Path(path))
             if why is not None:
-                raise SourceError(f"{path}: {why.removesuffix(': not a policy file')}")
+                raise SourceError(f"{path}: {_as_a_file(why)}")
             data = _read_bounded(Path(path), limit)
     except OSError as exc:
         raise SourceError(f"{path}: cannot read: {exc.strerror}") from None

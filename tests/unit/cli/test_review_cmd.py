@@ -8,6 +8,11 @@ test_review_cli.py runs the installed binary against the served webhook).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +184,120 @@ def test_paths_that_hold_nothing_are_bad_input(tmp_path: Path) -> None:
     )
     result = review(str(tmp_path / "nope"))
     assert (result.exit_code, result.stderr) == (2, f"{tmp_path}/nope: no such file or directory\n")
+
+
+def test_nothing_under_a_directory_is_skipped_unseen(tmp_path: Path) -> None:
+    """A manifest entry that cannot be read stops review (exit 2, one line) instead of
+    silently dropping its objects from the answer; symlinked directories are read, once."""
+    root = tmp_path / "k8s"
+    write(root / "a.yaml", SAFE)
+    write(root / "sub" / "b.yaml", PINNED)
+    (root / "sub" / "up").symlink_to("..")  # a link back up: read once, no loop
+    (root / "linked").symlink_to(tmp_path / "elsewhere")
+    write(tmp_path / "elsewhere" / "c.yaml", DENIED)
+    (root / ".git").mkdir()
+    (root / ".git" / "gone.yaml").symlink_to("nowhere")  # hidden: skipped as before
+    (root / "notes").symlink_to("nowhere")  # not a manifest name: not looked at
+    result = review(str(root), "-o", "json")
+    assert result.exit_code == 1  # the denied object in the linked directory was read
+    names = [
+        entry["object"] and entry["object"]["metadata"]["name"]
+        for entry in json.loads(result.stdout)
+    ]
+    assert names == ["pv-safe", None, "pv-pinned"]
+    assert result.stderr.splitlines()[-1].startswith("3 objects: ")
+    odd_entries: list[tuple[str, Callable[[Path], None], str]] = [
+        ("gone.yaml", lambda p: p.symlink_to("nowhere.yaml"), "dangling symlink to 'nowhere.yaml'"),
+        ("loop.yml", lambda p: p.symlink_to(p.name), "symlink loop"),
+        ("fifo.json", os.mkfifo, "not a regular file (a FIFO, socket or device): not read"),
+    ]
+    for name, make, why in odd_entries:
+        odd = root / "sub" / name
+        make(odd)
+        result = review(str(root))
+        assert (result.exit_code, result.stdout) == (2, ""), result.stderr
+        assert result.stderr == f"{odd}: {why}\n"
+        odd.unlink()
+    result = review("--old", str(root), str(root / "a.yaml"))
+    assert (result.exit_code, result.stderr) == (2, f"{root}: a directory, not a file\n")
+
+
+_AS_NOBODY = """
+import os, sys
+from webhook.cli.main import main
+os.setgroups([]); os.setgid(65534); os.setuid(65534)  # nobody: permissions apply
+sys.argv = ["nfsguard", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops to nobody to make EACCES as root")
+def test_unreadable_files_and_directories_are_one_line_bad_input() -> None:
+    """Permission denied on a manifest, a directory below the one named, the one named,
+    --nodes, --old and the policy directory: one line naming it, exit 2, no traceback."""
+    with tempfile.TemporaryDirectory(prefix="nfsguard-review-") as name:
+        root = Path(name)
+        root.chmod(0o755)
+        site = root / "site.yaml"
+        site.write_text((POLICIES / "10-site.yaml").read_text())
+        open_pv = write(root / "k8s" / "a.yaml", SAFE)
+        secret = write(root / "secret" / "b.yaml", SAFE)
+        closed = root / "k8s" / "closed"
+        write(closed / "c.yaml", PINNED)
+        for path in (site, open_pv, secret):
+            path.chmod(0o644)
+        for directory in (root / "k8s", root / "secret"):
+            directory.chmod(0o755)
+        secret.chmod(0o600)
+        closed.chmod(0o700)
+        policy = ["review", "--policy", str(site)]
+        cases = [
+            ([*policy, str(root / "k8s")], f"{closed}: cannot list directory: Permission denied"),
+            ([*policy, str(closed)], f"{closed}: cannot list directory: Permission denied"),
+            ([*policy, str(secret)], f"{secret}: cannot read: Permission denied"),
+            (
+                [*policy, "--nodes", str(secret), str(open_pv)],
+                f"{secret}: cannot read: Permission denied",
+            ),
+            (
+                [*policy, "--old", str(secret), str(open_pv)],
+                f"{secret}: cannot read: Permission denied",
+            ),
+            (
+                ["review", "--policy", str(closed), str(open_pv)],
+                f"{closed}: cannot list directory: Permission denied",
+            ),
+        ]
+        for args, line in cases:
+            proc = subprocess.run(
+                [sys.executable, "-c", _AS_NOBODY, *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=Path(__file__).resolve().parents[3],
+            )
+            assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", line + "\n"), args
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('{"apiVersion": "v1", "kind": "ConfigMap",\n "kind": "Secret"}', "<stdin>:2"),
+        (
+            '{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "a"},\n'
+            ' "spec": {"nfs": {"server": "s", "path": "/x"},\n  "mountOptions": ["nfsvers=3"],\n'
+            '  "mountOptions": ["nfsvers=4.0"]}}',
+            "<stdin>:4",
+        ),
+        (
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: PV\n  kind: PV\n",
+            "<stdin>:6",
+        ),
+    ],
+)
+def test_duplicate_keys_in_json_or_yaml_are_refused_at_their_line(text: str, where: str) -> None:
+    """JSON's and YAML's last duplicate would silently win; the apiserver refuses it."""
+    result = review("-", stdin=text)
+    assert (result.exit_code, result.stdout) == (2, "")
+    key = "kind" if "PV" in text or "Secret" in text else "mountOptions"
+    assert result.stderr == f"{where}: invalid YAML: duplicate key {key!r}\n"
