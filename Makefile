@@ -64,4 +64,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .dev .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .dev .mypy_cache .ruff_cache .pytest_cache .hypothesis

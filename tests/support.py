@@ -8,6 +8,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, settings
 
 from webhook.api.policy import Policy
 from webhook.cli.main import cli
@@ -67,3 +68,16 @@ def nfsguard(*args: str, stdin: str | bytes | None = None) -> Result:
         assert result.exc_info is not None
         raise AssertionError("".join(traceback.format_exception(*result.exc_info)))
     return result
+
+
+def fuzzing(examples: int) -> settings:
+    """Hypothesis settings for the property tests in ``make test``: ``examples`` cases,
+    derandomized and without an example database, so every run (and CI) tries the same
+    inputs; no deadline (the machine is shared, and a duration is never asserted)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )

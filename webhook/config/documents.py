@@ -137,8 +137,20 @@ def compose_documents(text: str, limits: Limits = POLICY_LIMITS) -> Iterator[yam
         loader.dispose()
 
 
-def yaml_problem(exc: yaml.YAMLError, source: str) -> Problem:
-    """``exc`` as a problem at its place: a limit in its own words, else a syntax error."""
+def reader_error_at(exc: yaml.reader.ReaderError, text: str) -> tuple[int, int, str]:
+    """(line, column, message) of a character YAML does not accept (a control
+    character such as ``\\x08``): PyYAML words it on two lines, by string offset."""
+    before = text[: max(exc.position, 0)]
+    line = before.count("\n") + 1
+    column = exc.position - (before.rfind("\n") + 1) + 1
+    character = exc.character
+    code = character if isinstance(character, int) else ord(character) if character else 0
+    return line, column, f"character #x{code:04x} is not allowed in YAML ({exc.reason})"
+
+
+def yaml_problem(exc: yaml.YAMLError, source: str, text: str = "") -> Problem:
+    """``exc`` as a problem at its place: a limit in its own words, else a syntax error.
+    ``text``: what was parsed, to place a character YAML refuses."""
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         position = _pos(source, mark) if mark is not None else Position(source, 1, 1)
@@ -147,7 +159,10 @@ def yaml_problem(exc: yaml.YAMLError, source: str) -> Problem:
         return Problem(
             position, f"YAML syntax error: {exc.problem or exc.context or 'invalid YAML'}"
         )
-    return Problem(Position(source, 1, 1), f"YAML error: {exc}")
+    if isinstance(exc, yaml.reader.ReaderError):
+        line, column, message = reader_error_at(exc, text)
+        return Problem(Position(source, line, column), f"YAML syntax error: {message}")
+    return Problem(Position(source, 1, 1), f"YAML error: {' '.join(str(exc).split())}")
 
 
 class UnreadableSource(str):
@@ -308,5 +323,5 @@ def scan_documents(text: str, source: str) -> tuple[list[Document], list[Problem
                 )
             )
     except yaml.YAMLError as exc:
-        return documents, [yaml_problem(exc, source)]
+        return documents, [yaml_problem(exc, source, text)]
     return documents, []

@@ -24,6 +24,7 @@ from webhook.config.documents import (
     InputLimitError,
     Limits,
     UnreadableSource,
+    reader_error_at,
 )
 
 POLICY_SUFFIXES = (".yaml", ".yml")
@@ -305,8 +306,11 @@ def load_manifests(text: str, source: str, *, type_meta: bool = False) -> Iterat
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         raise SourceError(f"{source}{line}: invalid YAML: {exc.problem}") from None
+    except yaml.reader.ReaderError as exc:
+        number, _, message = reader_error_at(exc, text)
+        raise SourceError(f"{source}:{number}: invalid YAML: {message}") from None
     except yaml.YAMLError as exc:
-        raise SourceError(f"{source}: invalid YAML: {exc}") from None
+        raise SourceError(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from None
     for index, (at, doc) in enumerate(documents, 1):
         if doc is None:
             continue

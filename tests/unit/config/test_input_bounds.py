@@ -257,3 +257,42 @@ def test_read_policy_sources_keeps_every_file_in_order(policy_dir: Path) -> None
     (policy_dir / "05-gone.yml").symlink_to("nowhere")
     names = [Path(n).name for n, _ in read_policy_sources([str(policy_dir)])]
     assert names == ["05-gone.yml", "10-site.yaml"]
+
+
+def test_a_control_character_is_one_problem_at_its_place(tmp_path: Path) -> None:
+    """PyYAML refuses control characters in two lines, by string offset; lint, review and
+    a reload say it once, at its line and column (found by tests/unit/config/
+    test_loader_properties.py)."""
+    bad = tmp_path / "ctl.yaml"
+    bad.write_text(SITE.replace("name: site-rules", "name: site\x08rules", 1))
+    line = SITE[: SITE.index("name: site-rules")].count("\n") + 1
+    result = nfsguard("policy", "lint", str(bad))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"{bad}:{line}:13: YAML syntax error: character #x0008 is not allowed in YAML "
+        "(special characters are not allowed)",
+        "1 error, 0 warnings",
+    ]
+    pv = "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: a\x1fb\n"
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    site = policies / "10-site.yaml"
+    site.write_text(SITE)
+    result = nfsguard("review", "--policy", str(site), "-", stdin=pv)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "<stdin>:4: invalid YAML: character #x001f is not allowed in YAML "
+        "(special characters are not allowed)\n"
+    )
+    store = policy_store([str(policies)])
+    site.write_bytes(bad.read_bytes())
+    assert store.check() == "rejected"
+    assert store.reload_status()["problems"] == [result_line(site, line)]
+    assert len(store.engine().policies) == 1  # the last good set stays
+
+
+def result_line(path: Path, line: int) -> str:
+    return (
+        f"{path}:{line}:13: YAML syntax error: character #x0008 is not allowed in YAML "
+        "(special characters are not allowed)"
+    )

@@ -20,8 +20,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.fixtures.mount_nfs import MOUNT_NFS, SERVER, TIMEOUT, TRYING, Oracle, ask
+from tests.support import fuzzing
 from webhook.nfs.options import (
     EffectiveVersion,
     VersionKind,
@@ -243,3 +246,58 @@ def test_pin_3_takes_the_v3_path(mountpoint: Path) -> None:
         joined = ",".join(pin_entries(entries, "3"))
         oracle = ask(joined, mountpoint)
         assert oracle.v3_path and not oracle.refused_multiple, (entries, joined, oracle)
+
+
+# ------------------------------------------------ generated strings (hypothesis)
+
+#: Options mount.nfs reads without contacting anything but 127.0.0.1 (no addr=,
+#: mountaddr=, clientaddr=, mounthost=: the oracle never names another address).
+_BENIGN = ["hard", "soft", "timeo=600", "retrans=2", "proto=tcp", "noresvport", "nconnect=8"]
+_BENIGN += ["ac", "noac", "rsize=1048576", "wsize=1048576", "sec=sys", "lookupcache=none"]
+
+
+@st.composite
+def _oracle_option(draw: st.DrawFn) -> str:
+    """A version option in any spelling (case, blanks, values the kernel does not know),
+    or an option that selects nothing."""
+    if draw(st.integers(0, 9)) < 4:
+        return draw(st.sampled_from(_BENIGN))
+    if draw(st.booleans()):
+        name = draw(st.sampled_from(["vers", "nfsvers", "minorversion", "NFSVERS", "Vers"]))
+        value = draw(st.sampled_from(["2", "3", "4", "4.0", "4.1", "4.2", "4.3", "", "0", "1"]))
+        option = f"{name}={value}"
+    else:
+        option = draw(st.sampled_from(["v", "V"])) + draw(
+            st.sampled_from(["2", "3", "4", "4.0", "4.1", "4.2", "4.9"])
+        )
+    return draw(st.sampled_from(["", " "])) + option
+
+
+_ORACLE_STRING = st.lists(_oracle_option(), min_size=0, max_size=4).map(",".join)
+
+
+@fuzzing(60)
+@given(options=_ORACLE_STRING)
+def test_effective_version_matches_mount_nfs_on_generated_strings(options: str) -> None:
+    """Whatever we say a generated option string mounts, mount.nfs agrees."""
+    with tempfile.TemporaryDirectory() as mnt:
+        ev = effective_version(split_options([options]))
+        check_effective(options, ev, ask(options, Path(mnt)))
+
+
+@fuzzing(40)
+@given(
+    entries=st.lists(_ORACLE_STRING, max_size=3),
+    pin=st.sampled_from(["4.0", "4.1"]),
+)
+def test_mount_nfs_takes_every_generated_pin_with_exactly_one_version(
+    entries: list[str], pin: str
+) -> None:
+    """A pinned list, joined as the kubelet joins it, is mounted by mount.nfs at the
+    pin, with the pin its only version option."""
+    joined = ",".join(pin_entries(entries, pin))
+    with tempfile.TemporaryDirectory() as mnt:
+        oracle = ask(joined, Path(mnt))
+    assert not oracle.refused_multiple, (entries, joined, oracle)
+    assert [o for o in oracle.tried_options if is_version_option(o)] == [pin_option(pin)]
+    assert oracle.version == pin and oracle.kernel_accepts_versions, (entries, joined, oracle)
