@@ -4,10 +4,13 @@
 
 A benchmark, not a test: it starts etcd + kube-apiserver on 127.0.0.1 (tests/e2e harness,
 KUBEBUILDER_ASSETS or `make kube-assets`), then times N PV creates as seen by the client
-(Python kubernetes client, one connection, sequential) in five set-ups:
+(Python kubernetes client, one connection, sequential; then ``--clients`` clients at once,
+each with its own connection) in five set-ups:
 
   none     nothing registered
-  webhook  `nfsguard serve` (tests/e2e/policies/main.yaml) registered from manifests/
+  webhook  `nfsguard serve` (tests/e2e/policies/main.yaml) registered from manifests/,
+           served as the Deployment serves it: the audit log with Ed25519-signed
+           checkpoints and its stdout copy (bench.shipped's settings)
   map      an equivalent MutatingAdmissionPolicy (admissionregistration.k8s.io/v1): a CEL
            JSONPatch that replaces spec.mountOptions for the same server
   native   main.yaml compiled by `nfsguard policy compile` (webhook/native: every rule's
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,21 +161,38 @@ def metric_totals(cp: ControlPlane) -> dict[str, tuple[float, float]]:
     return out
 
 
-def run_block(cp: ControlPlane, core: k8s.CoreV1Api, res: Result, n: int, warmup: int) -> None:
-    """`warmup` untimed then `n` timed creates, added to `res`; the PVs are deleted after."""
+def run_block(
+    cp: ControlPlane,
+    core: k8s.CoreV1Api,
+    res: Result,
+    n: int,
+    warmup: int,
+    clients: list[k8s.CoreV1Api] | None = None,
+) -> None:
+    """`warmup` untimed then `n` timed creates, added to `res`; the PVs are deleted after.
+    With ``clients``: the creates are spread over them, all at once (a thread each)."""
 
-    def create() -> float:
-        body = pv_model(
-            nfs_pv(f"bench-{res.name}-{next(_seq)}", SERVER, SHARE, ASKED, labels=BENCH_LABEL)
-        )
+    def create(api: k8s.CoreV1Api = core) -> float:
+        name = f"bench-{res.name.replace(' ', '-')}-{next(_seq)}"
+        body = pv_model(nfs_pv(name, SERVER, SHARE, ASKED, labels=BENCH_LABEL))
         t0 = time.perf_counter()
-        core.create_persistent_volume(body)
+        api.create_persistent_volume(body)
         return time.perf_counter() - t0
 
     for _ in range(warmup):
         create()
     before = metric_totals(cp)
-    res.samples += [create() for _ in range(n)]
+    if clients:
+        with ThreadPoolExecutor(len(clients)) as pool:
+            share = max(1, n // len(clients))
+
+            def creates(api: k8s.CoreV1Api) -> list[float]:
+                return [create(api) for _ in range(share)]
+
+            futures = [pool.submit(creates, c) for c in clients]
+            res.samples += [t for f in futures for t in f.result()]
+    else:
+        res.samples += [create() for _ in range(n)]
     after = metric_totals(cp)
     core.delete_collection_persistent_volume(label_selector="bench=nfsguard")
     for key in SERVER_METRICS:
@@ -284,9 +305,11 @@ def render(
     base = results[0].pct(50)
     lines = [
         BEGIN,
-        f"Run {when} with Kubernetes v{KUBE_VERSION}: {n} sequential PV creates per set-up "
-        f"(plus {warmup} untimed warm-up creates), one client connection; the set-ups take "
-        f"turns in {rounds} rounds so background load on the machine hits all of them alike.",
+        f"Run {when} with Kubernetes v{KUBE_VERSION}: {n} PV creates per set-up "
+        f"(plus {warmup} untimed warm-up creates), sequential over one client connection, or "
+        "(rows `x N`) from N clients at once, each with its own connection; the set-ups take "
+        f"turns in {rounds} rounds so background load on the machine hits all of them alike. "
+        "The webhook is served as the Deployment serves it (signed audit trail, stdout copy).",
         "",
         f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), kernel {mach['kernel']}, "
         f"Python {mach['python']}, load average at start {mach['loadavg']} "
@@ -334,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--rounds", type=int, default=5, help="interleave the set-ups in this many rounds"
     )
+    ap.add_argument("--clients", type=int, default=8, help="concurrent clients of the x-N rows")
     ap.add_argument("--write-doc", type=Path, help="replace the bench block in this Markdown file")
     args = ap.parse_args(argv)
 
@@ -343,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mach = machine()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    names = ("none", "webhook", "map", "native", "native-and-webhook")
+    c = args.clients
+    names = ["none", "webhook", "map", "native", "native-and-webhook"]
+    names += [f"none x{c}", f"webhook x{c}", f"map x{c}"]
     results = {name: Result(name) for name in names}
     per_round, warm = max(1, args.creates // args.rounds), max(1, args.warmup // args.rounds)
     with tempfile.TemporaryDirectory(prefix="nfsguard-bench-") as tmp:
@@ -351,7 +377,15 @@ def main(argv: list[str] | None = None) -> int:
         cp = ControlPlane(assets, work / "kube").start()
         api = cp.api_client()
         core = k8s.CoreV1Api(api)
-        wh = WebhookServer(POLICY, work / "nfsguard")
+        from webhook.audit.signing import generate
+
+        key = work / "audit.key"
+        generate(str(key), str(work / "audit.pub"))
+        wh = WebhookServer(
+            POLICY, work / "nfsguard", extra_args=["--audit-key", str(key), "--audit-stdout"]
+        )
+        pool = [cp.api_client() for _ in range(c)]
+        parallel = [k8s.CoreV1Api(a) for a in pool]
         try:
             wh.start()
             config = webhook_configuration_for(wh.url, wh.ca_crt.read_bytes())
@@ -368,7 +402,18 @@ def main(argv: list[str] | None = None) -> int:
                 with map_registered(api):
                     run_block(cp, core, results["map"], per_round, warm)
                 native_rows(cp, api, config, results, per_round, warm)
+                run_block(cp, core, results[f"none x{c}"], per_round, warm, parallel)
+                reg = Registration(api, config)
+                reg.register()
+                try:
+                    run_block(cp, core, results[f"webhook x{c}"], per_round, warm, parallel)
+                finally:
+                    reg.unregister()
+                with map_registered(api):
+                    run_block(cp, core, results[f"map x{c}"], per_round, warm, parallel)
         finally:
+            for a in pool:
+                a.close()  # type: ignore[no-untyped-call]
             wh.stop()
             api.close()  # type: ignore[no-untyped-call]
             cp.stop()
