@@ -549,10 +549,10 @@ def test_unknown_until_first_list(
     api.status_override = 403  # e.g. RBAC not applied yet
     inv, registry = start()
     eventually(lambda: inv.status()["errors"] >= 2, what="failing lists")
-    view = inv.kernels_in(ALL_NODES)
-    assert view == KernelView(
-        known=False, reason="node inventory not synced yet (HTTP 403 Forbidden)"
-    )
+    refused = KernelView(known=False, reason="node inventory not synced yet (HTTP 403 Forbidden)")
+    # the reason is the last error: waited for, so that one failure of another kind on a
+    # loaded machine (a read cut short) is followed by the next 403 instead of failing
+    eventually(lambda: inv.kernels_in(ALL_NODES) == refused, what="the 403 as the reason")
     assert not inv.synced and not inv.status()["ready"]
     eventually(lambda: registry.get_sample_value("nfsguard_node_inventory_synced") == 0)
     api.status_override = None
