@@ -244,13 +244,27 @@ def test_two_servers_never_both_write(
             for s in servers:
                 s.start()
             wait_until("the registration", lambda: read_config(admissionregistration_v1, name))
-            wait_until(
-                "both servers to decide",
-                lambda: all("registration: " in _log(s) for s in servers),
-            )
-            writers = [s for s in servers if "registration: created" in _log(s)]
-            standby = [s for s in servers if "registration: standby" in _log(s)]
+
+            def roles() -> tuple[list[WebhookServer], list[WebhookServer]]:
+                return (
+                    [s for s in servers if "registration: created" in _log(s)],
+                    [s for s in servers if "registration: standby" in _log(s)],
+                )
+
+            # Each server logs what it did after doing it, the writer possibly after a
+            # "not writing" while its workers came up: wait for both roles to be said,
+            # then check that only one server ever wrote.
+            try:
+                wait_until(
+                    "one writer and one standby",
+                    lambda: all(len(group) >= 1 for group in roles()),
+                )
+            except TimeoutError:
+                raise AssertionError([_log(s)[-2000:] for s in servers]) from None
+            writers, standby = roles()
             assert len(writers) == 1 and len(standby) == 1, [_log(s)[-2000:] for s in servers]
+            assert writers[0] is not standby[0]
+            assert "registration: updated" not in _log(standby[0])  # the standby never wrote
             spec = coordination.read_namespaced_lease(lease, "default").spec
             assert spec is not None and writers[0].process is not None
             assert str(spec.holder_identity).endswith(f"_{writers[0].process.pid}")
