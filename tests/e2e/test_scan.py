@@ -1,9 +1,10 @@
 """``nfsguard scan`` and ``remediate`` against the real kube-apiserver, no webhook
 registered: the state of a cluster before nfsguard.
 
-Objects of every driver shape are created straight through the API (nothing admits
-them), with PVCs bound to them, pods whose status says ContainerCreating (set through
-pods/status: there is no kubelet) and FailedMount Events. Every assertion reads what
+Objects of every driver shape, and Pods and workloads with inline NFS volumes, are
+created straight through the API (nothing admits them), with PVCs bound to them, pods
+whose status says ContainerCreating (set through pods/status: there is no kubelet) and
+FailedMount Events. Every assertion reads what
 the CLI printed or what the apiserver stored.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 from kubernetes import client as k8s
 
 from tests.e2e.kubecluster import nfs_pv, nfs_storage_class, pv_model, sc_model
+from tests.fixtures.samples import csi_volume, nfs_volume, workload
 
 NS = "scan-e2e"
 SERVER = "192.168.100.7"  # the incident's server (docs/incident.md); nothing is mounted
@@ -364,6 +366,88 @@ def test_scan_reports_every_shape_and_the_pods_it_strands(
     code, out, _ = nfsguard("scan", "--policy", str(policy_file), "--kubeconfig", str(kubeconfig))
     assert out.index("NOT-FIXABLE-IN-PLACE") < out.index("FIXABLE (") < out.index("COMPLIANT")
     assert out.strip().splitlines()[-1].startswith("summary: ")
+
+
+def test_scan_lists_pods_and_workload_templates(
+    cluster_state: None, api_client: k8s.ApiClient, kubeconfig: Path, policy_file: Path
+) -> None:
+    """Pods and every workload kind with inline NFS volumes, stored before any webhook:
+    scan reads them from the live cluster (paged), each with its namespace and deciding
+    volume; pods and workloads without NFS volumes are not listed."""
+    core, apps, batch = (
+        k8s.CoreV1Api(api_client),
+        k8s.AppsV1Api(api_client),
+        k8s.BatchV1Api(api_client),
+    )
+    create: dict[str, Callable[..., Any]] = {
+        "Pod": core.create_namespaced_pod,
+        "ReplicationController": core.create_namespaced_replication_controller,
+        "Deployment": apps.create_namespaced_deployment,
+        "ReplicaSet": apps.create_namespaced_replica_set,
+        "StatefulSet": apps.create_namespaced_stateful_set,
+        "DaemonSet": apps.create_namespaced_daemon_set,
+        "Job": batch.create_namespaced_job,
+        "CronJob": batch.create_namespaced_cron_job,
+    }
+    delete: dict[str, Callable[..., Any]] = {
+        "Pod": core.delete_namespaced_pod,
+        "ReplicationController": core.delete_namespaced_replication_controller,
+        "Deployment": apps.delete_namespaced_deployment,
+        "ReplicaSet": apps.delete_namespaced_replica_set,
+        "StatefulSet": apps.delete_namespaced_stateful_set,
+        "DaemonSet": apps.delete_namespaced_daemon_set,
+        "Job": batch.delete_namespaced_job,
+        "CronJob": batch.delete_namespaced_cron_job,
+    }
+    expected: dict[tuple[str, str], tuple[str, str, str]] = {}  # -> (verdict, rule, volume)
+    objects = []
+    for kind in create:
+        low = kind.lower()
+        inline = workload(
+            kind,
+            [{"name": "tmp", "emptyDir": {}}, nfs_volume("data", SERVER, "/data1/w")],
+            name=f"w-nfs-{low}",
+            namespace=NS,
+        )
+        expected[(kind, inline["metadata"]["name"])] = ("denied", "pin-incident", "data")
+        csi = workload(
+            kind,
+            [csi_volume("shared", server=SERVER, share="/data1", mount_options="hard")],
+            name=f"w-csi-{low}",
+            namespace=NS,
+        )
+        expected[(kind, csi["metadata"]["name"])] = (
+            "not-fixable-in-place",
+            "pin-incident",
+            "shared",
+        )
+        exempt = workload(
+            kind, [nfs_volume("lab", "192.0.2.31", "/lab")], name=f"w-lab-{low}", namespace=NS
+        )
+        expected[(kind, exempt["metadata"]["name"])] = ("exempt", "exempt-lab", "lab")
+        plain = workload(
+            kind, [{"name": "tmp", "emptyDir": {}}], name=f"w-plain-{low}", namespace=NS
+        )
+        objects += [inline, csi, exempt, plain]
+    try:
+        for obj in objects:
+            create[obj["kind"]](NS, obj)  # plain JSON bodies
+        code, report = scan_json(kubeconfig, policy_file, "--page-size", "3")
+        assert code == 1
+        rows = {(o["kind"], o["name"]): o for o in report["objects"] if o.get("namespace") == NS}
+        got = {k: (o["verdict"], o["rule"], o["volume"]) for k, o in rows.items()}
+        assert got == expected
+        for o in rows.values():
+            assert o["patch"] is None  # never patched in place: the manifest is the fix
+        deploy = rows[("Deployment", "w-csi-deployment")]
+        assert "nfsvers=4.0" in deploy["wayOut"] and "volume shared" in deploy["wayOut"]
+        denied = rows[("CronJob", "w-nfs-cronjob")]
+        assert "kind: PersistentVolume" in denied["reason"] and f"-n {NS} " in denied["reason"]
+        assert [v["name"] for v in denied["volumes"]] == ["data"]
+    finally:
+        for obj in objects:
+            with contextlib.suppress(k8s.ApiException):
+                delete[obj["kind"]](obj["metadata"]["name"], NS)
 
 
 def test_policies_from_the_configmap_the_install_ships(
