@@ -15,10 +15,13 @@ die() { log "ERROR: $*"; exit 1; }
 
 MODULE=github.com/openreports/reports-api
 VERSION=${NFSGUARD_OPENREPORTS_VERSION:-v0.2.1}
-CRD=openreports.io_clusterreports.yaml
+# ClusterReport (PVs, StorageClasses) and Report (namespaced: Pods and workloads)
+CRDS="openreports.io_clusterreports.yaml openreports.io_reports.yaml"
 
 if [ -n "${NFSGUARD_OPENREPORTS_CRDS:-}" ]; then
-  [ -f "$NFSGUARD_OPENREPORTS_CRDS/$CRD" ] || die "$NFSGUARD_OPENREPORTS_CRDS lacks $CRD"
+  for crd in $CRDS; do
+    [ -f "$NFSGUARD_OPENREPORTS_CRDS/$crd" ] || die "$NFSGUARD_OPENREPORTS_CRDS lacks $crd"
+  done
   echo "$NFSGUARD_OPENREPORTS_CRDS"
   exit 0
 fi
@@ -29,6 +32,9 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 cd "${TMPDIR:-/tmp}"
 json=$(go mod download -json "$MODULE@$VERSION") || die "go mod download $MODULE@$VERSION failed"
 dir=$(printf '%s\n' "$json" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-[ -n "$dir" ] && [ -f "$dir/config/crd/$CRD" ] || die "$MODULE@$VERSION has no config/crd/$CRD"
+[ -n "$dir" ] || die "go mod download $MODULE@$VERSION named no directory"
+for crd in $CRDS; do
+  [ -f "$dir/config/crd/$crd" ] || die "$MODULE@$VERSION has no config/crd/$crd"
+done
 log "using $MODULE@$VERSION from $dir"
 echo "$dir/config/crd"

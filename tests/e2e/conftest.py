@@ -204,23 +204,34 @@ def openreports_crds() -> Path:
 
 
 CLUSTERREPORT_CRD = "clusterreports.openreports.io"
+REPORT_CRD = "reports.openreports.io"
+CRD_FILES = {
+    CLUSTERREPORT_CRD: "openreports.io_clusterreports.yaml",
+    REPORT_CRD: "openreports.io_reports.yaml",
+}
 
 
 @pytest.fixture
-def clusterreport_crd(openreports_crds: Path, api_client: k8s.ApiClient) -> str:
-    """The ClusterReport CRD installed from the module (idempotent) and Established."""
+def report_crds(openreports_crds: Path, api_client: k8s.ApiClient) -> tuple[str, ...]:
+    """The ClusterReport and (namespaced) Report CRDs installed from the module
+    (idempotent) and Established."""
     ext = k8s.ApiextensionsV1Api(api_client)
-    body = yaml.safe_load((openreports_crds / "openreports.io_clusterreports.yaml").read_text())
-    try:
-        ext.create_custom_resource_definition(body)
-    except k8s.ApiException as exc:
-        if exc.status != 409:
-            raise
+    for file in CRD_FILES.values():
+        body = yaml.safe_load((openreports_crds / file).read_text())
+        try:
+            ext.create_custom_resource_definition(body)
+        except k8s.ApiException as exc:
+            if exc.status != 409:
+                raise
     deadline = time.monotonic() + 30
+    waiting = set(CRD_FILES)
     while time.monotonic() < deadline:
-        crd = ext.read_custom_resource_definition(CLUSTERREPORT_CRD)
-        conditions = (crd.status.conditions if crd.status else None) or []
-        if any(c.type == "Established" and c.status == "True" for c in conditions):
-            return CLUSTERREPORT_CRD
+        for name in list(waiting):
+            crd = ext.read_custom_resource_definition(name)
+            conditions = (crd.status.conditions if crd.status else None) or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                waiting.discard(name)
+        if not waiting:
+            return tuple(CRD_FILES)
         time.sleep(0.2)
-    pytest.fail(f"{CLUSTERREPORT_CRD} not Established after 30 s")
+    pytest.fail(f"{', '.join(sorted(waiting))} not Established after 30 s")

@@ -1,7 +1,8 @@
 """``nfsguard report`` against the real kube-apiserver, as a real subprocess: its
-OpenReports ClusterReports (CRD installed from the Go module proxy) follow object
-creation, changes, deletion and a policy change; of two instances exactly one writes;
-without the CRD it says so once and keeps its metrics and /readyz.
+OpenReports ClusterReports and namespaced Reports (CRDs installed from the Go module
+proxy) follow object creation, changes, deletion and a policy change, for PVs and
+StorageClasses and for Pods and workloads with inline NFS volumes; of two instances
+exactly one writes; without the CRDs it says so once and keeps its metrics and /readyz.
 
 Every assertion reads what the apiserver stored or what the process served or logged.
 Short lease and resync periods keep each test to seconds.
@@ -9,6 +10,7 @@ Short lease and resync periods keep each test to seconds.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,7 +20,7 @@ from typing import Any, cast
 import pytest
 from kubernetes import client as k8s
 
-from tests.e2e.conftest import CLUSTERREPORT_CRD
+from tests.e2e.conftest import CLUSTERREPORT_CRD, REPORT_CRD
 from tests.e2e.kubecluster import (
     REPO,
     Cleanup,
@@ -30,6 +32,7 @@ from tests.e2e.kubecluster import (
     sc_model,
     wait_http_ok,
 )
+from tests.fixtures.samples import csi_volume, nfs_volume, workload
 from webhook.cluster.client import make_api_client
 from webhook.cluster.reports import watch
 from webhook.cluster.scan import ClusterObjects
@@ -177,7 +180,7 @@ def results_of(report: Json) -> dict[str, str]:
 
 
 def test_reports_follow_objects_and_the_policy(
-    clusterreport_crd: str,
+    report_crds: tuple[str, ...],
     api_client: k8s.ApiClient,
     core_v1: k8s.CoreV1Api,
     storage_v1: k8s.StorageV1Api,
@@ -297,8 +300,138 @@ def test_reports_follow_objects_and_the_policy(
         assert managers == {"nfsguard-report"}
 
 
+def namespaced_reports(api: k8s.ApiClient) -> dict[str, Json]:
+    listed = cast(
+        Json,
+        k8s.CustomObjectsApi(api).list_namespaced_custom_object(
+            GROUP, VERSION, NS, "reports", label_selector=SELECTOR
+        ),
+    )
+    return {str(i["metadata"]["name"]): i for i in listed["items"]}
+
+
+def test_pods_and_workloads_get_namespaced_reports(
+    report_crds: tuple[str, ...],
+    api_client: k8s.ApiClient,
+    core_v1: k8s.CoreV1Api,
+    start_reporter: StartReporter,
+    tmp_path: Path,
+) -> None:
+    """A Deployment with an inline nfs volume and a Pod with an unpinned csi-driver-nfs
+    inline volume, both to the pinned export and stored before any webhook saw them, get
+    a Report each in their namespace naming the rule; a fixed Deployment passes, one that
+    mounts a PVC instead and a deleted Pod lose their reports; a Pod without NFS volumes
+    never gets one."""
+    apps = k8s.AppsV1Api(api_client)
+    with contextlib.suppress(k8s.ApiException):  # no controller-manager makes it here
+        core_v1.create_namespaced_service_account(
+            NS, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="default"))
+        )
+    deploy = workload(
+        "Deployment", [nfs_volume("data", SERVER, "/data1/web")], name="rep-web", namespace=NS
+    )
+    pod = workload(
+        "Pod",
+        [
+            {"name": "tmp", "emptyDir": {}},
+            csi_volume("shared", server=SERVER, share="/data1", mount_options="hard"),
+        ],
+        name="rep-pod",
+        namespace=NS,
+    )
+    plain = workload("Pod", [{"name": "tmp", "emptyDir": {}}], name="rep-plain", namespace=NS)
+    apps.create_namespaced_deployment(NS, cast(Any, deploy))  # plain JSON bodies
+    core_v1.create_namespaced_pod(NS, cast(Any, pod))
+    core_v1.create_namespaced_pod(NS, cast(Any, plain))
+    try:
+        policy_file = tmp_path / "policy.yaml"
+        policy_file.write_text(policy("pin", "rep-1"))
+        start_reporter(policy_file, "pods", lease="rep-pods")
+        got = eventually(
+            "the Deployment's and the Pod's reports",
+            lambda: (
+                (r := namespaced_reports(api_client))
+                and "nfsguard-deployment-rep-web" in r
+                and "nfsguard-pod-rep-pod" in r
+                and r
+            ),
+        )
+        assert "nfsguard-pod-rep-plain" not in got
+        web = got["nfsguard-deployment-rep-web"]
+        assert web["metadata"]["namespace"] == NS
+        assert (web["scope"]["kind"], web["scope"]["namespace"], web["scope"]["name"]) == (
+            "Deployment",
+            NS,
+            "rep-web",
+        )
+        (result,) = web["results"]
+        assert (result["policy"], result["rule"], result["result"]) == (
+            "reporter-e2e",
+            "guard-incident",
+            "fail",
+        )
+        assert result["properties"]["verdict"] == "denied"
+        assert result["properties"]["volume"] == "data"
+        assert result["properties"]["export"].startswith(SERVER)
+        assert "kind: PersistentVolume" in result["message"]  # the way out
+        assert web["summary"]["fail"] == 1
+        (shared,) = got["nfsguard-pod-rep-pod"]["results"]
+        assert (shared["rule"], shared["result"]) == ("guard-incident", "fail")
+        assert shared["properties"]["verdict"] == "not-fixable-in-place"
+        assert shared["properties"]["volume"] == "shared"
+        assert "nfsvers=4.0" in shared["properties"]["wayOut"]
+        for report in got.values():
+            managers = {m["manager"] for m in report["metadata"].get("managedFields") or []}
+            assert managers == {"nfsguard-report"}
+            assert report["metadata"]["annotations"]["nfsguard.io/written-by"] == "pods"
+
+        # Fixed: the template mounts the export through csi-driver-nfs with the pin.
+        pinned = csi_volume("data", server=SERVER, share="/data1", mount_options="nfsvers=4.0")
+        apps.patch_namespaced_deployment(
+            "rep-web",
+            NS,
+            [{"op": "replace", "path": "/spec/template/spec/volumes/0", "value": pinned}],
+        )
+        fixed = eventually(
+            "rep-web passing",
+            lambda: (
+                (r := namespaced_reports(api_client)["nfsguard-deployment-rep-web"])["results"][0][
+                    "result"
+                ]
+                == "pass"
+                and r
+            ),
+        )
+        assert fixed["summary"] == {"pass": 1, "fail": 0, "warn": 0, "error": 0, "skip": 0}
+        assert fixed["results"][0]["properties"]["verdict"] == "compliant"
+
+        # Mounting a PVC instead: no inline NFS volume, no report.
+        claim = {"name": "data", "persistentVolumeClaim": {"claimName": "web-data"}}
+        apps.patch_namespaced_deployment(
+            "rep-web",
+            NS,
+            [{"op": "replace", "path": "/spec/template/spec/volumes/0", "value": claim}],
+        )
+        eventually(
+            "rep-web's report removed",
+            lambda: "nfsguard-deployment-rep-web" not in namespaced_reports(api_client),
+        )
+        # A Pod's volumes never change: deleted (its controller would recreate it fixed).
+        core_v1.delete_namespaced_pod("rep-pod", NS, grace_period_seconds=0)
+        eventually(
+            "rep-pod's report removed",
+            lambda: "nfsguard-pod-rep-pod" not in namespaced_reports(api_client),
+        )
+    finally:
+        with contextlib.suppress(k8s.ApiException):
+            apps.delete_namespaced_deployment("rep-web", NS)
+        for name in ("rep-pod", "rep-plain"):
+            with contextlib.suppress(k8s.ApiException):
+                core_v1.delete_namespaced_pod(name, NS, grace_period_seconds=0)
+
+
 def test_two_reporters_one_writer(
-    clusterreport_crd: str,
+    report_crds: tuple[str, ...],
     api_client: k8s.ApiClient,
     core_v1: k8s.CoreV1Api,
     cleanup: Cleanup,
@@ -373,41 +506,50 @@ def test_without_the_crd_it_says_so_once_and_keeps_serving(
     tmp_path: Path,
 ) -> None:
     ext = k8s.ApiextensionsV1Api(api_client)
-    try:
-        ext.delete_custom_resource_definition(CLUSTERREPORT_CRD)
-    except k8s.ApiException as exc:
-        if exc.status != 404:
-            raise
+    for crd in (CLUSTERREPORT_CRD, REPORT_CRD):
+        try:
+            ext.delete_custom_resource_definition(crd)
+        except k8s.ApiException as exc:
+            if exc.status != 404:
+                raise
 
     def gone() -> bool:
-        try:
-            k8s.CustomObjectsApi(api_client).list_cluster_custom_object(GROUP, VERSION, PLURAL)
-        except k8s.ApiException as exc:
-            return bool(exc.status == 404)
-        return False
+        for plural in (PLURAL, "reports"):
+            try:
+                k8s.CustomObjectsApi(api_client).list_cluster_custom_object(GROUP, VERSION, plural)
+            except k8s.ApiException as exc:
+                if exc.status != 404:
+                    return False
+            else:
+                return False
+        return True
 
-    eventually("the ClusterReport resource gone", gone, timeout=60)
+    eventually("the ClusterReport and Report resources gone", gone, timeout=60)
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(policy("pin", "rep-1"))
     core_v1.create_persistent_volume(
         pv_model(nfs_pv(cleanup.pv("rep-nocrd"), SERVER, "/data1/n", ["hard"]))
     )
     reporter = start_reporter(policy_file, "nocrd", lease="rep-nocrd")
-    eventually("the absent CRD logged", lambda: "CRD" in reporter.log())
-    time.sleep(3)  # three resyncs, each of which finds the CRD absent again
+    eventually("the absent CRDs logged", lambda: reporter.log().count("is not installed") == 2)
+    time.sleep(3)  # three resyncs, each of which finds the CRDs absent again
     assert reporter.proc.alive()
-    assert reporter.log().count("is not installed") == 1
+    log = reporter.log()
+    assert log.count("is not installed") == 2
+    assert log.count("ClusterReport CRD (clusterreports.openreports.io) is not installed") == 1
+    assert log.count("Report CRD (reports.openreports.io) is not installed") == 1
     assert reporter.get("/readyz")[0] == 200
     metrics = reporter.get("/metrics")[1]
     assert (
         'nfsguard_report_objects{kind="PersistentVolume",rule="guard-incident",verdict="fixable"}'
         in metrics
     )
-    assert "nfsguard_report_openreports_available 0.0" in metrics
+    assert 'nfsguard_report_openreports_available{kind="ClusterReport"} 0.0' in metrics
+    assert 'nfsguard_report_openreports_available{kind="Report"} 0.0' in metrics
 
 
 def test_policy_from_a_configmap_is_followed(
-    clusterreport_crd: str,
+    report_crds: tuple[str, ...],
     api_client: k8s.ApiClient,
     core_v1: k8s.CoreV1Api,
     cleanup: Cleanup,

@@ -1,5 +1,6 @@
 """``nfsguard report``: the long-running reporter (webhook/server/reporter.py) that keeps
-OpenReports ClusterReports current for every NFS PV and StorageClass.
+OpenReports ClusterReports current for every NFS PV and StorageClass, and namespaced
+Reports for every Pod and workload with an inline NFS volume.
 
 Its own command and Deployment (manifests/reporter/), not a mode of ``serve``: the
 webhook's workers stay free of cluster-wide watches. Docs: docs/reporter.md.
@@ -96,8 +97,9 @@ def report(
     metrics_port: int,
     log_level: str,
 ) -> ExitCode:
-    """Keep one OpenReports ClusterReport per NFS PV and StorageClass current (one writer
-    among replicas, by Lease), with Prometheus gauges on /metrics and /readyz."""
+    """Keep one OpenReports ClusterReport per NFS PV and StorageClass, and one Report per
+    Pod and workload with an inline NFS volume, current (one writer among replicas, by
+    Lease), with Prometheus gauges on /metrics and /readyz."""
     from webhook.server.reporter import Reporter, Settings, serve_http
 
     logging.basicConfig(

@@ -1,5 +1,6 @@
-"""The cluster side of ``nfsguard report``: watches of PVs and StorageClasses, and the
-OpenReports ``ClusterReport`` objects nfsguard owns.
+"""The cluster side of ``nfsguard report``: watches of PVs, StorageClasses, Pods and
+workloads, and the OpenReports ``ClusterReport`` and (namespaced) ``Report`` objects
+nfsguard owns.
 
 A watch starts from the resourceVersion of a paged list (webhook/cluster/scan.py) and
 streams JSON lines (apimachinery's watch protocol); ``410 Gone`` (an expired
@@ -22,7 +23,9 @@ import urllib3
 
 from webhook.cluster.scan import _PATHS, ClusterError, ClusterObjects, Conflict
 
-REPORTS = "/apis/openreports.io/v1alpha1/clusterreports"
+GROUP_PATH = "/apis/openreports.io/v1alpha1"
+CLUSTER_REPORTS = "clusterreports"
+REPORTS = "reports"
 FIELD_MANAGER = "nfsguard-report"
 WRITER = "nfsguard.io/written-by"
 
@@ -32,7 +35,7 @@ class Expired(Exception):
 
 
 class Absent(Exception):
-    """The ClusterReport CRD is not installed (404 on its resource)."""
+    """The report's CRD is not installed (404 on its resource)."""
 
 
 def watch(
@@ -88,31 +91,48 @@ def watch(
             raw.release_conn()
 
 
-class ReportStore:
-    """The ClusterReports labelled as nfsguard's: list, put (only when changed), delete."""
+ReportKey = tuple[str, str]  # (namespace, name); namespace "" for a ClusterReport
 
-    def __init__(self, cluster: ClusterObjects, identity: str) -> None:
+
+class ReportStore:
+    """The reports of one resource (``clusterreports``, or ``reports`` in every
+    namespace) labelled as nfsguard's: list, put (only when changed), delete."""
+
+    def __init__(
+        self, cluster: ClusterObjects, identity: str, plural: str = CLUSTER_REPORTS
+    ) -> None:
         self.cluster = cluster
         self.identity = identity
-        #: name -> (resourceVersion, the content as last read or written)
-        self.known: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.plural = plural
+        #: (namespace, name) -> (resourceVersion, the content as last read or written)
+        self.known: dict[ReportKey, tuple[str, dict[str, Any]]] = {}
+
+    def _collection(self, namespace: str) -> str:
+        if self.plural == CLUSTER_REPORTS:
+            return f"{GROUP_PATH}/{self.plural}"
+        return f"{GROUP_PATH}/namespaces/{namespace}/{self.plural}"
+
+    def _path(self, key: ReportKey) -> str:
+        return f"{self._collection(key[0])}/{key[1]}"
 
     def _query(self) -> list[tuple[str, str]]:
         # Strict: the apiserver refuses a field the CRD schema lacks (never pruned silently)
         return [("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict")]
 
     def sync(self, selector: str) -> None:
-        """Read every report nfsguard owns (paged); raises Absent without the CRD."""
-        known: dict[str, tuple[str, dict[str, Any]]] = {}
+        """Read every report nfsguard owns (paged; a namespaced kind across all
+        namespaces); raises Absent without the CRD."""
+        known: dict[ReportKey, tuple[str, dict[str, Any]]] = {}
         token = ""
         while True:
             query = [("labelSelector", selector), ("limit", "500")]
             if token:
                 query.append(("continue", token))
-            page = self._get(REPORTS, query)
+            page = self._get(f"{GROUP_PATH}/{self.plural}", query)
             for item in page.get("items") or []:
                 meta = item.get("metadata") or {}
-                known[str(meta.get("name"))] = (str(meta.get("resourceVersion")), item)
+                key = (str(meta.get("namespace") or ""), str(meta.get("name")))
+                known[key] = (str(meta.get("resourceVersion")), item)
             token = (page.get("metadata") or {}).get("continue") or ""
             if not token:
                 break
@@ -126,25 +146,32 @@ class ReportStore:
                 raise Absent() from None
             raise
 
+    @staticmethod
+    def key_of(report: dict[str, Any]) -> ReportKey:
+        meta = report["metadata"]
+        return (str(meta.get("namespace") or ""), str(meta["name"]))
+
     def put(self, report: dict[str, Any]) -> bool:
         """Create or replace ``report``; False when the stored one already says the same."""
-        name = str(report["metadata"]["name"])
+        key = self.key_of(report)
         report["metadata"].setdefault("annotations", {})[WRITER] = self.identity
-        have = self.known.get(name)
+        have = self.known.get(key)
         if have is not None and _same(have[1], report):
             return False
         for _ in range(3):
             try:
                 if have is None:
-                    stored = self.cluster._call("POST", REPORTS, query=self._query(), body=report)
+                    stored = self.cluster._call(
+                        "POST", self._collection(key[0]), query=self._query(), body=report
+                    )
                 else:
                     body = json.loads(json.dumps(report))
                     body["metadata"]["resourceVersion"] = have[0]
                     stored = self.cluster._call(
-                        "PUT", f"{REPORTS}/{name}", query=self._query(), body=body
+                        "PUT", self._path(key), query=self._query(), body=body
                     )
             except Conflict:  # exists already, or changed meanwhile: read it and go again
-                current = self._read(name)
+                current = self._read(key)
                 have = (str(current["metadata"]["resourceVersion"]), current) if current else None
                 continue
             except ClusterError as exc:
@@ -152,23 +179,23 @@ class ReportStore:
                     raise
                 have = None  # deleted by someone else meanwhile: create it again
                 continue
-            self.known[name] = (str(stored["metadata"]["resourceVersion"]), stored)
+            self.known[key] = (str(stored["metadata"]["resourceVersion"]), stored)
             return True
-        raise ClusterError(f"clusterreport {name}: kept conflicting")
+        raise ClusterError(f"{self.plural} {'/'.join(k for k in key if k)}: kept conflicting")
 
-    def _read(self, name: str) -> dict[str, Any] | None:
+    def _read(self, key: ReportKey) -> dict[str, Any] | None:
         try:
-            obj: dict[str, Any] = self.cluster._call("GET", f"{REPORTS}/{name}")
+            obj: dict[str, Any] = self.cluster._call("GET", self._path(key))
         except ClusterError as exc:
             if " 404 " in str(exc):
                 return None
             raise
         return obj
 
-    def delete(self, name: str) -> None:
-        self.known.pop(name, None)
+    def delete(self, key: ReportKey) -> None:
+        self.known.pop(key, None)
         try:
-            self.cluster._call("DELETE", f"{REPORTS}/{name}")
+            self.cluster._call("DELETE", self._path(key))
         except ClusterError as exc:
             if " 404 " not in str(exc):
                 raise

@@ -71,6 +71,26 @@ def pod_spec_of(obj: Mapping[str, Any]) -> tuple[str, Mapping[str, Any], Mapping
     return pointer, node, labels
 
 
+def names_inline_volume(obj: Mapping[str, Any]) -> bool:
+    """Whether a pod-bearing ``obj`` names an ``nfs`` or ``csi`` volume at all: the cheap
+    test a watcher of every pod uses to keep only what may be in scope (the webhook's
+    matchConditions ask the same). A shape that cannot be read counts as naming one, so
+    the engine gets to say what is wrong with it."""
+    try:
+        _, spec, _ = pod_spec_of(obj)
+    except (InvalidObject, KeyError):
+        return True
+    volumes = spec.get("volumes")
+    if volumes is None:
+        return False
+    if not isinstance(volumes, list):
+        return True
+    return any(
+        not isinstance(v, JSON_OBJECT) or v.get("nfs") is not None or v.get("csi") is not None
+        for v in volumes
+    )
+
+
 def volume_targets(
     obj: Mapping[str, Any],
     name: str,

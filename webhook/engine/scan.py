@@ -137,6 +137,35 @@ def classify(evaluation: Evaluation) -> Classification | None:
     return Classification(ScanVerdict.FIXABLE, evaluation, tuple(plan.ops), d.message)
 
 
+def volume_classifications(c: Classification) -> tuple[Classification, ...]:
+    """The verdict on each inline NFS volume of a Pod or workload (its ``volumes`` trace,
+    in ``spec.volumes`` order); () for a PV or StorageClass. A volume nfsguard would pin
+    is ``not-fixable-in-place`` (the manifest is where the fix lives), as the object is."""
+    found = []
+    for v in c.evaluation.volumes:
+        if v.target is None:
+            continue
+        outcome = v.outcome
+        if outcome is Outcome.EXEMPT:
+            found.append(Classification(ScanVerdict.EXEMPT, v, None, v.decision.message))
+        elif outcome is Outcome.DENIED:
+            found.append(Classification(ScanVerdict.DENIED, v, None, v.decision.message))
+        elif outcome is Outcome.MUTATED and v.deciding is not None:
+            pin = v.deciding.policy.pin
+            found.append(
+                Classification(
+                    ScanVerdict.NOT_FIXABLE,
+                    v,
+                    None,
+                    v.decision.message,
+                    pod_way_out(v.target, pin),
+                )
+            )
+        else:
+            found.append(Classification(ScanVerdict.COMPLIANT, v, None, _compliant_reason(v)))
+    return tuple(found)
+
+
 def _compliant_reason(evaluation: Evaluation) -> str:
     d = evaluation.decision
     if d.outcome in (Outcome.WARNED, Outcome.AUDITED):

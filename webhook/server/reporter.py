@@ -1,13 +1,16 @@
-"""``nfsguard report``: keep one OpenReports ClusterReport per NFS PV and StorageClass
-current, and gauges of what the cluster holds.
+"""``nfsguard report``: keep one OpenReports ClusterReport per NFS PV and StorageClass,
+and one namespaced Report per Pod or workload with inline NFS volumes, current, and
+gauges of what the cluster holds.
 
 A separate process (its own Deployment), not a mode of ``serve``: the webhook's
 workers answer admission reviews under a timeout and hold no watches of PVs; a
 reporter that lists and watches the whole cluster must never share their CPU or
 their failure modes (docs/reporter.md).
 
-Threads: one list+watch per kind (PVs, StorageClasses; webhook/cluster/reports.py,
-relisting on 410 Gone) feeding a queue; the main loop evaluates each changed object
+Threads: one list+watch per kind (PVs, StorageClasses, Pods and the seven workload
+kinds; webhook/cluster/reports.py, relisting on 410 Gone) feeding a queue; of Pods and
+workloads only those naming an ``nfs`` or ``csi`` volume are kept (most pods name
+neither: the view stays the size of what is reported); the main loop evaluates each changed object
 with the admission engine and ``classify`` (webhook/engine/scan.py), as ``scan``
 does, keeps every replica's view (metrics, /readyz), and writes reports only while
 it holds the Lease (webhook/cluster/lease.py): standbys never write. Pods, PVCs and
@@ -32,22 +35,48 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from webhook.api.kube import POD_SPEC_POINTERS
 from webhook.api.target import InvalidObject
 from webhook.cluster.lease import LeaseLock
-from webhook.cluster.reports import Absent, Expired, ReportStore, watch
+from webhook.cluster.reports import (
+    CLUSTER_REPORTS,
+    REPORTS,
+    Absent,
+    Expired,
+    ReportKey,
+    ReportStore,
+    watch,
+)
 from webhook.cluster.scan import ClusterError, ClusterObjects
 from webhook.engine.engine import Engine
-from webhook.engine.openreport import SELECTOR, cluster_report, report_name
+from webhook.engine.openreport import SELECTOR, report_for, report_name
+from webhook.engine.pod_volumes import names_inline_volume
 from webhook.engine.scan import Classification, classify
 from webhook.engine.stranded import PodIndex
 from webhook.nfs.inventory import NodeInventory, StaticInventory, nodes_from_objects
 
 log = logging.getLogger("nfsguard.report")
 
-KINDS = ("PersistentVolume", "StorageClass")
+CLUSTER_KINDS = ("PersistentVolume", "StorageClass")
+POD_KINDS = tuple(POD_SPEC_POINTERS)
+KINDS = CLUSTER_KINDS + POD_KINDS
 INDEX = (("Pod", ""), ("PersistentVolumeClaim", ""), ("Event", "reason=FailedMount"))
+#: The report kind and resource of each store.
+STORES = (("ClusterReport", CLUSTER_REPORTS), ("Report", REPORTS))
 
-Key = tuple[str, str]  # (kind, name)
+Key = tuple[str, str, str]  # (kind, namespace or "", name)
+
+
+def key_of(kind: str, obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return (kind, str(meta.get("namespace") or ""), str(meta.get("name")))
+
+
+def report_key(key: Key) -> tuple[str, ReportKey]:
+    """(the report's resource, (namespace, name)) of the object ``key`` names."""
+    kind, namespace, name = key
+    plural = CLUSTER_REPORTS if kind in CLUSTER_KINDS else REPORTS
+    return plural, (namespace, report_name(kind, name))
 
 
 @dataclass
@@ -62,13 +91,19 @@ class Settings:
     watch_timeout: int = 300
 
 
+def kept(kind: str, obj: Mapping[str, Any]) -> bool:
+    """Whether the view keeps ``obj``: every PV and StorageClass, the Pods and workloads
+    that name an ``nfs`` or ``csi`` volume (the rest cannot be in scope)."""
+    return kind in CLUSTER_KINDS or names_inline_volume(obj)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.objects = Gauge(
             "nfsguard_report_objects",
-            "NFS PVs and StorageClasses by kind, verdict and deciding rule",
+            "NFS PVs, StorageClasses, Pods and workloads by kind, verdict and deciding rule",
             ["kind", "verdict", "rule"],
             registry=r,
         )
@@ -80,17 +115,21 @@ class Metrics:
         )
         self.crd = Gauge(
             "nfsguard_report_openreports_available",
-            "1 when the ClusterReport CRD is installed",
+            "1 when the CRD of the report kind (ClusterReport, Report) is installed",
+            ["kind"],
             registry=r,
         )
         self.writes = Counter(
             "nfsguard_report_writes_total",
-            "ClusterReport writes by this replica (put: create or replace; delete)",
+            "Report and ClusterReport writes by this replica (put: create or replace; delete)",
             ["op"],
             registry=r,
         )
         self.written = Gauge(
-            "nfsguard_report_reports", "ClusterReports this replica keeps", registry=r
+            "nfsguard_report_reports",
+            "Reports this replica keeps, by kind (ClusterReport, Report)",
+            ["kind"],
+            registry=r,
         )
 
 
@@ -109,9 +148,11 @@ class Reporter:
     ) -> None:
         self.cluster, self.lease, self.s = cluster, lease, settings
         self._engine, self._policy_changed = engine, policy_changed
-        self.store = ReportStore(cluster, settings.identity)
+        self.stores = {
+            plural: ReportStore(cluster, settings.identity, plural) for _, plural in STORES
+        }
         self.metrics = Metrics()
-        self.events: queue.Queue[tuple[str, str, str, dict[str, Any] | None]] = queue.Queue()
+        self.events: queue.Queue[tuple[str, Key, dict[str, Any] | None]] = queue.Queue()
         self.objects: dict[Key, dict[str, Any]] = {}
         self.verdicts: dict[Key, Classification | None] = {}
         self.synced: set[str] = set()
@@ -119,7 +160,8 @@ class Reporter:
         self.inventory: NodeInventory = StaticInventory([])
         self.dirty: set[Key] = set()
         self.gone: set[Key] = set()
-        self.crd_present: bool | None = None
+        #: plural -> whether its CRD is installed (None: not looked yet)
+        self.crd_present: dict[str, bool | None] = {plural: None for _, plural in STORES}
         self.leading = False
         self.beat = time.monotonic()  # the main loop's last round (/healthz)
         self._renewed = 0.0  # monotonic time of the last successful acquire/renew
@@ -132,18 +174,22 @@ class Reporter:
         delay = 1.0
         while not self.stop.is_set():
             try:
-                items: dict[str, Any] = {}
+                items: dict[Key, Any] = {}
                 seen: dict[str, str] = {}
                 for obj in self.cluster.list(kind, seen=seen):
-                    items[str(obj["metadata"]["name"])] = obj
+                    if kept(kind, obj):
+                        items[key_of(kind, obj)] = obj
                 rv = seen["resourceVersion"]
-                self.events.put(("LIST", kind, "", {"items": items}))
+                self.events.put(("LIST", (kind, "", ""), {"items": items}))
                 delay = 1.0
                 while not self.stop.is_set():
                     for etype, obj in watch(self.cluster, kind, rv, timeout=self.s.watch_timeout):
                         rv = str(obj.get("metadata", {}).get("resourceVersion") or rv)
-                        if etype != "BOOKMARK":
-                            self.events.put((etype, kind, str(obj["metadata"]["name"]), obj))
+                        if etype == "BOOKMARK":
+                            continue
+                        if etype != "DELETED" and not kept(kind, obj):
+                            etype = "DELETED"  # names no inline NFS volume (any more)
+                        self.events.put((etype, key_of(kind, obj), obj))
             except Expired:
                 log.info("%s watch: resourceVersion expired (410), listing again", kind)
             except Exception as exc:  # retried with backoff; the thread must not die
@@ -151,18 +197,18 @@ class Reporter:
                 self.stop.wait(delay)
                 delay = min(delay * 2, 30.0)
 
-    def _apply(self, etype: str, kind: str, name: str, obj: dict[str, Any] | None) -> None:
+    def _apply(self, etype: str, key: Key, obj: dict[str, Any] | None) -> None:
+        kind = key[0]
         if etype == "LIST":
             assert obj is not None
-            items: dict[str, Any] = obj["items"]
-            for key in [k for k in self.objects if k[0] == kind and k[1] not in items]:
-                self._forget(key)
-            for n, o in items.items():
-                self.objects[(kind, n)] = o
-                self.dirty.add((kind, n))
+            items: dict[Key, Any] = obj["items"]
+            for k in [k for k in self.objects if k[0] == kind and k not in items]:
+                self._forget(k)
+            for k, o in items.items():
+                self.objects[k] = o
+                self.dirty.add(k)
             self.synced.add(kind)
             return
-        key = (kind, name)
         if etype == "DELETED":
             self._forget(key)
         elif obj is not None:
@@ -200,7 +246,7 @@ class Reporter:
                 ev = engine.evaluate(obj, operation="CREATE", inventory=self.inventory)
                 self.verdicts[key] = classify(ev)
             except InvalidObject as exc:
-                log.warning("%s/%s: %s", key[0], key[1], exc)
+                log.warning("%s %s: %s", key[0], "/".join(k for k in key[1:] if k), exc)
                 self.verdicts[key] = None
 
     def _publish(self) -> None:
@@ -208,7 +254,7 @@ class Reporter:
         m.objects.clear()
         counts: dict[tuple[str, str, str], int] = {}
         stranded = 0
-        for (kind, name), c in self.verdicts.items():
+        for (kind, _, name), c in self.verdicts.items():
             if c is None:
                 continue
             rule = c.evaluation.deciding.rule.name if c.evaluation.deciding else ""
@@ -220,24 +266,30 @@ class Reporter:
             m.objects.labels(*labels).set(n)
         m.stranded.set(stranded)
         m.leader.set(1 if self.leading else 0)
-        m.crd.set(1 if self.crd_present else 0)
-        m.written.set(len(self.store.known))
+        for report_kind, plural in STORES:
+            m.crd.labels(report_kind).set(1 if self.crd_present[plural] else 0)
+            m.written.labels(report_kind).set(len(self.stores[plural].known))
 
-    def _check_crd(self) -> bool:
-        try:
-            self.store.sync(SELECTOR)
-        except Absent:
-            if self.crd_present is not False:
-                log.warning(
-                    "the OpenReports ClusterReport CRD (clusterreports.openreports.io) is not "
-                    "installed: no reports are written; metrics and /readyz go on"
-                )
-            self.crd_present = False
-            return False
-        if self.crd_present is False:
-            log.info("the OpenReports ClusterReport CRD is installed now: writing reports")
-        self.crd_present = True
-        return True
+    def _check_crds(self) -> None:
+        """Read what each store holds; note (and log once per change) which CRDs exist."""
+        for report_kind, plural in STORES:
+            crd = f"{plural}.openreports.io"
+            try:
+                self.stores[plural].sync(SELECTOR)
+            except Absent:
+                if self.crd_present[plural] is not False:
+                    log.warning(
+                        "the OpenReports %s CRD (%s) is not installed: no %ss are written; "
+                        "metrics and /readyz go on",
+                        report_kind,
+                        crd,
+                        report_kind,
+                    )
+                self.crd_present[plural] = False
+                continue
+            if self.crd_present[plural] is False:
+                log.info("the OpenReports %s CRD is installed now: writing them", report_kind)
+            self.crd_present[plural] = True
 
     def _may_write(self) -> bool:
         """Still surely the writer: renewed less than half a lease duration ago (a long
@@ -247,27 +299,30 @@ class Reporter:
     def _write(self, keys: set[Key], full: bool) -> None:
         """Bring the reports of ``keys`` (all when ``full``) in line with the view; stops
         (the next pass goes on) when the Lease is due for renewal."""
-        if full and not self._check_crd():
-            return
-        if not self.crd_present:
-            return
-        wanted: set[str] = set()
+        if full:
+            self._check_crds()
+        wanted: set[tuple[str, ReportKey]] = set()
         for key, c in self.verdicts.items():
             if c is None:
                 continue
-            name = report_name(*key)
-            wanted.add(name)
+            plural, rkey = report_key(key)
+            if not self.crd_present[plural]:
+                continue
+            wanted.add((plural, rkey))
             if full or key in keys:
                 if not self._may_write():
                     raise _Renew()
-                pods = self.index.pods_of(key[1]) if key[0] == "PersistentVolume" else []
-                if self.store.put(cluster_report(self.objects[key], c, pods)):
+                pods = self.index.pods_of(key[2]) if key[0] == "PersistentVolume" else []
+                if self.stores[plural].put(report_for(self.objects[key], c, pods)):
                     self.metrics.writes.labels("put").inc()
-        for name in [n for n in self.store.known if n not in wanted]:
-            if not self._may_write():
-                raise _Renew()
-            self.store.delete(name)
-            self.metrics.writes.labels("delete").inc()
+        for plural, store in self.stores.items():
+            if not self.crd_present[plural]:
+                continue
+            for rkey in [k for k in store.known if (plural, k) not in wanted]:
+                if not self._may_write():
+                    raise _Renew()
+                store.delete(rkey)
+                self.metrics.writes.labels("delete").inc()
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -278,7 +333,9 @@ class Reporter:
         return True, (
             f"{len(self.verdicts)} objects; "
             f"{'leader' if self.leading else 'standby'}; "
-            f"openreports {'present' if self.crd_present else 'absent or unknown'}"
+            + "; ".join(
+                f"{kind} CRD {_presence(self.crd_present[plural])}" for kind, plural in STORES
+            )
         )
 
     def run(self) -> None:
@@ -344,6 +401,10 @@ class Reporter:
                 self.gone.clear()
             self._publish()
         self.lease.release()
+
+
+def _presence(present: bool | None) -> str:
+    return "unknown" if present is None else "present" if present else "absent"
 
 
 def configmap_fingerprint(cm: Mapping[str, Any] | None) -> str:

@@ -85,23 +85,59 @@ def _rules(
 
 
 def test_rbac_is_least_privilege() -> None:
-    """Reads what it reports on, writes only ClusterReports and its own Lease; never
-    patches a PV or StorageClass (that is remediate's, run by a person)."""
+    """Reads what it reports on, writes only ClusterReports, Reports and its own Lease;
+    never patches a PV, StorageClass, Pod or workload (that is remediate's, or the
+    manifest's, run by a person)."""
     assert _rules("ClusterRole") == [
         (
             ("",),
-            ("events", "nodes", "persistentvolumeclaims", "persistentvolumes", "pods"),
+            (
+                "events",
+                "nodes",
+                "persistentvolumeclaims",
+                "persistentvolumes",
+                "pods",
+                "replicationcontrollers",
+            ),
             ("list", "watch"),
             (),
         ),
         (("storage.k8s.io",), ("storageclasses",), ("list", "watch"), ()),
         (
+            ("apps",),
+            ("daemonsets", "deployments", "replicasets", "statefulsets"),
+            ("list", "watch"),
+            (),
+        ),
+        (("batch",), ("cronjobs", "jobs"), ("list", "watch"), ()),
+        (
             ("openreports.io",),
-            ("clusterreports",),
+            ("clusterreports", "reports"),
             ("create", "delete", "get", "list", "update"),
             (),
         ),
     ]
+
+
+def test_rbac_lets_the_reporter_list_every_kind_it_watches() -> None:
+    """Each kind the reporter lists and watches (webhook/server/reporter.py KINDS) has
+    list and watch in the ClusterRole, so no watch thread retries a 403 forever."""
+    from webhook.api.kube import POD_KIND_RESOURCES
+    from webhook.server.reporter import KINDS
+
+    granted = {
+        (group, resource)
+        for groups, resources, verbs, _ in _rules("ClusterRole")
+        if {"list", "watch"} <= set(verbs)
+        for group in groups
+        for resource in resources
+    }
+    resources = {
+        "PersistentVolume": ("", "persistentvolumes"),
+        "StorageClass": ("storage.k8s.io", "storageclasses"),
+        **POD_KIND_RESOURCES,
+    }
+    assert {resources[k] for k in KINDS} <= granted
     assert _rules("Role") == [
         (("coordination.k8s.io",), ("leases",), ("create",), ()),
         (("coordination.k8s.io",), ("leases",), ("get", "update"), ("nfsguard-report",)),
