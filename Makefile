@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8443
 
-.PHONY: run test lint typecheck unit e2e bench system-deps kube-assets openreports-crds helm manifests image image-lock clean
+.PHONY: run test lint typecheck unit e2e bench system-deps kube-assets node-deps openreports-crds helm manifests image image-lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ system-deps:
 # kube-apiserver + etcd for tests/e2e (KUBEBUILDER_ASSETS wins; else built once from the Go module proxy).
 kube-assets:
 	@hack/kube-assets.sh
+
+# The real node of tests/node: containerd, runc and CNI plugins (Debian), kubelet,
+# kube-proxy, kube-controller-manager, kube-scheduler (same release and cache as
+# kube-assets) and a pause image built here; cached, as root.
+node-deps:
+	@hack/node-deps.sh
 
 # The OpenReports CRDs for tests/e2e/test_reporter.py (Go module proxy, Go's module cache).
 openreports-crds:

@@ -239,6 +239,7 @@ def _pem_cert(cert: x509.Certificate) -> bytes:
 class Pki:
     dir: Path
     ca_crt: Path
+    ca_key: Path
     serving_crt: Path
     serving_key: Path
     admin_crt: Path
@@ -247,49 +248,51 @@ class Pki:
     sa_pub: Path
 
 
-def make_pki(d: Path) -> Pki:
-    """A CA; the apiserver's serving cert (IP SAN 127.0.0.1); an admin client cert in
-    group system:masters; the service-account signing key pair."""
-    d.mkdir(parents=True, exist_ok=True)
+def client_cert(ca_pair: pki.KeyPair, cn: str, orgs: Sequence[str]) -> tuple[bytes, bytes]:
+    """A client certificate (PEM cert, PEM key) for user `cn` in groups `orgs`: how the
+    apiserver authenticates its admin here, and the node's kubelet and controllers."""
+    ca, ca_key = ca_pair.cert, ca_pair.key
     now = datetime.datetime.now(datetime.UTC)
-    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(attrs))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+    )
+    return _pem_cert(b.sign(ca_key, hashes.SHA256())), _pem_key(key)
+
+
+def make_pki(
+    d: Path, *, ip_addresses: Sequence[str] = (LOOPBACK, "10.0.0.1"), dns_names: Sequence[str] = ()
+) -> Pki:
+    """A CA; the apiserver's serving cert (IP SANs `ip_addresses`: 127.0.0.1 and the first
+    service IP unless told); an admin client cert in group system:masters; the
+    service-account signing key pair. The CA's own pair is kept as ca.key for more client
+    certificates (client_cert)."""
+    d.mkdir(parents=True, exist_ok=True)
 
     # The CA and the apiserver's serving certificate come from the product's own tooling.
     ca_pair = pki.generate_ca("nfsguard-e2e-ca", valid_days=1)
-    ca, ca_key = ca_pair.cert, ca_pair.key
     serving_pair = pki.issue_serving_cert(
         ca_pair,
-        dns_names=["localhost", "kubernetes.default.svc"],
-        ip_addresses=[LOOPBACK, "10.0.0.1"],  # 10.0.0.1: the first service IP
+        dns_names=["localhost", "kubernetes.default.svc", *dns_names],
+        ip_addresses=list(ip_addresses),
         valid_days=1,
     )
 
-    def leaf(
-        cn: str, orgs: Sequence[str], usage: x509.ObjectIdentifier, sans: Sequence[x509.GeneralName]
-    ) -> tuple[bytes, bytes]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
-        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-        b = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attrs))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-            )
-        )
-        if sans:
-            b = b.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-        return _pem_cert(b.sign(ca_key, hashes.SHA256())), _pem_key(key)
-
     serving = (serving_pair.cert_pem, serving_pair.key_pem)
-    admin = leaf("nfsguard-e2e-admin", ["system:masters"], ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    admin = client_cert(ca_pair, "nfsguard-e2e-admin", ["system:masters"])
     sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_pub = sa.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -297,6 +300,7 @@ def make_pki(d: Path) -> Pki:
 
     files = {
         "ca.crt": ca_pair.cert_pem,
+        "ca.key": ca_pair.key_pem,
         "apiserver.crt": serving[0],
         "apiserver.key": serving[1],
         "admin.crt": admin[0],
@@ -312,6 +316,7 @@ def make_pki(d: Path) -> Pki:
     return Pki(
         dir=d,
         ca_crt=d / "ca.crt",
+        ca_key=d / "ca.key",
         serving_crt=d / "apiserver.crt",
         serving_key=d / "apiserver.key",
         admin_crt=d / "admin.crt",

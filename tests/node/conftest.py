@@ -1,0 +1,98 @@
+"""Fixtures for the node suite: one real single-node cluster for the whole session.
+
+Without root, containerd/runc/CNI, the node binaries or the image tools, the suite is
+skipped with one line saying how to get them; under CI=true that is an error instead,
+never a skip (the e2e and image suites' convention).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.image.images import BuiltImage, build_image
+from tests.image.images import prerequisites as image_prerequisites
+from tests.node.cluster import ENABLE_HINT, NodeCluster, node_deps, prerequisites
+
+NODE_DIR = Path(__file__).resolve().parent
+_WHY = prerequisites() or image_prerequisites()
+_NOT_RUN = pytest.StashKey[int]()
+#: Lines for the terminal summary (timings, failed reviews): reported, never asserted on.
+REPORT = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[REPORT] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mine = [i for i in items if NODE_DIR in Path(str(i.path)).resolve().parents]
+    for item in mine:
+        item.add_marker(pytest.mark.node)
+    if mine and _WHY and os.environ.get("CI") != "true":
+        items[:] = [i for i in items if i not in mine]
+        config.hook.pytest_deselected(items=mine)
+        config.stash[_NOT_RUN] = len(mine)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    n = config.stash.get(_NOT_RUN, 0)
+    if n:
+        terminalreporter.write_line(
+            f"SKIPPED node suite ({n} tests, {_WHY}): {ENABLE_HINT}", yellow=True
+        )
+    for line in config.stash.get(REPORT, []):
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if session.config.stash.get(_NOT_RUN, 0) and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK
+
+
+@pytest.fixture(scope="session")
+def report(pytestconfig: pytest.Config) -> list[str]:
+    """Append a line to the terminal summary."""
+    return pytestconfig.stash[REPORT]
+
+
+@pytest.fixture(scope="session")
+def node_image(report: list[str]) -> BuiltImage:
+    """The project's image (hack/image.sh, cached by content)."""
+    if _WHY:
+        pytest.fail(f"node: cannot run under CI=true ({_WHY}): {ENABLE_HINT}")
+    try:
+        return build_image()
+    except (RuntimeError, OSError) as e:
+        pytest.fail(f"node: image: {e}")
+
+
+@pytest.fixture(scope="session")
+def node(
+    node_image: BuiltImage, report: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeCluster]:
+    """The node, Ready, with the project's image imported; everything removed afterwards,
+    and the removal checked (a leftover is an error of the session, not a note)."""
+    try:
+        deps = node_deps()
+    except (RuntimeError, OSError) as e:
+        pytest.fail(f"node: {e}")
+    cluster = NodeCluster(deps, tmp_path_factory.mktemp("node"), images=[node_image.archive])
+    cluster.start()
+    t = cluster.timings
+    report.append(
+        f"node: Ready in {t['start']:.1f} s (apiserver {t['apiserver']:.1f}, controllers "
+        f"{t['controllers']:.1f}, containerd+images {t['containerd']:.1f}, node Ready "
+        f"{t['node-ready']:.1f}, kube-proxy {t['kube-proxy']:.1f})"
+    )
+    try:
+        yield cluster
+    finally:
+        problems = cluster.stop()
+        left = cluster.leftovers()
+        report.append(f"node: teardown {'complete' if not left else 'INCOMPLETE'}")
+        assert not left, f"the node left behind: {left} ({problems})"
