@@ -15,6 +15,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "nfsguard"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 KUBE_VERSION = "v" + (REPO / "hack" / "kube-version").read_text().strip().lstrip("v")
+#: Kinds of CRDs the chart can render (cert-manager, prometheus-operator): neither in the
+#: Kubernetes schemas nor served by the test apiserver.
+CRD_KINDS = frozenset({"Certificate", "Issuer", "ServiceMonitor"})
 
 Json = dict[str, Any]
 

@@ -18,12 +18,19 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.chart.helm import CHART, CI_VALUES, REPO, Json, Rendering, helm, refused, render
+from tests.chart.helm import (
+    CHART,
+    CI_VALUES,
+    CRD_KINDS,
+    REPO,
+    Json,
+    Rendering,
+    helm,
+    refused,
+    render,
+)
 from webhook.cli.main import cli
 
-# Kinds of CRDs the chart can render (cert-manager, prometheus-operator): not in the
-# Kubernetes schemas; checked by their own tests below.
-CRD_KINDS = {"Certificate", "Issuer", "ServiceMonitor"}
 NATIVE_KINDS = {
     "MutatingAdmissionPolicy",
     "MutatingAdmissionPolicyBinding",

@@ -12,10 +12,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from tests.chart.helm import CHART, CI_VALUES, helm, render_text
-
-# CRDs of cert-manager and prometheus-operator: not served by this apiserver.
-CRD_KINDS = {"Certificate", "Issuer", "ServiceMonitor"}
+from tests.chart.helm import CHART, CI_VALUES, CRD_KINDS, helm, render_text
 
 
 def kubectl(assets: Path, kubeconfig: Path, *args: str, stdin: str = "") -> str:
