@@ -93,6 +93,14 @@ def readyz_bodies(handle: ServerHandle, count: int = 12) -> list[tuple[int, dict
     return out
 
 
+def every_worker_ready(handle: ServerHandle, workers: int = 2) -> bool:
+    """Every probe ready and answered by each worker: a probe lands on one worker at
+    random, so all-200 from a handful of probes alone can miss the one still booting."""
+    bodies = readyz_bodies(handle, 12)
+    ready = {b.get("reload", {}).get("worker") for status, b in bodies if status == 200}
+    return all(status == 200 for status, _ in bodies) and len(ready) == workers
+
+
 def booting(handle: ServerHandle) -> dict[str, Any] | None:
     """The /readyz of a worker that could not build what it serves, if one answered."""
     r = fresh_get(handle, "/readyz")
@@ -144,7 +152,7 @@ def test_a_full_audit_disk_makes_every_worker_unready_until_there_is_room(
         filler.unlink()
         until(
             "the server did not recover after space was freed",
-            lambda: all(status == 200 for status, _ in readyz_bodies(handle, 8)),
+            lambda: every_worker_ready(handle),
             handle,
         )
         for i in range(6):
@@ -201,7 +209,7 @@ def test_a_worker_that_cannot_boot_stays_local_and_retries(tmp_path: Path) -> No
         (tmp_path / "audit.key.away").rename(key)
         until(
             "the worker did not recover once the key was back",
-            lambda: all(status == 200 for status, _ in readyz_bodies(handle, 8)),
+            lambda: every_worker_ready(handle),
             handle,
         )
         statuses = {fresh_review(handle, f"pv-after-{i}").status_code for i in range(8)}
