@@ -27,9 +27,25 @@ Errors gunicorn answers itself (a malformed request line or header, 431, 501) ar
 one line of JSON with ``error`` and ``code``, as nfsguard's own are
 (webhook/server/http.py), never gunicorn's HTML page.
 
-The worker keeps gunicorn's master, its signals, graceful stop and request handling
+Stopping (SIGTERM) drains instead of cutting: for as long as clients still use this
+worker, it goes on accepting and answering, each answer with ``Connection: close``
+(gunicorn's ``handle_request`` does so once the worker is not alive), and it closes
+the connections kept alive before the stop only ``stop_quiet`` seconds after it. Closing
+every idle connection at once made a POST the apiserver was just writing on one fail
+with ``http: server closed idle connection`` (Go retries only idempotent requests;
+net/http transport.go ``errServerClosedIdle``): about 1 review in 500 on a
+``--grace-period=0 --force`` delete, where the kubelet sends SIGTERM without preStop.
+New connections are still accepted meanwhile (answered the same way): until
+kube-proxy has removed the pod, the Service sends them here, and one left in the
+listen backlog would be reset. The worker exits once no connection is left (a worker
+with no client stops at once), or at gunicorn's ``graceful_timeout``. ``stop_quiet`` is
+1 s (gunicorn 27's own gthread keeps them 2 s, ``STOP_KEEPALIVE_LINGER``): the
+apiserver learns from the first answer on a connection that it closes, and a worker
+being replaced is not held much longer than before.
+
+The worker keeps gunicorn's master, its signals and request handling
 (``handle_request``: the WSGI call, keep-alive, access log); only the reading of
-connections changes. docs/operations.md ("Connections") has the limits and what was
+connections and the stop change. docs/operations.md ("Connections") has the limits and what was
 measured.
 """
 
@@ -70,6 +86,9 @@ class ConnectionLimits:
     #: How long a closing connection is drained so the client reads its answer.
     close_linger: float = 1.0
     max_buffered: int = 8 * MAX_BODY
+    #: While stopping: how long connections kept alive before the stop stay open for
+    #: a request a client may already be sending (module docstring).
+    stop_quiet: float = 1.0
 
 
 #: What this process's workers apply; webhook.server.runner sets it before gunicorn forks.
@@ -177,15 +196,9 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
             if now >= next_expiry:  # deadlines are seconds: checked 4 times a second
                 self.expire(now)
                 next_expiry = now + 0.25
+        if self.is_parent_alive():
+            self.drain(time.monotonic() + self.cfg.graceful_timeout)
         self.set_accept_enabled(False)
-        # Graceful stop: requests in threads finish; idle connections close now.
-        for conn in [c for c in self.connections if c.state in (_IDLE, _HANDSHAKE)]:
-            self.close(conn)
-        graceful = time.monotonic() + self.cfg.graceful_timeout
-        while any(c.state == _BUSY for c in self.connections) and time.monotonic() < graceful:
-            self.notify()
-            self.wait_for_and_dispatch_events(timeout=0.2)
-            self.expire(time.monotonic())
         for conn in list(self.connections):
             self.close(conn)
         self.tpool.shutdown(wait=False)
@@ -193,6 +206,22 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.method_queue.close()
         for listener in self.sockets:
             listener.close()
+
+    def drain(self, deadline: float) -> None:
+        """Graceful stop (module docstring): serve whoever still comes, with
+        ``Connection: close``, until no connection is left or ``deadline``. Once a
+        connection has been answered it closes (the worker is not alive), so the only
+        idle ones are those kept alive before the stop: closed ``stop_quiet`` after it."""
+        idle_until = time.monotonic() + self.limits.stop_quiet
+        while self.connections and time.monotonic() < deadline:
+            if time.monotonic() >= idle_until:
+                for conn in [c for c in self.connections if c.state == _IDLE]:
+                    self.close(conn)
+                if not self.connections:
+                    return
+            self.notify()
+            self.wait_for_and_dispatch_events(timeout=0.05)
+            self.expire(time.monotonic())
 
     def expire(self, now: float) -> None:
         """Close what has run out of time: 408 for a request not received in time,
