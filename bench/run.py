@@ -381,12 +381,17 @@ def rounds_table(servers: list[dict[str, Any]]) -> str:
 
 
 def verify_audit(log: Path, public_key: Path) -> str:
-    """`nfsguard audit verify --public-key` over the log and its rotated files."""
-    from webhook.audit.chain_file import rotated_files
-
-    files = [*rotated_files(str(log)), str(log)]
+    """`nfsguard audit verify --public-key` over the log's directory: every worker's
+    chain with its rotated files (the last line: the last chain's verdict)."""
     done = subprocess.run(
-        [str(BIN / "nfsguard"), "audit", "verify", "--public-key", str(public_key), *files],
+        [
+            str(BIN / "nfsguard"),
+            "audit",
+            "verify",
+            "--public-key",
+            str(public_key),
+            str(log.parent),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -574,7 +574,8 @@ class WebhookServer:
         self.extra_args = list(extra_args)
         self.ready_timeout = ready_timeout
         self.tls_dir = workdir / "tls"
-        self.audit_log = workdir / "audit.log"
+        #: the configured log (slot 0); each worker writes a chain of its own beside it
+        self.audit_log = workdir / "audit" / "audit.log"
         self.port = 0
         self.process: ManagedProcess | None = None
 

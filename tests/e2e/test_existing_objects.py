@@ -27,6 +27,7 @@ from tests.e2e.kubecluster import (
     wait_until,
     warnings_of,
 )
+from webhook.audit.chain_file import slot_chains
 
 POLICIES = Path(__file__).resolve().parent / "policies"
 FINALIZER = "e2e.nfsguard.io/keep"  # stands in for pv-protection / external-provisioner's
@@ -34,10 +35,14 @@ FINALIZER = "e2e.nfsguard.io/keep"  # stands in for pv-protection / external-pro
 
 def decisions(log: Path, name: str) -> list[dict[str, Any]]:
     """nfsguard's decision records for one object, oldest first."""
-    if not log.exists():
-        return []
     out = []
-    for line in log.read_text().splitlines():
+    lines = [
+        line
+        for _live, files in slot_chains(str(log))  # a chain per worker
+        for name in files
+        for line in Path(name).read_text().splitlines()
+    ]
+    for line in lines:
         record = json.loads(line)
         if record.get("type") == "decision" and record["request"]["name"] == name:
             out.append(record)

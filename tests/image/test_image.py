@@ -33,6 +33,7 @@ from tests.image.images import (
     podman,
     wait_gone,
 )
+from webhook.audit.chain_file import slot_chains
 
 NFSGUARD = REPO / ".venv" / "bin" / "nfsguard"
 PYTHON = REPO / ".venv" / "bin" / "python"
@@ -318,8 +319,9 @@ def test_a_review_over_tls_is_pinned_and_recorded(
         assert int(cap_eff, 16) == 0, (pid, cap_eff)
 
     # the decision is on the audit emptyDir (written by uid 10001) and on stdout
-    assert volumes.audit_log.stat().st_uid == APP_UID
-    assert uid in volumes.audit_log.read_text()
+    chains = [Path(f) for _live, files in slot_chains(str(volumes.audit_log)) for f in files]
+    assert chains and all(f.stat().st_uid == APP_UID for f in chains)  # a chain per worker
+    assert any(uid in f.read_text() for f in chains)
     assert uid in c.logs()
 
 
@@ -346,7 +348,7 @@ def test_sigterm_stops_it_within_a_second_and_the_audit_chain_verifies(
             "verify",
             "--public-key",
             str(volumes.audit_pub),
-            str(volumes.audit_log),
+            str(volumes.audit_log.parent),  # every worker's chain
         ],
         capture_output=True,
         text=True,

@@ -35,6 +35,7 @@ import pytest
 import requests
 
 from webhook.api.kube import POD_KIND_RESOURCES
+from webhook.audit.chain_file import slot_chains
 
 REPO = Path(__file__).resolve().parents[2]
 NFSGUARD = REPO / ".venv" / "bin" / "nfsguard"
@@ -72,7 +73,14 @@ class ServerHandle:
 
     @property
     def audit_log(self) -> Path:
-        return self.workdir / "audit.log"
+        """The configured log (slot 0); each worker writes a chain of its own beside it."""
+        return self.workdir / "audit" / "audit.log"
+
+    def audit_chains(self) -> list[list[Path]]:
+        return audit_chains(self.audit_log)
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        return audit_records(self.audit_log)
 
     @property
     def log_path(self) -> Path:
@@ -110,6 +118,22 @@ class ServerHandle:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+
+
+def audit_chains(log: Path) -> list[list[Path]]:
+    """The files of each worker's chain of ``log`` (slot 0 first, rotated files first)."""
+    return [[Path(name) for name in files] for _live, files in slot_chains(str(log))]
+
+
+def audit_records(log: Path) -> list[dict[str, Any]]:
+    """Every record of every chain of ``log`` (chain by chain, in chain order)."""
+    return [
+        json.loads(line)
+        for files in audit_chains(log)
+        for name in files
+        for line in name.read_bytes().splitlines()
+        if line
+    ]
 
 
 def free_port() -> int:
@@ -165,7 +189,7 @@ def start_server(
             "--port",
             str(port),
             "--audit-log",
-            str(tmp_path / "audit.log"),
+            str(tmp_path / "audit" / "audit.log"),
             *extra_args,
         ]
         log = (tmp_path / f"nfsguard-{port}.log").open("wb")

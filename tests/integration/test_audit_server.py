@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import threading
 import uuid
@@ -23,6 +24,7 @@ from tests.integration.conftest import (
     ServerHandle,
     admission_review,
     apiserver_session,
+    audit_chains,
     post_review,
     start_server,
 )
@@ -122,14 +124,24 @@ def _concurrent_reviews(server: ServerHandle, public: Path) -> None:
             ]
         assert resp["allowed"] is (outcome[uid] != "denied")
 
-    # while serving: exactly one record per recorded decision, in one gap-free sequence.
-    # A snapshot: a worker's interval checkpoint (every 60 s with something new) may be
-    # appended at any moment, so what verify says is checked against what it was given.
-    served = log.read_bytes()
-    snapshot = log.with_name("audit-snapshot.jsonl")
-    snapshot.write_bytes(served[: served.rfind(b"\n") + 1])  # a line being written: not yet
-    records = [json.loads(line) for line in snapshot.read_bytes().splitlines()]
-    assert [r["seq"] for r in records] == list(range(len(records)))
+    # while serving: exactly one record per recorded decision, each worker's chain one
+    # gap-free sequence. A snapshot: a worker's interval checkpoint (every 60 s with
+    # something new) may be appended at any moment, so what verify says is checked
+    # against what it was given.
+    chains = server.audit_chains()
+    assert 1 <= len(chains) <= 3  # one chain per worker (--workers 3), none shared
+    records: list[dict[str, Any]] = []
+    for index, files in enumerate(chains):
+        (live,) = files  # no rotation at this size
+        served = live.read_bytes()
+        snapshot = live.parent.parent / f"audit-snapshot-{index}.jsonl"
+        snapshot.write_bytes(served[: served.rfind(b"\n") + 1])  # a line being written: not yet
+        mine = [json.loads(line) for line in snapshot.read_bytes().splitlines()]
+        assert [r["seq"] for r in mine] == list(range(len(mine)))
+        if mine:  # (a worker that got no review has an empty chain)
+            assert len({r["chain"] for r in mine}) == 1
+            _check_snapshot(snapshot, mine, public)
+        records += mine
     decisions = [r for r in records if r["type"] == "decision"]
     assert sorted(r["request"]["uid"] for r in decisions) == sorted(recorded)
     by_uid = {r["request"]["uid"]: r for r in decisions}
@@ -155,7 +167,56 @@ def _concurrent_reviews(server: ServerHandle, public: Path) -> None:
         if record["outcome"] == "denied":
             assert record["rule"] == "legacy-filers-deny" and record["patch"] == []
 
-    # Signed, but (as a rule) no checkpoint written yet: intact, not yet proven.
+    # clean shutdown: every worker closes its writer; each chain ends with one signed
+    # shutdown checkpoint, so nothing is left unanchored
+    server.stop()
+    assert server.process.returncode == 0
+    final = nfsguard("verify", str(log.parent), "--public-key", str(public))
+    assert final.returncode == 0, final.stdout + final.stderr
+    lines = final.stdout.decode().splitlines()
+    chains = server.audit_chains()
+    assert [line.split(": ", 1)[0] for line in lines] == (
+        [str(files[-1]) for files in chains] if len(chains) > 1 else ["OK"]
+    )
+    summaries = [line.split(": ", 1)[1] if len(chains) > 1 else line for line in lines]
+    assert all(summary.startswith("OK: ") for summary in summaries), lines
+    counted = [re.findall(r"(\d+) decisions?,", t) or ["0"] for t in summaries]  # 0: empty
+    assert sum(int(found[0]) for found in counted) == 160
+    assert not any("not yet anchored" in t or "no checkpoint" in t for t in summaries)
+    written = [files for files in chains if files[-1].stat().st_size]
+    assert written
+    for files in written:
+        last = json.loads(files[-1].read_bytes().splitlines()[-1])
+        assert (last["type"], last["reason"]) == ("checkpoint", "shutdown")
+
+    # stdout (what `kubectl logs` shows) carries every chain among gunicorn's lines,
+    # each in its order; verify tells them apart by chain id
+    output = server.log_path.read_bytes()
+    copied = [line for line in output.splitlines() if line.startswith(b'{"schema"')]
+    for files in written:
+        lines_of_chain = b"".join(f.read_bytes() for f in files).splitlines()
+        chain = json.loads(lines_of_chain[0])["chain"]
+        assert [line for line in copied if json.loads(line)["chain"] == chain] == lines_of_chain
+    assert len(copied) == sum(len(f.read_bytes().splitlines()) for fs in chains for f in fs)
+    from_logs = nfsguard("verify", "-", "--public-key", str(public), stdin=output)
+    assert from_logs.returncode == 0, from_logs.stdout + from_logs.stderr
+    logs_lines = from_logs.stdout.decode().splitlines()
+    assert len(logs_lines) == len(written)
+    assert all(("OK: " in line) for line in logs_lines)
+    assert logs_lines[0].endswith(" non-audit line(s) skipped")
+
+    # an auditor's question: which PVs did that rule pin, and who asked?
+    table = nfsguard(
+        "query", str(log.parent), "--rule", "incident-node003-hang", "--outcome", "mutated"
+    )
+    assert table.returncode == 0
+    rows = table.stdout.decode().splitlines()[1:]
+    assert len(rows) == sum(1 for o in outcome.values() if o == "mutated")
+    assert all(" kubernetes-admin " in row for row in rows)
+
+
+def _check_snapshot(snapshot: Path, records: list[dict[str, Any]], public: Path) -> None:
+    """Signed, but (as a rule) no checkpoint written yet: intact, not yet proven."""
     checked = nfsguard("verify", str(snapshot), "--public-key", str(public))
     lenient = nfsguard("verify", str(snapshot), "--public-key", str(public), "--allow-unsigned")
     marks = [r["seq"] for r in records if r["type"] == "checkpoint"]
@@ -174,36 +235,6 @@ def _concurrent_reviews(server: ServerHandle, public: Path) -> None:
         assert lenient.returncode == 0, lenient.stdout + lenient.stderr
     else:  # ... just after the last decision
         assert (checked.returncode, lenient.returncode) == (0, 0), checked.stdout
-
-    # clean shutdown: every worker closes its writer; the chain ends with one signed
-    # shutdown checkpoint, so nothing is left unanchored
-    server.stop()
-    assert server.process.returncode == 0
-    final = nfsguard("verify", str(log), "--public-key", str(public))
-    assert final.returncode == 0, final.stdout + final.stderr
-    summary = final.stdout.decode()
-    assert summary.startswith("OK: ")
-    assert "160 decisions" in summary
-    assert "not yet anchored" not in summary and "no checkpoint" not in summary
-    last = json.loads(log.read_bytes().splitlines()[-1])
-    assert (last["type"], last["reason"]) == ("checkpoint", "shutdown")
-
-    # stdout (what `kubectl logs` shows) carries the same chain among gunicorn's lines
-    output = server.log_path.read_bytes()
-    copied = [line for line in output.splitlines() if line.startswith(b'{"schema"')]
-    assert copied == log.read_bytes().splitlines()
-    from_logs = nfsguard("verify", "-", "--public-key", str(public), stdin=output)
-    assert from_logs.returncode == 0, from_logs.stdout + from_logs.stderr
-    logs_summary = from_logs.stdout.decode()
-    assert logs_summary.startswith(summary.rstrip("\n") + "; ")
-    assert logs_summary.endswith(" non-audit line(s) skipped\n")
-
-    # an auditor's question: which PVs did that rule pin, and who asked?
-    table = nfsguard("query", str(log), "--rule", "incident-node003-hang", "--outcome", "mutated")
-    assert table.returncode == 0
-    rows = table.stdout.decode().splitlines()[1:]
-    assert len(rows) == sum(1 for o in outcome.values() if o == "mutated")
-    assert all(" kubernetes-admin " in row for row in rows)
 
 
 def test_full_audit_disk_turns_reviews_into_503(tmp_path: Path) -> None:
@@ -227,11 +258,17 @@ def test_full_audit_disk_turns_reviews_into_503(tmp_path: Path) -> None:
                 assert "No space left on device (ENOSPC)" in r.text
                 break
         assert statuses[-1] == 503 and statuses.count(200) == len(statuses) - 1
-        # every 200 answer was recorded; the log holds no partial line and verifies
-        data = log.read_bytes()
-        assert data.endswith(b"\n")
-        assert data.count(b"\n") == statuses.count(200)
-        checked = nfsguard("verify", str(log), "--allow-unsigned")
+        # every 200 answer was recorded; each worker's chain holds no partial line and
+        # verifies
+        chains = audit_chains(log)
+        assert chains
+        lines = 0
+        for files in chains:
+            data = b"".join(f.read_bytes() for f in files)
+            assert data.endswith(b"\n") or not data  # (empty: a worker that got no review)
+            lines += data.count(b"\n")
+        assert lines == statuses.count(200)
+        checked = nfsguard("verify", str(disk), "--allow-unsigned")
         assert checked.returncode == 0, checked.stdout
     finally:
         if server is not None:

@@ -5,7 +5,6 @@ the server's own audit log."""
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -65,8 +64,7 @@ def server(
 
 
 def records(server: ServerHandle, uid: str) -> list[dict[str, Any]]:
-    log = server.audit_log
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    lines = server.audit_records()
     return [r for r in lines if r.get("type") == "decision" and r["request"]["uid"] == uid]
 
 

@@ -168,7 +168,7 @@ def test_audit_compliant_records_coverage(json_server: ServerHandle) -> None:
             str(NFSGUARD),
             "audit",
             "query",
-            str(json_server.audit_log),
+            str(json_server.audit_log.parent),
             "--outcome",
             "compliant",
             "-o",

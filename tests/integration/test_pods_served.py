@@ -135,7 +135,7 @@ def test_audit_trail_and_metrics_name_pods_and_workloads(server: ServerHandle) -
     )
     got = answer(server, obj)
     assert got["allowed"] and len(got["warnings"]) == 2
-    records = [json.loads(line) for line in server.audit_log.read_text().splitlines()]
+    records = server.audit_records()
     mine = [r for r in records if r.get("request", {}).get("name") == "audited-deploy"]
     (record,) = mine
     assert record["request"]["kind"] == "Deployment" and record["outcome"] == "mutated"
@@ -145,7 +145,7 @@ def test_audit_trail_and_metrics_name_pods_and_workloads(server: ServerHandle) -
         ("b", "warned"),
     ]
     checked = subprocess.run(
-        [str(NFSGUARD), "audit", "verify", str(server.audit_log), "--allow-unsigned"],
+        [str(NFSGUARD), "audit", "verify", str(server.audit_log.parent), "--allow-unsigned"],
         capture_output=True,
         timeout=60,
         check=False,
@@ -157,8 +157,7 @@ def test_audit_trail_and_metrics_name_pods_and_workloads(server: ServerHandle) -
 
 
 def _records(server: ServerHandle, uid: str) -> list[dict[str, Any]]:
-    lines = server.audit_log.read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r.get("request", {}).get("uid") == uid]
+    return [r for r in server.audit_records() if r.get("request", {}).get("uid") == uid]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -29,6 +29,7 @@ from tests.integration.conftest import (
     ServerHandle,
     admission_review,
     apiserver_session,
+    audit_chains,
     start_server,
 )
 
@@ -109,13 +110,17 @@ def booting(handle: ServerHandle) -> dict[str, Any] | None:
 
 
 def verify(log: Path, *args: str) -> None:
-    verified = subprocess.run(
-        [str(NFSGUARD), "audit", "verify", str(log), *args],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+    """Every worker's chain of ``log`` verifies (each worker writes a chain of its own)."""
+    chains = audit_chains(log)
+    assert chains, f"no audit chain beside {log}"
+    for files in chains:
+        verified = subprocess.run(
+            [str(NFSGUARD), "audit", "verify", *map(str, files), *args],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_a_full_audit_disk_makes_every_worker_unready_until_there_is_room(

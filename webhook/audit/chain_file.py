@@ -1,25 +1,35 @@
-"""One audit log file holding one hash chain: lock, head, append, rotate, recover.
+"""One audit chain in its own file, owned by one process: slot, head, append, rotate, recover.
 
-Shared by gunicorn's processes and threads. Every append happens under a
-threading lock (threads of one process) and an exclusive ``fcntl.flock`` on a
-lock file next to the log (``.<name>.lock``; processes). Under the lock a
-writer learns the chain head (last ``seq`` and ``hash``) from the file itself:
-it re-reads the tail unless the file's inode and size are what it last wrote.
-It then appends the line(s) with one ``write``, ``fsync``s the file, copies
-the lines to stdout when asked (still under the lock, so stdout has the chain
-order), and only then returns.
+Each writer process (gunicorn worker) holds a chain of its own, so appends
+never wait on another process. ``--audit-log DIR/audit.log`` names slot 0;
+slot k is ``DIR/audit.k.log``. A writer claims the first free slot with an
+exclusive, non-blocking ``flock`` on its lock file (``.<name>.lock``) and
+holds it until it closes or dies: a restarted worker finds its predecessor's
+slot free again and continues that chain. Nobody else appends to an owned
+file, so the chain head (last ``seq``, ``hash``, chain id) is read from the
+file once, when the slot is claimed, and kept in memory after that: no
+``stat`` per append. Appends happen under a threading lock (threads of one
+process); each writes the line(s) with one ``write``, ``fsync``s the file,
+copies the lines to stdout when asked (still under the lock, so stdout has
+each chain's order), and only then returns.
+
+Every record carries its chain's id (``chain``, 16 hex digits made when the
+chain starts), so the stdout copies of several chains mixed in one container
+log can be told apart and verified chain by chain.
 
 Rotation: once the file has reached ``max_bytes`` it is renamed to
-``<path>.<seq of its first record, 12 digits>`` and a new one is started whose
+``<file>.<seq of its first record, 12 digits>`` and a new one is started whose
 first record continues the chain (its ``prev`` is the last hash of the old
-file). ``nfsguard audit verify <path>.* <path>`` verifies them in order.
-Beyond ``keep_files`` rotated files the oldest are deleted; what remains still
-verifies (from the first record left, with a note that earlier ones are gone).
+file). ``nfsguard audit verify DIR`` verifies every chain in the directory.
+Beyond ``keep_files`` rotated files (counted over all the slots of the log,
+so the disk budget does not grow with the number of workers) the oldest are
+deleted; what remains still verifies (from the first record left, with a
+note that earlier ones are gone).
 
-Crash: a write cut short leaves a partial last line. The next writer sees it
-(the file does not end with ``\\n``), terminates it and appends a ``recovery``
-record naming its offset, length and SHA-256, chained to the last complete
-record; verify accepts exactly that and reports it.
+Crash: a write cut short leaves a partial last line. The next writer of the
+slot sees it (the file does not end with ``\\n``), terminates it and appends a
+``recovery`` record naming its offset, length and SHA-256, chained to the last
+complete record; verify accepts exactly that and reports it.
 
 What goes into the chain (sealing, checkpoints) is decided by
 :mod:`webhook.audit.writer`; this module only keeps the file true to it.
@@ -31,6 +41,7 @@ import errno
 import fcntl
 import os
 import re
+import secrets
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -42,6 +53,7 @@ from typing import Any
 from webhook.audit.record import (
     GENESIS,
     RecordError,
+    chain_of,
     check_envelope,
     parse_line,
     recovery_body,
@@ -63,17 +75,85 @@ def _describe(exc: OSError) -> str:
 
 @dataclass(frozen=True)
 class ChainHead:
-    """The last record of the chain and the file it was read from (inode, size)."""
+    """The last record of the chain, the size of the live file, and the chain's id."""
 
-    ino: int
     size: int
     seq: int  # -1 before the first record
     hash: str
     type: str | None
+    chain: str
 
 
 def rotated_name(path: str, first_seq: int) -> str:
     return f"{path}.{first_seq:012d}"
+
+
+#: A writer tries this many slots before it gives up (far more than workers).
+MAX_SLOTS = 256
+
+_ROTATED = re.compile(r"\.\d{12}$")
+
+
+def slot_path(path: str, slot: int) -> str:
+    """The chain file of ``slot``: ``path`` itself for 0, ``stem.<slot>.ext`` after."""
+    if slot == 0:
+        return path
+    stem, ext = os.path.splitext(path)
+    return f"{stem}.{slot}{ext}"
+
+
+def lock_path(path: str) -> str:
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.lock")
+
+
+def slot_chains(path: str) -> list[tuple[str, list[str]]]:
+    """The chains of ``path``'s slots: (live file, its files oldest first), slot 0
+    first, up to the last slot that was ever claimed (a lock file or files)."""
+    path = os.path.abspath(path)
+    chains = []
+    for slot in range(MAX_SLOTS):
+        live = slot_path(path, slot)
+        files = rotated_files(live)
+        if os.path.isfile(live):
+            files.append(live)
+        if not files and not os.path.exists(lock_path(live)):
+            break
+        if files:
+            chains.append((live, files))
+    return chains
+
+
+def chain_files_in(directory: str) -> list[tuple[str, list[str]]]:
+    """Every chain in ``directory``: (its live file's path, its files oldest first),
+    by live file name. A file ``NAME.<12 digits>`` is a rotated file of ``NAME``;
+    hidden files (lock files) are not chains."""
+    try:
+        entries = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    names: set[str] = set()
+    for entry in entries:
+        if entry.startswith(".") or not os.path.isfile(os.path.join(directory, entry)):
+            continue
+        names.add(_ROTATED.sub("", entry))
+    chains = []
+    for name in sorted(names, key=_slot_order):
+        live = os.path.join(directory, name)
+        files = rotated_files(live)
+        if os.path.isfile(live):
+            files.append(live)
+        chains.append((live, files))
+    return chains
+
+
+def _slot_order(name: str) -> tuple[str, int, str]:
+    """``audit.log``, ``audit.1.log``, ``audit.2.log``, ..., ``audit.10.log`` in slot order."""
+    stem, ext = os.path.splitext(name)
+    base, _, number = stem.rpartition(".")
+    if base and number.isdigit():
+        return (base + ext, int(number), name)
+    return (name, 0, name)
 
 
 def rotated_files(path: str) -> list[str]:
@@ -83,7 +163,7 @@ def rotated_files(path: str) -> list[str]:
     found = []
     try:
         entries = os.listdir(directory)
-    except FileNotFoundError:
+    except OSError:  # no directory (yet), or not one
         return []
     for entry in entries:
         match = pattern.match(entry)
@@ -121,6 +201,27 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _rotated_of_slots(path: str) -> list[tuple[int, int, str]]:
+    """(mtime ns, first seq, path) of the rotated files of every slot of ``path``."""
+    directory, name = os.path.split(path)
+    stem, ext = os.path.splitext(name)
+    pattern = re.compile(re.escape(stem) + r"(?:\.\d+)?" + re.escape(ext) + r"\.(\d{12})$")
+    found = []
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return []
+    for entry in entries:
+        match = pattern.match(entry)
+        if match:
+            full = os.path.join(directory, entry)
+            try:
+                found.append((os.stat(full).st_mtime_ns, int(match.group(1)), full))
+            except OSError:
+                continue
+    return sorted(found)
+
+
 def _fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -130,13 +231,15 @@ def _fsync_dir(directory: str) -> None:
 
 
 class ChainFile:
-    """The log at ``path`` with its lock file; every method but :meth:`locked` and
-    :meth:`close` runs inside ``with locked():``.
+    """The chain of the first free slot of ``path``; every method but :meth:`locked`
+    and :meth:`close` runs inside ``with locked():``.
 
-    Opening it creates the directory, takes the lock and reads the head, so an
-    unusable log fails at start-up rather than at the first review.
-    ``copy_fd``: also write every appended line there (stdout, for the
-    container log). ``clock`` stamps recovery records.
+    Opening it creates the directory, claims a slot and reads the head, so an
+    unusable log fails at start-up rather than at the first review. ``path``
+    is the chain file actually written (``audit.log``, ``audit.1.log``, ...),
+    ``base_path`` the configured one. ``copy_fd``: also write every appended
+    line there (stdout, for the container log). ``clock`` stamps recovery
+    records.
     """
 
     def __init__(
@@ -148,10 +251,10 @@ class ChainFile:
         clock: Callable[[], datetime],
         copy_fd: int | None = None,
     ) -> None:
-        self.path = os.path.abspath(path)
-        directory, name = os.path.split(self.path)
-        self._directory = directory
-        self._lock_path = os.path.join(directory, f".{name}.lock")
+        self.base_path = os.path.abspath(path)
+        self.path = self.base_path
+        self.slot = 0
+        self._directory = os.path.dirname(self.base_path)
         self._max_bytes = max_bytes
         self._keep = keep_files
         self._clock = clock
@@ -165,55 +268,74 @@ class ChainFile:
         self._pid = os.getpid()
         self._tlock = threading.Lock()
         try:
-            os.makedirs(directory, exist_ok=True)
+            os.makedirs(self._directory, exist_ok=True)
         except FileExistsError:
             raise AuditWriteError(
-                f"audit log {self.path}: {directory} exists and is not a directory"
+                f"audit log {self.base_path}: {self._directory} exists and is not a directory"
             ) from None
         except OSError as exc:
             raise AuditWriteError(
-                f"audit log {self.path}: cannot create directory: {_describe(exc)}"
+                f"audit log {self.base_path}: cannot create directory: {_describe(exc)}"
             ) from None
         with self.locked():
             self.head()
 
-    # --- locking --------------------------------------------------------------
+    # --- the slot -------------------------------------------------------------
+
+    def _claim(self) -> None:
+        """Take the first slot whose lock no other writer holds, for good."""
+        for slot in range(MAX_SLOTS):
+            candidate = slot_path(self.base_path, slot)
+            lock = lock_path(candidate)
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                raise AuditWriteError(
+                    f"audit log {candidate}: cannot open lock file {lock}: {_describe(exc)}"
+                ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            except OSError as exc:
+                os.close(fd)
+                raise AuditWriteError(
+                    f"audit log {candidate}: cannot lock {lock}: {_describe(exc)}"
+                ) from None
+            self._lock_fd, self.slot, self.path = fd, slot, candidate
+            return
+        raise AuditWriteError(
+            f"audit log {self.base_path}: all {MAX_SLOTS} slots are held by other writers"
+        )
 
     def _reset_after_fork(self) -> None:
-        # A file opened before fork() shares its open file descriptions with the
-        # parent, and flock() would not exclude between them.
+        # A child shares the parent's open file descriptions, and its flock with
+        # them: it must claim a slot (a chain) of its own.
+        for fd in (self._fd, self._lock_fd):
+            if fd is not None:
+                os.close(fd)
         self._pid = os.getpid()
         self._tlock = threading.Lock()
         self._fd = None
         self._lock_fd = None
         self._cache = None
+        self.path = self.base_path
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the thread lock and the file lock (raises once :meth:`close` ran)."""
+        """Hold the thread lock, with the slot claimed (raises once :meth:`close` ran)."""
         if os.getpid() != self._pid:
             self._reset_after_fork()
         with self._tlock:
             if self.closed:
                 raise AuditWriteError(f"audit log {self.path}: the writer is closed")
             if self._lock_fd is None:
-                try:
-                    self._lock_fd = os.open(
-                        self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-                    )
-                except OSError as exc:
-                    raise AuditWriteError(
-                        f"audit log {self.path}: cannot open lock file {self._lock_path}: "
-                        f"{_describe(exc)}"
-                    ) from None
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                self._claim()
+            yield
 
     def close(self) -> None:
-        """Release the files; later calls of :meth:`locked` raise."""
+        """Release the file and the slot; later calls of :meth:`locked` raise."""
         with self._tlock:
             self.closed = True
             for fd in (self._fd, self._lock_fd):
@@ -225,51 +347,43 @@ class ChainFile:
     # --- the chain head -------------------------------------------------------
 
     def _open(self) -> int:
-        """The fd of the file now at ``path`` (reopened after another process rotated it)."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            st = None
-        except OSError as exc:
-            raise AuditWriteError(f"audit log {self.path}: cannot stat: {_describe(exc)}") from None
-        if self._fd is not None and st is not None and os.fstat(self._fd).st_ino == st.st_ino:
-            return self._fd
+        """The fd of this slot's live file (created when there is none)."""
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-            self._cache = None
+            return self._fd
+        existed = os.path.lexists(self.path)
         try:
             self._fd = os.open(
                 self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
             )
-            if st is None:
+            if not existed:
                 _fsync_dir(self._directory)
         except OSError as exc:
             raise AuditWriteError(f"audit log {self.path}: cannot open: {_describe(exc)}") from None
         return self._fd
 
     def head(self) -> ChainHead:
-        """The head of the chain as the file at ``path`` has it, a torn tail recovered."""
-        fd = self._open()
-        st = os.fstat(fd)
+        """The head of this slot's chain: read from the file when the slot is claimed
+        (or after a failed write), a torn tail recovered; kept in memory after."""
         cache = self._cache
-        if cache is not None and cache.ino == st.st_ino and cache.size == st.st_size:
+        if cache is not None:
             return cache
+        fd = self._open()
         try:
-            last, torn = read_tail(fd, st.st_size)
+            size = os.fstat(fd).st_size
+            last, torn = read_tail(fd, size)
         except OSError as exc:
             raise AuditWriteError(f"audit log {self.path}: cannot read: {_describe(exc)}") from None
         if last is None:
-            seq, digest, kind = self._head_of_rotated()
+            seq, digest, kind, chain = self._head_of_rotated()
         else:
-            seq, digest, kind = self._parse_head(self.path, last)
-        head = ChainHead(st.st_ino, st.st_size, seq, digest, kind)
+            seq, digest, kind, chain = self._parse_head(self.path, last)
+        head = ChainHead(size, seq, digest, kind, chain or secrets.token_hex(8))
         if torn:
             head = self._recover(head, torn)
         self._cache = head
         return head
 
-    def _parse_head(self, path: str, line: bytes) -> tuple[int, str, str | None]:
+    def _parse_head(self, path: str, line: bytes) -> tuple[int, str, str | None, str]:
         try:
             obj = parse_line(line)
             check_envelope(obj)
@@ -278,9 +392,9 @@ class ChainFile:
                 f"audit log {path}: last line is not an audit record ({exc}); "
                 "refusing to extend the chain"
             ) from None
-        return int(obj["seq"]), str(obj["hash"]), str(obj["type"])
+        return int(obj["seq"]), str(obj["hash"]), str(obj["type"]), chain_of(obj)
 
-    def _head_of_rotated(self) -> tuple[int, str, str | None]:
+    def _head_of_rotated(self) -> tuple[int, str, str | None, str]:
         for older in reversed(rotated_files(self.path)):
             try:
                 fd = os.open(older, os.O_RDONLY | os.O_CLOEXEC)
@@ -292,15 +406,12 @@ class ChainFile:
                 os.close(fd)
             if last is not None:
                 return self._parse_head(older, last)
-        return -1, GENESIS, None
+        return -1, GENESIS, None, ""
 
     def _recover(self, head: ChainHead, torn: bytes) -> ChainHead:
         offset = head.size - len(torn)
-        record = seal(
-            recovery_body(time=rfc3339(self._clock()), torn=torn, offset=offset),
-            seq=head.seq + 1,
-            prev=head.hash,
-        )
+        body = recovery_body(time=rfc3339(self._clock()), torn=torn, offset=offset)
+        record = seal({**body, "chain": head.chain}, seq=head.seq + 1, prev=head.hash)
         return self.append(head, b"\n" + to_line(record), record)
 
     # --- appending and rotating -----------------------------------------------
@@ -327,7 +438,7 @@ class ChainFile:
         if self._copy_fd is not None:
             self._copy(data.lstrip(b"\n"))
         new = ChainHead(
-            head.ino, head.size + len(data), int(last["seq"]), last["hash"], last["type"]
+            head.size + len(data), int(last["seq"]), last["hash"], last["type"], head.chain
         )
         self._cache = new
         return new
@@ -367,17 +478,24 @@ class ChainFile:
             raise AuditWriteError(
                 f"audit log {self.path}: cannot rotate to {target}: {_describe(exc)}"
             ) from None
+        os.close(fd)
+        self._fd = None
         self._prune()
-        new_fd = self._open()
-        return ChainHead(os.fstat(new_fd).st_ino, 0, head.seq, head.hash, head.type)
+        self._open()
+        new = ChainHead(0, head.seq, head.hash, head.type, head.chain)
+        self._cache = new
+        return new
 
     def _prune(self) -> None:
-        """Delete the oldest rotated files beyond ``keep_files`` (0: keep all)."""
+        """Delete the oldest rotated files beyond ``keep_files`` (0: keep all), over
+        the rotated files of every slot: the budget is the log's, not one chain's."""
         if self._keep <= 0:
             return
-        older = rotated_files(self.path)
-        for name in older[: max(0, len(older) - self._keep)]:
+        older = _rotated_of_slots(self.base_path)
+        for _mtime, _seq, name in older[: max(0, len(older) - self._keep)]:
             try:
                 os.unlink(name)
+            except FileNotFoundError:
+                continue  # another slot's writer pruned it first
             except OSError as exc:
                 print(f"nfsguard audit: cannot delete {name}: {_describe(exc)}", file=sys.stderr)

@@ -27,20 +27,30 @@ def anchored(head: ChainHead) -> bool:
 
 
 def checkpoint_record(
-    signer: Signer, *, head_seq: int, head_hash: str, reason: str, time: str, every: int = 0
+    signer: Signer,
+    *,
+    head_seq: int,
+    head_hash: str,
+    reason: str,
+    time: str,
+    every: int = 0,
+    chain: str | None = None,
 ) -> dict[str, Any]:
     """The sealed checkpoint anchoring ``head_seq``/``head_hash`` (its ``seq`` is
     ``head_seq + 1``). The signature covers the record without ``hash``; the
-    ``hash`` then covers the signature."""
+    ``hash`` then covers the signature. ``chain``: the chain's id (signed too)."""
+    body = checkpoint_body(
+        time=time,
+        head_seq=head_seq,
+        head_hash=head_hash,
+        reason=reason,
+        key_id=signer.key_id,
+        every=every,
+    )
+    if chain is not None:
+        body["chain"] = chain
     record = seal(
-        checkpoint_body(
-            time=time,
-            head_seq=head_seq,
-            head_hash=head_hash,
-            reason=reason,
-            key_id=signer.key_id,
-            every=every,
-        ),
+        body,
         seq=head_seq + 1,
         prev=head_hash,
     )

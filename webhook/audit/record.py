@@ -2,7 +2,10 @@
 
 Every line of an audit log is one JSON object carrying ``schema``
 (:data:`SCHEMA`), ``type`` (``decision``, ``checkpoint`` or ``recovery``),
-``seq`` (0, 1, 2, ... without gaps), ``prev`` (the ``hash`` of the record
+``chain`` (the id of the chain it belongs to: one per writer process, so the
+lines of several chains mixed in one stream, a container log, can be told
+apart; absent from records written before it existed), ``seq`` (0, 1, 2, ...
+without gaps), ``prev`` (the ``hash`` of the record
 with ``seq - 1``, or :data:`GENESIS` for ``seq`` 0) and ``hash``: the SHA-256
 (hex) of the canonical JSON of the record without its ``hash`` field.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +45,10 @@ SIGNATURE_CONTEXT = b"nfsguard.io/audit/v1 checkpoint\n"
 #: (``checkpoint_every``); its checkpoints declare it as ``checkpointEvery``, and
 #: verify assumes it for a log that declares nothing.
 DEFAULT_CHECKPOINT_EVERY = 1000
+
+
+#: What a ``chain`` id may be (the writer makes 16 hex digits).
+CHAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class RecordError(ValueError):
@@ -83,12 +91,13 @@ def signing_bytes(record: Mapping[str, Any]) -> bytes:
 def seal(body: Mapping[str, Any], *, seq: int, prev: str) -> dict[str, Any]:
     """Place ``body`` in the chain: add ``schema``, ``seq``, ``prev`` and ``hash``.
 
-    ``body`` must carry ``type`` and ``time``; the result keeps a readable key
-    order (schema, type, seq, prev, time, ..., hash).
+    ``body`` must carry ``type`` and ``time`` (and ``chain`` from the writer); the
+    result keeps a readable key order (schema, type, chain, seq, prev, time, ..., hash).
     """
-    record: dict[str, Any] = {
-        "schema": SCHEMA,
-        "type": body["type"],
+    record: dict[str, Any] = {"schema": SCHEMA, "type": body["type"]}
+    if "chain" in body:
+        record["chain"] = body["chain"]
+    record |= {
         "seq": seq,
         "prev": prev,
         "time": body["time"],
@@ -194,6 +203,15 @@ def check_envelope(obj: Mapping[str, Any]) -> None:
             raise RecordError(f"{key} is not a 64-digit hex SHA-256")
     if not isinstance(obj.get("time"), str):
         raise RecordError("time is missing")
+    chain = obj.get("chain", "-")
+    if not isinstance(chain, str) or not CHAIN_ID.fullmatch(chain):
+        raise RecordError("chain is not a chain id (1 to 64 letters, digits, '-', '_', '.')")
+
+
+def chain_of(obj: Mapping[str, Any]) -> str:
+    """The chain a record belongs to; ``""`` for records written before chain ids."""
+    chain = obj.get("chain")
+    return chain if isinstance(chain, str) else ""
 
 
 # --- decision records -------------------------------------------------------

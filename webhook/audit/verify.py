@@ -38,6 +38,7 @@ from webhook.audit.record import (
     GENESIS,
     RECOVERY,
     RecordError,
+    chain_of,
     check_envelope,
     looks_like_record,
     parse_line,
@@ -92,6 +93,8 @@ class Report:
     broken: Break | None = None
     torn: Where | None = None
     torn_bytes: int = 0
+    #: the chain ids its records carry ("" for records written before chain ids)
+    chains: set[str] = field(default_factory=set)
     _keys_given: bool = False
 
     @property
@@ -200,11 +203,14 @@ class Verifier:
         lenient: bool = False,
         anchors: Mapping[int, str] | None = None,
         checkpoint_every: int | None = None,
+        chain_anchors: Mapping[str, Mapping[int, str]] | None = None,
     ) -> None:
         """``lenient``: skip lines that are not audit records (a log stream from stdin).
 
         ``anchors``: seq -> hash known from elsewhere (e.g. a checkpoint seen in a
         shipped log copy): the chain must reach each and agree with it.
+        ``chain_anchors``: chain id -> such anchors (:func:`anchors_from_lines`); those
+        of the chain ids this chain's records carry apply.
 
         ``checkpoint_every``: the writer's cadence; with ``public_keys``, a missing
         due checkpoint is a break. None: the ``checkpointEvery`` the last valid
@@ -215,6 +221,7 @@ class Verifier:
         self._check_signatures = public_keys is not None
         self._lenient = lenient
         self._anchors = dict(anchors or {})
+        self._chain_anchors = chain_anchors or {}
         self._report = Report(_keys_given=public_keys is not None)
         self._pending: tuple[Where, bytes, bool] | None = None
         self._acknowledged_torn = False
@@ -366,6 +373,10 @@ class Verifier:
                     f"seq {last} was changed or replaced",
                 )
                 return
+        chain = chain_of(obj)
+        if chain not in report.chains:
+            report.chains.add(chain)
+            self._anchors.update(self._chain_anchors.get(chain, {}))
         kind = obj["type"]
         if self._due is not None and not self._due_kept(where, seq, kind):
             return
@@ -517,15 +528,17 @@ class AnchorError(ValueError):
 def anchors_from_lines(
     lines: Iterable[tuple[Where, bytes, bool]],
     public_keys: Mapping[str, Ed25519PublicKey] | None,
-) -> dict[int, str]:
-    """seq -> hash of every audit record in ``lines``: a copy of the log kept where
+) -> dict[str, dict[int, str]]:
+    """chain id -> seq -> hash of every audit record in ``lines`` (chain id ``""`` for
+    records written before chain ids): a copy of the log kept where
     the node cannot rewrite it (the ``--audit-stdout`` lines the log collector
     stored, with or without a ``TIME stdout F`` or timestamp prefix before the
     ``{``). Lines that are not audit records are skipped; a record whose hash is
     wrong, a checkpoint whose signature does not verify (given keys) or two
-    different records for one seq (two pods' chains in one file) raise AnchorError."""
-    anchors: dict[int, str] = {}
-    seen: dict[int, Where] = {}
+    different records for one seq of one chain (two old pods' chains, written before
+    chain ids, in one file) raise AnchorError."""
+    anchors: dict[str, dict[int, str]] = {}
+    seen: dict[tuple[str, int], Where] = {}
     for where, raw, terminated in lines:
         start = raw.find(b"{")
         if start < 0 or not terminated:
@@ -550,10 +563,12 @@ def anchors_from_lines(
                     f"{where}: seq {seq}: checkpoint signature does not verify with the "
                     "--public-key given: not a record to anchor to"
                 )
-        if seq in anchors and anchors[seq] != digest:
+        chain = chain_of(obj)
+        of_chain = anchors.setdefault(chain, {})
+        if seq in of_chain and of_chain[seq] != digest:
             raise AnchorError(
-                f"{where}: seq {seq}: a different record than at {seen[seq]} "
+                f"{where}: seq {seq}: a different record than at {seen[chain, seq]} "
                 "(two chains in one anchors file? give one server's log)"
             )
-        anchors[seq], seen[seq] = digest, where
+        of_chain[seq], seen[chain, seq] = digest, where
     return anchors

@@ -17,7 +17,7 @@ from typing import Any
 
 from webhook.api.decision import Decision, Outcome
 from webhook.api.review import AdmissionRequest
-from webhook.audit.chain_file import AuditWriteError, ChainFile
+from webhook.audit.chain_file import AuditWriteError, ChainFile, ChainHead
 from webhook.audit.checkpoints import CheckpointTimer, anchored, checkpoint_record
 from webhook.audit.group_commit import GroupCommit
 from webhook.audit.record import (
@@ -40,7 +40,8 @@ def _now() -> datetime:
 
 
 class AuditWriter:
-    """Appends chained records to ``path``; safe across processes and threads.
+    """Appends chained records to a chain of its own beside ``path`` (a slot:
+    webhook/audit/chain_file.py); safe across threads, one writer per chain.
 
     ``record`` is the recorder port of :mod:`webhook.admission.recorder`: it
     returns only after the record is written and fsync'ed, and raises
@@ -69,7 +70,8 @@ class AuditWriter:
             clock=clock,
             copy_fd=stdout_fd if stdout else None,
         )
-        self.path = self._file.path
+        #: the configured path (slot 0); this writer's chain is :attr:`chain_path`
+        self.path = self._file.base_path
         self._signer = signer
         self._every = checkpoint_every if signer is not None else 0
         self._clock = clock
@@ -77,6 +79,11 @@ class AuditWriter:
         self._timer: CheckpointTimer | None = None
         if signer is not None and checkpoint_interval > 0:
             self._timer = CheckpointTimer(checkpoint_interval, self._interval_checkpoint)
+
+    @property
+    def chain_path(self) -> str:
+        """The file of this writer's chain (``audit.log``, ``audit.1.log``, ...)."""
+        return self._file.path
 
     @property
     def fsyncs(self) -> int:
@@ -100,33 +107,35 @@ class AuditWriter:
         head = file.head()
         if file.due_for_rotation(head):
             if self._signer is not None and not anchored(head):
-                closing = self._checkpoint(head.seq, head.hash, "rotate")
+                closing = self._checkpoint(head, head.seq, head.hash, "rotate")
                 head = file.append(head, to_line(closing), closing)
             head = file.rotate(head)
         every = self._every
         if every > 0 and head.type == RECOVERY and head.seq % every == 0:
             # A crash tore the count checkpoint due here and the recovery record took
             # its seq: sign the recovered head first, as audit verify expects.
-            closing = self._checkpoint(head.seq, head.hash, "count")
+            closing = self._checkpoint(head, head.seq, head.hash, "count")
             head = file.append(head, to_line(closing), closing)
-        seq, digest = head.seq, head.hash
+        seq, digest, chain = head.seq, head.hash, head.chain
         chunks: list[bytes] = []
         records: list[dict[str, Any]] = []
         last: dict[str, Any] = {}
         for body in bodies:
-            record = seal({**body, "time": rfc3339(self._clock())}, seq=seq + 1, prev=digest)
+            record = seal(
+                {**body, "chain": chain, "time": rfc3339(self._clock())}, seq=seq + 1, prev=digest
+            )
             chunks.append(to_line(record))
             records.append(record)
             last = record
             seq, digest = record["seq"], record["hash"]
             if every > 0 and (seq + 1) % every == 0:
-                last = self._checkpoint(seq, digest, "count")
+                last = self._checkpoint(head, seq, digest, "count")
                 chunks.append(to_line(last))
                 seq, digest = last["seq"], last["hash"]
         file.append(head, b"".join(chunks), last)
         return records
 
-    def _checkpoint(self, seq: int, digest: str, reason: str) -> dict[str, Any]:
+    def _checkpoint(self, head: ChainHead, seq: int, digest: str, reason: str) -> dict[str, Any]:
         assert self._signer is not None
         return checkpoint_record(
             self._signer,
@@ -135,6 +144,7 @@ class AuditWriter:
             reason=reason,
             time=rfc3339(self._clock()),
             every=self._every,
+            chain=head.chain,
         )
 
     def checkpoint(self, reason: str = "manual") -> dict[str, Any] | None:
@@ -145,7 +155,7 @@ class AuditWriter:
             head = self._file.head()
             if anchored(head):
                 return None
-            record = self._checkpoint(head.seq, head.hash, reason)
+            record = self._checkpoint(head, head.seq, head.hash, reason)
             self._file.append(head, to_line(record), record)
             return record
 

@@ -20,10 +20,11 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from webhook.audit import query as q
-from webhook.audit.chain_file import rotated_files
+from webhook.audit.chain_file import chain_files_in, rotated_files
 from webhook.audit.record import (
     DEFAULT_CHECKPOINT_EVERY,
     RecordError,
+    chain_of,
     check_envelope,
     looks_like_record,
     parse_line,
@@ -154,23 +155,140 @@ def verify_command(
 ) -> int:
     """Check sequence, hash chain and checkpoint signatures.
 
-    FILE... are verified in order (rotated files first: `audit.log.* audit.log`);
-    `-` reads stdin, where lines that are not audit records (other logs) are skipped.
+    FILE... are verified in order as one chain (rotated files first:
+    `audit.log.* audit.log`); DIR... verifies every chain in the directories
+    (one per worker process: audit.log, audit.1.log, ..., each with its rotated
+    files); `-` reads stdin, where the lines of several chains are told apart by
+    their chain id and lines that are not audit records (other logs) are skipped.
 
-    Checks sequence, hash chain and checkpoint signatures; prints one line.
+    Prints one line per chain (prefixed with the chain when there are several).
     Exit 0 intact and proven, 1 broken (first broken record by file:line and
     seq), 3 intact but with a torn final line, 4 intact but not proven
     (signatures not checked, or records after the last checkpoint; see
-    --allow-unsigned, --require-checkpoint-within), 2 bad input.
+    --allow-unsigned, --require-checkpoint-within), 2 bad input; with several
+    chains, the worst of them.
     """
     keys = _keys(public_keys)
-    anchor_map = _anchors(anchors, anchor_files, keys)
-    report = _verify(_sources(files), keys, anchor_map, checkpoint_every)
-    for note in report.notes:
-        click.echo(f"note: {note}", err=True)
-    code, line = report.verdict(**_proof(allow_unsigned, within))
-    click.echo(line)
-    return code
+    anchor_map, chain_anchors = _anchors(anchors, anchor_files, keys)
+    sources = _sources(files)
+    proof = _proof(allow_unsigned, within)
+    if sources == [STDIN]:
+        reports = _verify_stream(keys, anchor_map, chain_anchors, checkpoint_every)
+        if anchor_map and len(reports) > 1:
+            raise Refused(
+                "nfsguard audit verify: --anchor SEQ:HASH names no chain, and stdin holds "
+                f"{len(reports)}: use --anchors"
+            )
+        named = [(f"chain {chain or '-'}", r) for chain, r in reports]
+        dirs = False
+    else:
+        chains, dirs = _chains(sources)
+        if anchor_map and len(chains) > 1:
+            raise Refused(
+                "nfsguard audit verify: --anchor SEQ:HASH names no chain, and there are "
+                f"{len(chains)}: verify one chain's files, or use --anchors"
+            )
+        named = [
+            (name, _verify(chain, keys, anchor_map, checkpoint_every, chain_anchors))
+            for name, chain in chains
+        ]
+    codes = []
+    several = len(named) > 1
+    for name, report in named:
+        for note in report.notes:
+            click.echo(f"note: {name}: {note}" if several else f"note: {note}", err=True)
+        code, line = report.verdict(**proof)
+        codes.append(code)
+        click.echo(f"{name}: {line}" if several else line)
+    seen = set().union(*(r.chains for _n, r in named)) if named else set()
+    missing = {c: a for c, a in chain_anchors.items() if c not in seen}
+    if missing and (dirs or sources == [STDIN]):
+        for chain, of_chain in sorted(missing.items()):
+            click.echo(
+                f"BROKEN: the anchors name chain {chain or '-'} (seq {min(of_chain)}.."
+                f"{max(of_chain)}), which no given file holds: its files were removed"
+            )
+        codes.append(EXIT_BROKEN)
+    elif missing:
+        click.echo(
+            f"note: the anchors of {len(missing)} other chain(s) were not checked "
+            "(verify the directory to check every chain)",
+            err=True,
+        )
+    return _worst(codes)
+
+
+def _worst(codes: Sequence[int]) -> int:
+    for worst in (EXIT_BROKEN, EXIT_TORN, EXIT_UNVERIFIED):
+        if worst in codes:
+            return worst
+    return 0
+
+
+def _chains(sources: Sequence[str]) -> tuple[list[tuple[str, list[str]]], bool]:
+    """(name, files in chain order) of each chain, and whether directories were given:
+    files are one chain, in the order given; each directory holds a chain per slot."""
+    dirs = [name for name in sources if Path(name).is_dir()]
+    if not dirs:
+        return [(sources[-1], list(sources))], False
+    if len(dirs) != len(sources):
+        raise Refused(
+            "nfsguard audit: give directories (every chain in them) or one chain's files, not both"
+        )
+    chains: list[tuple[str, list[str]]] = []
+    for directory in dirs:
+        found = chain_files_in(directory)
+        if not found:
+            raise Refused(f"{directory}: no audit log in this directory")
+        chains.extend(found)
+    return chains, True
+
+
+def _verify_stream(
+    keys: dict[str, Ed25519PublicKey] | None,
+    anchors: dict[int, str],
+    chain_anchors: dict[str, dict[int, str]],
+    checkpoint_every: int | None,
+) -> list[tuple[str, Report]]:
+    """Stdin: the lines of each chain (by the chain id of its records) to a verifier
+    of its own; other lines are skipped and counted."""
+    verifiers: dict[str, Verifier] = {}
+    skipped = 0
+    last: str | None = None
+
+    def verifier(chain: str) -> Verifier:
+        if chain not in verifiers:
+            verifiers[chain] = Verifier(
+                keys,
+                lenient=True,
+                anchors=anchors,
+                checkpoint_every=checkpoint_every,
+                chain_anchors=chain_anchors,
+            )
+            verifiers[chain].add_source("<stdin>")
+        return verifiers[chain]
+
+    for where, raw, terminated in _lines([STDIN]):
+        chain: str | None = None
+        if terminated:
+            try:
+                obj = parse_line(raw) if raw.startswith(b"{") else None
+            except RecordError:
+                obj = None
+            if obj is not None and looks_like_record(obj):
+                chain = chain_of(obj)
+        elif could_be_torn_record(raw):
+            chain = last if last is not None else ""
+        if chain is None:
+            skipped += int(bool(raw.strip()))
+            continue
+        last = chain
+        verifier(chain).feed(where, raw, terminated)
+    if not verifiers:
+        verifier("")
+    reports = [(chain, v.finish()) for chain, v in verifiers.items()]
+    reports[0][1].skipped += skipped
+    return reports
 
 
 def _keys(public_keys: Sequence[str]) -> dict[str, Ed25519PublicKey] | None:
@@ -187,8 +305,11 @@ def _anchors(
     anchors: Sequence[str],
     anchor_files: Sequence[str] = (),
     keys: dict[str, Ed25519PublicKey] | None = None,
-) -> dict[int, str]:
+) -> tuple[dict[int, str], dict[str, dict[int, str]]]:
+    """(--anchor SEQ:HASH, for the one chain verified; chain id -> seq -> hash from
+    the --anchors files)."""
     anchor_map: dict[int, str] = {}
+    chain_anchors: dict[str, dict[int, str]] = {}
     for name in anchor_files:
         try:
             found = anchors_from_lines(_lines([name]), keys)
@@ -196,13 +317,14 @@ def _anchors(
             raise Refused(f"--anchors {exc}") from None
         if not found:
             raise Refused(f"--anchors {name}: no audit record in this file")
-        anchor_map.update(found)
+        for chain, of_chain in found.items():
+            chain_anchors.setdefault(chain, {}).update(of_chain)
     for text in anchors:
         seq_text, _, digest = text.partition(":")
         if not seq_text.isdigit() or len(digest) != 64:
             raise Refused(f"--anchor {text!r}: expected SEQ:HASH (a 64-digit SHA-256)")
         anchor_map[int(seq_text)] = digest.lower()
-    return anchor_map
+    return anchor_map, chain_anchors
 
 
 def _proof(allow_unsigned: bool, within: int | None) -> dict[str, Any]:
@@ -219,12 +341,14 @@ def _verify(
     keys: dict[str, Ed25519PublicKey] | None,
     anchors: dict[int, str],
     checkpoint_every: int | None = None,
+    chain_anchors: dict[str, dict[int, str]] | None = None,
 ) -> Report:
     verifier = Verifier(
         keys,
         lenient=list(sources) == [STDIN],
         anchors=anchors,
         checkpoint_every=checkpoint_every,
+        chain_anchors=chain_anchors,
     )
     for name in sources:
         verifier.add_source("<stdin>" if name == STDIN else name)
@@ -395,8 +519,8 @@ _FILTER_KEYS = (
 def query_command(files: tuple[str, ...], output: str, **options: Any) -> None:
     """List recorded decisions that match every given filter.
 
-    Reads FILE... in order (one replica's chain: rotated files first), or `-`
-    for stdin; for several replicas use `audit merge`.
+    Reads FILE... in order (one chain: rotated files first), DIR... (every chain
+    in them, in time order), or `-` for stdin; for several replicas use `audit merge`.
 
     Example: every PV pinned by rule nfs42-pin in the last 7 days, and by whom:
     `nfsguard audit query audit.log.* audit.log --rule nfs42-pin --outcome mutated
@@ -405,7 +529,31 @@ def query_command(files: tuple[str, ...], output: str, **options: Any) -> None:
     VERSION says what happened: 4.2->4.0 and negotiated->4.0 (pinned), 4.2 (denied),
     refused (a pin the driver cannot take), or the version left as it was.
     """
-    selected = q.select(_records(_sources(files)), _filter(options))
+    sources, flt = _sources(files), _filter(options)
+    if sources == [STDIN]:
+        selected = q.select(_records(sources), flt)
+    else:
+        chains, _dirs = _chains(sources)
+        selected = (
+            [
+                record
+                for _t, _i, _s, record in sorted(
+                    (
+                        (
+                            q.sort_time(str(record.get("time", ""))),
+                            index,
+                            int(record.get("seq", 0)),
+                            record,
+                        )
+                        for index, (_name, chain) in enumerate(chains)
+                        for record in q.select(_records(chain), flt)
+                    ),
+                    key=lambda r: r[:3],
+                )
+            ]
+            if len(chains) > 1
+            else q.select(_records(chains[0][1]), flt)
+        )
     if output == "json":
         click.echo(json.dumps(selected, indent=2, ensure_ascii=False))
     else:
@@ -440,8 +588,9 @@ def merge_command(
 ) -> int:
     """Verify each replica's chain, then list their decisions interleaved by time.
 
-    Each REPLICA is one server's log: FILE (its rotated FILE.<seq> files are
-    read first) or FILE1,FILE2,... in chain order. Every replica is verified as
+    Each REPLICA is one chain: FILE (its rotated FILE.<seq> files are read
+    first), FILE1,FILE2,... in chain order, or DIR (each chain in it: one per
+    worker process). Every replica is verified as
     `audit verify` would (one `REPLICA: OK|UNVERIFIED|TORN|BROKEN: ...` line on
     stderr); the records that match the filters (as for query) are printed in
     time order with the replica they come from. Exit: the worst of the
@@ -450,17 +599,21 @@ def merge_command(
     if STDIN in replicas:
         raise Refused("nfsguard audit merge: each REPLICA is a file; stdin cannot be merged")
     keys, proof = _keys(public_keys), _proof(allow_unsigned, within)
-    anchor_map = _anchors(anchors, anchor_files, keys)
+    anchor_map, chain_anchors = _anchors(anchors, anchor_files, keys)
     flt = _filter(options)
     rows: list[tuple[str, str, int, int, dict[str, Any]]] = []
     codes: list[int] = []
-    chains = [_replica_files(spec) for spec in replicas]
+    chains = [
+        chain
+        for spec in replicas
+        for chain in (chain_files_in(spec) if Path(spec).is_dir() else [_replica_files(spec)])
+    ]
     for _name, files in chains:  # every input exists before anything is said
         for path in files:
             if not Path(path).is_file():
                 raise Refused(f"{path}: no such file")
     for index, (name, files) in enumerate(chains):
-        report = _verify(files, keys, anchor_map, checkpoint_every)
+        report = _verify(files, keys, anchor_map, checkpoint_every, chain_anchors)
         for note in report.notes:
             click.echo(f"note: {name}: {note}", err=True)
         code, line = report.verdict(**proof)
@@ -478,10 +631,7 @@ def merge_command(
             q.table([r[4] for r in rows], replicas=[r[1] for r in rows]),
             nl=False,
         )
-    for worst in (EXIT_BROKEN, EXIT_TORN, EXIT_UNVERIFIED):
-        if worst in codes:
-            return worst
-    return 0
+    return _worst(codes)
 
 
 @audit.command("key-secret")

@@ -272,18 +272,26 @@ def serve(
 
 
 def _check_audit_log(path: str) -> None:
-    """Open the audit log as a worker will (its directory, lock, head; a torn tail
-    recovered) and close it again, so a log that is not a chain (corrupt, a
+    """Open every chain of the audit log as the workers will (directory, slot, head; a
+    torn tail recovered) and close them again, so a chain that is not one (corrupt, a
     directory) or cannot be written is one line and exit 2 here, not a worker that
-    can never start."""
+    can never start. Slot 0 always; the others that exist, each held while the next
+    is opened, so that each opening claims the next slot."""
     import datetime as dt
 
-    from webhook.audit.chain_file import AuditWriteError, ChainFile
+    from webhook.audit.chain_file import AuditWriteError, ChainFile, slot_chains
 
+    opened: list[ChainFile] = []
     try:
-        ChainFile(path, max_bytes=0, keep_files=0, clock=lambda: dt.datetime.now(dt.UTC)).close()
+        for _chain in range(max(1, len(slot_chains(path)))):
+            opened.append(
+                ChainFile(path, max_bytes=0, keep_files=0, clock=lambda: dt.datetime.now(dt.UTC))
+            )
     except AuditWriteError as exc:
         raise Refused(one_line(f"nfsguard: {exc}")) from None
+    finally:
+        for chain in opened:
+            chain.close()
 
 
 def _check_port(host: str, port: int) -> None:

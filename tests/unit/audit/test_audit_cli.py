@@ -262,9 +262,11 @@ def test_verify_odd_inputs_never_traceback(tmp_path: Path) -> None:
         result = run_cli("query", str(odd))
         assert result.exit_code == 2
         assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
-    result = run_cli("verify", str(tmp_path))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli("verify", str(empty))
     assert result.exit_code == 2
-    assert result.stderr == f"{tmp_path}: cannot read: Is a directory\n"
+    assert result.stderr == f"{empty}: no audit log in this directory\n"
 
 
 def test_verify_a_binary_file_is_broken_not_torn(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -29,9 +30,12 @@ def test_decision_record_carries_every_field(tmp_path: Path) -> None:
     writer.close()
     (record,) = _records(log)
     digest = record.pop("hash")
+    chain = record["chain"]
+    assert isinstance(chain, str) and re.fullmatch(r"[0-9a-f]{16}", chain)
     assert record == {
         "schema": SCHEMA,
         "type": "decision",
+        "chain": chain,
         "seq": 0,
         "prev": GENESIS,
         "time": "2026-11-20T12:00:00.000000Z",
