@@ -328,3 +328,86 @@ def test_verify_deeply_nested_json_is_one_line(tmp_path: Path, history: Path) ->
     anchors.write_bytes(first + b"x " + b"[" * 100_000 + b"\n")
     result = run_cli("verify", str(history), "--anchors", str(anchors), "--allow-unsigned")
     assert result.exit_code == 0  # a foreign line in a collected log is skipped, not a crash
+
+
+def _two_chains(tmp_path: Path, private: Path) -> tuple[Path, Path]:
+    """Two writers at once on one log (two workers): audit.log and audit.1.log, with
+    their stdout copies mixed in one container log."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    logs = tmp_path / "logs"
+    copy = tmp_path / "container.log"
+    with copy.open("wb") as out:
+        writers = [
+            AuditWriter(
+                str(logs / "audit.log"),
+                signer=load_signer(str(private)),
+                stdout=True,
+                stdout_fd=out.fileno(),
+                checkpoint_every=4,
+                checkpoint_interval=0,
+                clock=StepClock(T0),
+            )
+            for _ in range(2)
+        ]
+        for i in range(10):
+            writers[i % 2].record(request(uid=f"u{i}", name=f"pv-{i}"), decision())
+        for writer in writers:
+            writer.close()
+    return logs, copy
+
+
+def test_verify_and_query_a_directory_and_a_mixed_stream(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    private, public = keys
+    logs, copy = _two_chains(tmp_path, private)
+    result = run_cli("verify", str(logs), "--public-key", str(public), "--anchors", str(copy))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [
+        str(logs / "audit.log"),
+        str(logs / "audit.1.log"),
+    ]
+    assert all(": OK: " in line and "5 decisions" in line for line in lines), lines
+    streamed = run_cli("verify", "-", "--public-key", str(public), stdin=copy.read_bytes())
+    assert streamed.exit_code == 0, streamed.stdout
+    chains = [json.loads(line)["chain"] for line in copy.read_bytes().splitlines()]
+    assert [line.split(": ")[0] for line in streamed.stdout.splitlines()] == [
+        f"chain {chain}" for chain in dict.fromkeys(chains)
+    ]
+    table = run_cli("query", str(logs))
+    assert table.exit_code == 0
+    rows = table.stdout.splitlines()[1:]
+    assert len(rows) == 10
+    assert [row.split()[3] for row in rows] == [f"pv-{i}" for i in range(10)]  # time order
+    merged = run_cli("merge", str(logs), "--public-key", str(public))
+    assert merged.exit_code == 0, merged.stderr
+    assert len(merged.stdout.splitlines()) == 11
+
+
+def test_a_removed_chain_or_an_anchor_for_no_chain_is_said(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    private, public = keys
+    logs, copy = _two_chains(tmp_path, private)
+    for name in logs.glob("audit.1.log*"):
+        name.unlink()
+    gone = json.loads(copy.read_bytes().splitlines()[1])["chain"]  # the second writer's
+    result = run_cli("verify", str(logs), "--public-key", str(public), "--anchors", str(copy))
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[-1].startswith(
+        f"BROKEN: the anchors name chain {gone} (seq 0..6), which no given file holds: "
+        "its files were removed"
+    )
+    one = run_cli(
+        "verify", str(logs / "audit.log"), "--public-key", str(public), "--anchors", str(copy)
+    )
+    assert one.exit_code == 0, one.stdout
+    assert "the anchors of 1 other chain(s) were not checked" in one.stderr
+    logs2, _copy = _two_chains(tmp_path / "again", private)
+    refused = run_cli("verify", str(logs2), "--anchor", f"0:{'0' * 64}")
+    assert refused.exit_code == 2
+    assert "--anchor SEQ:HASH names no chain, and there are 2" in refused.stderr
+    mixed = run_cli("verify", str(logs2), str(logs2 / "audit.log"))
+    assert mixed.exit_code == 2
+    assert "give directories (every chain in them) or one chain's files, not both" in (mixed.stderr)
