@@ -13,40 +13,44 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from webhook.audit.chain_file import AuditWriteError
 
-#: writes the bodies in order (under the lock) and returns their records, in order
-WriteBatch = Callable[[Sequence[Mapping[str, Any]]], Sequence[dict[str, Any]]]
+#: what a caller submits (the writer: a body and whether it holds no float)
+Item = TypeVar("Item")
 
 
 @dataclass
-class _Pending:
-    body: Mapping[str, Any]
+class _Pending(Generic[Item]):
+    body: Item
     record: dict[str, Any] | None = None
     error: AuditWriteError | None = None
     done: bool = False
 
 
-class GroupCommit:
+class GroupCommit(Generic[Item]):
     """Batches :meth:`submit` calls of many threads into calls of ``write_batch``
-    made under ``locked`` (the log's thread and file lock)."""
+    (which writes the items in order and returns their records, in order) made
+    under ``locked`` (the chain's thread lock)."""
 
     def __init__(
-        self, path: str, locked: Callable[[], AbstractContextManager[None]], write_batch: WriteBatch
+        self,
+        path: str,
+        locked: Callable[[], AbstractContextManager[None]],
+        write_batch: Callable[[Sequence[Item]], Sequence[dict[str, Any]]],
     ) -> None:
         self._path = path
         self._locked = locked
         self._write_batch = write_batch
         self._pid = os.getpid()
         self._qlock = threading.Lock()
-        self._queue: list[_Pending] = []
+        self._queue: list[_Pending[Item]] = []
 
-    def submit(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    def submit(self, body: Item) -> dict[str, Any]:
         """Returns ``body``'s record once it is written and fsynced; raises
         :class:`AuditWriteError` if its batch failed or the log is closed."""
         if os.getpid() != self._pid:  # a fork copied another process's queue
@@ -73,7 +77,7 @@ class GroupCommit:
             raise AuditWriteError(f"audit log {self._path}: the writer is closed")
         return mine.record
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[_Pending[Item]]) -> None:
         try:
             records = self._write_batch([pending.body for pending in batch])
             for pending, record in zip(batch, records, strict=True):

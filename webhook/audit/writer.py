@@ -24,6 +24,7 @@ from webhook.audit.record import (
     DEFAULT_CHECKPOINT_EVERY,
     RECOVERY,
     decision_body,
+    decision_floatless,
     rfc3339,
     seal,
     to_line,
@@ -75,7 +76,9 @@ class AuditWriter:
         self._signer = signer
         self._every = checkpoint_every if signer is not None else 0
         self._clock = clock
-        self._batches = GroupCommit(self.path, self._file.locked, self._write_batch)
+        self._batches: GroupCommit[tuple[Mapping[str, Any], bool]] = GroupCommit(
+            self.path, self._file.locked, self._write_batch
+        )
         self._timer: CheckpointTimer | None = None
         if signer is not None and checkpoint_interval > 0:
             self._timer = CheckpointTimer(checkpoint_interval, self._interval_checkpoint)
@@ -95,14 +98,18 @@ class AuditWriter:
         ``record``); an object out of scope is never a record."""
         if decision.outcome is Outcome.IGNORED:
             return
-        self.append(decision_body(request, decision, time=""))
+        body = decision_body(request, decision, time="")
+        self._batches.submit((body, decision_floatless(body)))
 
     def append(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Append one record (``body`` with ``type``; ``time`` is set here). Returns it."""
-        return self._batches.submit(body)
+        return self._batches.submit((body, False))
 
-    def _write_batch(self, bodies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Seal and write ``bodies`` in order, with the checkpoints due (under the lock)."""
+    def _write_batch(
+        self, bodies: Sequence[tuple[Mapping[str, Any], bool]]
+    ) -> list[dict[str, Any]]:
+        """Seal and write ``bodies`` in order, with the checkpoints due (under the lock);
+        a body marked floatless is encoded without looking for floats."""
         file = self._file
         head = file.head()
         if file.due_for_rotation(head):
@@ -120,11 +127,14 @@ class AuditWriter:
         chunks: list[bytes] = []
         records: list[dict[str, Any]] = []
         last: dict[str, Any] = {}
-        for body in bodies:
+        for body, floatless in bodies:
             record = seal(
-                {**body, "chain": chain, "time": rfc3339(self._clock())}, seq=seq + 1, prev=digest
+                {**body, "chain": chain, "time": rfc3339(self._clock())},
+                seq=seq + 1,
+                prev=digest,
+                floatless=floatless,
             )
-            chunks.append(to_line(record))
+            chunks.append(to_line(record, floatless=floatless))
             records.append(record)
             last = record
             seq, digest = record["seq"], record["hash"]
