@@ -387,8 +387,11 @@ def table_lines(
 ) -> list[str]:
     """One line per object, then what to act on: the patch, the way out, stranded pods."""
     rule = r["rule"] or "-"
+    # Pods and workloads are namespaced, and one may hold several NFS volumes: the
+    # table says which, as the JSON rows do (PVs and StorageClasses have neither).
+    where = f"  namespace={r['namespace']}  volume={r['volume']}" if r.get("volume") else ""
     lines = [
-        f"  {r['kind']}/{r['name']}  export={r['export'] or '-'}  "
+        f"  {r['kind']}/{r['name']}{where}  export={r['export'] or '-'}  "
         f"version={r['version']}  rule={rule}"
     ]
     if r.get("uncoveredStranded"):

@@ -117,6 +117,11 @@ def test_scan_reports_pods_and_workloads(tmp_path: Path) -> None:
     assert "manifest" in deploy["wayOut"] and "volume shared" in deploy["wayOut"]
     assert "Job's template never changes" in by["csi-job"]["wayOut"]
     assert doc["summary"]["denied"] == 1 and doc["summary"]["not-fixable-in-place"] == 2
+    # the table says each one's namespace and volume, as the rows do; a PV has neither
+    table = nfsguard("scan", "--policy", policy, state).stdout
+    assert "  Pod/inline-pod  namespace=team-a  volume=data  export=" in table, table
+    assert "  Deployment/csi-deploy  namespace=team-b  volume=" in table, table
+    assert "  PersistentVolume/pv-a  export=" in table, table
     # remediate never patches a workload: nothing fixable among them
     plan = nfsguard("remediate", "--policy", policy, "-o", "json", state)
     rows = json.loads(plan.stdout)["objects"]
