@@ -8,7 +8,9 @@ One source of truth: charts/nfsguard. This script
 3. renders ``helm template nfsguard charts/nfsguard --namespace nfsguard --no-hooks`` for
    the pinned release (hack/kube-version) and writes one manifests/ file per template,
 4. rewrites manifests/Kustomization to list them (00-namespace.yaml is kept by hand: Helm
-   installs into a namespace, ``--create-namespace``, and does not own it).
+   installs into a namespace, ``--create-namespace``, and does not own it),
+5. renders the optional reporter (``reporter.enabled=true``, templates/85-reporter.yaml)
+   into manifests/reporter/reporter.yaml (its Kustomization, a Component, is kept by hand).
 
 ``--check`` writes nothing and exits 1 naming every file that differs (the test suite runs
 it: tests/chart/test_chart.py).
@@ -40,6 +42,7 @@ kind: Kustomization
 resources:
 - 00-namespace.yaml
 """
+REPORTER_TEMPLATE = "templates/85-reporter.yaml"
 SOURCE = re.compile(r"^# Source: nfsguard/templates/(?P<name>[^\n]+\.yaml)\n", re.M)
 
 
@@ -63,15 +66,19 @@ def compiled_native() -> str:
     ).stdout
 
 
-def rendered() -> dict[Path, str]:
-    """manifests/ files from the chart as it is on disk."""
+def template(*extra: str) -> str:
+    """``helm template`` of the chart as release nfsguard in namespace nfsguard."""
     args = ["template", "nfsguard", str(CHART), "--namespace", "nfsguard", "--no-hooks"]
-    out = subprocess.run(
-        [helm(), *args, "--kube-version", kube_version()],
+    return subprocess.run(
+        [helm(), *args, "--kube-version", kube_version(), *extra],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
+
+
+def by_template(out: str, directory: Path, header: str = HEADER) -> dict[Path, str]:
+    """One manifests file per template of a ``helm template`` output, in ``directory``."""
     files: dict[Path, str] = {}
     parts = SOURCE.split(out)
     # parts: [preamble, name1, body1, name2, body2, ...]
@@ -81,10 +88,24 @@ def rendered() -> dict[Path, str]:
         text = "\n".join("" if not line.strip() else line for line in lines)
         if not text:
             continue
-        path = MANIFESTS / name
-        files[path] = files.get(path, HEADER) + ("---\n" if path in files else "") + text + "\n"
+        path = directory / name
+        files[path] = files.get(path, header) + ("---\n" if path in files else "") + text + "\n"
+    return files
+
+
+def rendered() -> dict[Path, str]:
+    """manifests/ files from the chart as it is on disk."""
+    files = by_template(template(), MANIFESTS)
     resources = "".join(f"- {p.name}\n" for p in sorted(files))
     files[MANIFESTS / "Kustomization"] = KUSTOMIZATION_HEAD + resources
+    reporter = by_template(
+        template("--set", "reporter.enabled=true", "--show-only", REPORTER_TEMPLATE),
+        MANIFESTS / "reporter",
+        "# Rendered from charts/nfsguard with its default values and reporter.enabled=true by\n"
+        "# `make manifests`: do not edit.\n",
+    )
+    (text,) = reporter.values()
+    files[MANIFESTS / "reporter" / "reporter.yaml"] = text
     return files
 
 

@@ -64,8 +64,17 @@ class Rendering:
                     d["spec"]["jobTemplate"]["spec"]["template"],
                 )
 
+    def deployment(self, component: str = "webhook") -> Json:
+        """The Deployment of ``component`` (webhook, or reporter when enabled)."""
+        (found,) = [
+            d
+            for d in self.all("Deployment")
+            if d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+        ]
+        return found
+
     def server_container(self) -> Json:
-        spec = self.one("Deployment")["spec"]["template"]["spec"]
+        spec = self.deployment()["spec"]["template"]["spec"]
         return next(c for c in spec["containers"] if c["name"] == "nfsguard")
 
     def server_args(self) -> list[str]:

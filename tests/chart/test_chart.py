@@ -310,6 +310,50 @@ def test_an_existing_configmap_is_mounted_and_served() -> None:
     assert policy_files(r) == {}
 
 
+def test_the_reporter_is_off_by_default_and_reads_the_webhooks_policies() -> None:
+    """reporter.enabled: its own identity and Deployment, the same policy mounts as the
+    webhook (the chart's ConfigMap and yours), its own Lease; no ConfigMap access."""
+    assert not [d for d in render().docs if "reporter" in d["metadata"]["name"]]
+    r = render(
+        sets=["reporter.enabled=true", "policies.existingConfigMap=team-policies"],
+        release="acme",
+        namespace="storage-system",
+    )
+    full, ns = "acme-nfsguard", "storage-system"
+    reporter = r.deployment("reporter")
+    assert reporter["metadata"]["name"] == f"{full}-reporter"
+    spec = reporter["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == f"{full}-reporter"
+    assert r.one("ServiceAccount", f"{full}-reporter")
+    (container,) = spec["containers"]
+    report = parse(container["args"])
+    assert report["policies"] == parse(r.server_args())["policies"]
+    assert report["policy_configmap"] is None and report["in_cluster"]
+    assert (report["lease_namespace"], report["lease_name"]) == (ns, f"{full}-report")
+    assert report["metrics_port"] == container["ports"][0]["containerPort"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v["configMap"]["name"] for v in spec["volumes"]}
+    assert {path: volumes[name] for path, name in mounts.items()} == {
+        "/etc/nfsguard/policies": f"{full}-policies",
+        "/etc/nfsguard/site-policies": "team-policies",
+    }
+    role = r.one("Role", f"{full}-reporter")
+    assert {res for rule in role["rules"] for res in rule["resources"]} == {"leases"}
+    assert [n for rule in role["rules"] for n in rule.get("resourceNames", [])] == [
+        f"{full}-report"
+    ]
+    for kind in ("RoleBinding", "ClusterRoleBinding"):
+        binding = r.one(kind, f"{full}-reporter")
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": f"{full}-reporter", "namespace": ns}
+        ]
+        assert binding["roleRef"]["name"] == f"{full}-reporter"
+    # the NetworkPolicy is the webhook's: it never selects the reporter's metrics port
+    policy = render(sets=["reporter.enabled=true", "networkPolicy.enabled=true"])
+    selector = policy.one("NetworkPolicy")["spec"]["podSelector"]["matchLabels"]
+    assert selector["app.kubernetes.io/component"] == "webhook"
+
+
 def test_audit_off_and_signing_settings() -> None:
     off = render(sets=["audit.enabled=false"], hooks=False)
     args = off.server_args()

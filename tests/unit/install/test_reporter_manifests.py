@@ -1,5 +1,6 @@
-"""manifests/reporter/: the optional reporter Deployment, its identity and RBAC, checked
-as the base install is (tests/unit/install/test_manifests.py): strict schema, hardening,
+"""manifests/reporter/: the optional reporter Deployment, its identity and RBAC (the
+chart's templates/85-reporter.yaml rendered by `make manifests`), checked as the base
+install is (tests/unit/install/test_manifests.py): strict schema, hardening,
 arguments the real CLI parses, least privilege."""
 
 from __future__ import annotations
@@ -63,7 +64,11 @@ def test_args_parse_with_the_real_cli() -> None:
         name, sub, rest = cli.resolve_command(ctx, list(argv))
         assert isinstance(sub, click.Command) and name == "report"
         params = sub.make_context("report", rest, parent=ctx).params
-    assert params["policy_configmap"] == "nfsguard/nfsguard-policies"
+    assert params["policies"] == ("/etc/nfsguard/policies",)  # the mounted ConfigMap
+    (mount,) = container["volumeMounts"]
+    (volume,) = one("Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert mount["mountPath"] == "/etc/nfsguard/policies" and mount["name"] == volume["name"]
+    assert volume["configMap"]["name"] == "nfsguard-policies"
     assert params["lease_name"] == "nfsguard-report"
     port = container["ports"][0]["containerPort"]
     assert params["metrics_port"] == port
@@ -141,7 +146,6 @@ def test_rbac_lets_the_reporter_list_every_kind_it_watches() -> None:
     assert _rules("Role") == [
         (("coordination.k8s.io",), ("leases",), ("create",), ()),
         (("coordination.k8s.io",), ("leases",), ("get", "update"), ("nfsguard-report",)),
-        (("",), ("configmaps",), ("get",), ("nfsguard-policies",)),
     ]
     for kind in ("RoleBinding", "ClusterRoleBinding"):
         binding = one(kind)
