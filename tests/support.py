@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, settings
@@ -81,3 +82,11 @@ def fuzzing(examples: int) -> settings:
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
+
+
+def validation_version() -> str:
+    """The harness's pinned Kubernetes release (hack/kube-version) as kubernetes-validate
+    names its schemas (``1.36.0``): every strict validation in the suite uses it."""
+    pinned = Path(__file__).resolve().parents[1] / "hack" / "kube-version"
+    major, minor = pinned.read_text().strip().lstrip("v").split(".")[:2]
+    return f"{major}.{minor}.0"

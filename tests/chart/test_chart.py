@@ -29,6 +29,7 @@ from tests.chart.helm import (
     refused,
     render,
 )
+from tests.support import validation_version
 from webhook.cli.main import cli
 
 NATIVE_KINDS = {
@@ -37,11 +38,6 @@ NATIVE_KINDS = {
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
 }
-
-
-def kv_version() -> str:
-    major, minor = (REPO / "hack" / "kube-version").read_text().strip().lstrip("v").split(".")[:2]
-    return f"{major}.{minor}.0"
 
 
 @pytest.fixture(scope="module", params=CI_VALUES, ids=lambda p: p.name)
@@ -92,14 +88,14 @@ def test_every_built_in_object_validates_strictly(ci_rendering: Rendering) -> No
         if doc["kind"] in CRD_KINDS:
             continue
         # raises kubernetes_validate.ValidationError, naming the field
-        kubernetes_validate.validate(doc, kv_version(), strict=True)
+        kubernetes_validate.validate(doc, validation_version(), strict=True)
 
 
 def test_strict_validation_really_rejects_unknown_fields() -> None:
     deployment = render().one("Deployment")
     deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Never"
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, kv_version(), strict=True)
+        kubernetes_validate.validate(deployment, validation_version(), strict=True)
 
 
 def test_every_object_is_labelled_and_in_the_release_namespace(ci_rendering: Rendering) -> None:

@@ -28,9 +28,9 @@ from tests.fixtures.samples import (
     pod_volumes,
     workload,
 )
+from tests.support import validation_version
 from tests.unit.engine.test_drivers import mount_nfs, oracle_version
 from tests.unit.engine.test_engine import INCIDENT_MATCH, SERVER, engine, policy, rule
-from tests.unit.install.test_manifests import kube_version
 from webhook.admission.handler import ReviewHandler, decide
 from webhook.admission.offline import offline_request
 from webhook.api.decision import Decision, Outcome
@@ -160,7 +160,7 @@ def test_the_way_out_is_valid_and_nfsguard_admits_it(read_only: bool, mountpoint
     d = review(PIN, workload("StatefulSet", [volume], namespace="shop"))
     pv, pvc = _way_out(d.message)
     for doc in (pv, pvc):
-        kubernetes_validate.validate(doc, kube_version(), strict=True)
+        kubernetes_validate.validate(doc, validation_version(), strict=True)
     # the PV it suggests is compliant under the very rule that refused the volume
     ev = PIN.evaluate(pv)
     assert ev.outcome is Outcome.COMPLIANT and [c.rule.name for c in ev.matched] == ["incident"]

@@ -23,6 +23,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.support import validation_version
+
 REPO = Path(__file__).resolve().parents[3]
 MANIFESTS = REPO / "manifests"
 POLICIES = REPO / "policies"
@@ -39,14 +41,6 @@ CLUSTER_SCOPED = {
 }
 
 Json = dict[str, Any]
-
-
-def kube_version() -> str:
-    """The harness's pinned release (hack/kube-version), as kubernetes-validate names it."""
-    pinned = REPO / "hack" / "kube-version"
-    text = pinned.read_text().strip() if pinned.exists() else "1.36"
-    major, minor = text.lstrip("v").split(".")[:2]
-    return f"{major}.{minor}.0"
 
 
 def manifest_files() -> list[Path]:
@@ -100,7 +94,7 @@ def mwc() -> Json:
 
 @pytest.mark.parametrize("path", [*manifest_files(), GITOPS_WEBHOOK], ids=lambda p: p.name)
 def test_strict_schema_validation(path: Path) -> None:
-    version = kube_version()
+    version = validation_version()
     docs = load_docs(path)
     assert docs, f"{path.name} holds no object"
     for doc in docs:
@@ -111,15 +105,15 @@ def test_strict_validation_really_rejects_unknown_fields() -> None:
     bad = copy.deepcopy(deployment())
     bad["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFS"] = True
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(bad, kube_version(), strict=True)
+        kubernetes_validate.validate(bad, validation_version(), strict=True)
     bad_mwc = copy.deepcopy(mwc())
     bad_mwc["webhooks"][0]["timeoutSecond"] = 5
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(bad_mwc, kube_version(), strict=True)
+        kubernetes_validate.validate(bad_mwc, validation_version(), strict=True)
     bad_type = copy.deepcopy(mwc())
     bad_type["webhooks"][0]["timeoutSeconds"] = "5"
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(bad_type, kube_version(), strict=True)
+        kubernetes_validate.validate(bad_type, validation_version(), strict=True)
 
 
 def test_every_object_is_namespaced_correctly_and_labelled() -> None:

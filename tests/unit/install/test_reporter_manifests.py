@@ -11,8 +11,9 @@ import click
 import kubernetes_validate
 import yaml
 
+from tests.support import validation_version
 from tests.unit.install import test_manifests as base
-from tests.unit.install.test_manifests import MANIFESTS, NAMESPACE, kube_version, load_docs
+from tests.unit.install.test_manifests import MANIFESTS, NAMESPACE, load_docs
 
 REPORTER = MANIFESTS / "reporter"
 FILE = REPORTER / "reporter.yaml"
@@ -36,7 +37,7 @@ def test_component_lists_the_file() -> None:
 
 def test_strict_schema_and_labels() -> None:
     for d in docs():
-        kubernetes_validate.validate(d, kube_version(), strict=True)
+        kubernetes_validate.validate(d, validation_version(), strict=True)
         meta = d["metadata"]
         assert meta["labels"]["app.kubernetes.io/component"] == "reporter", meta["name"]
         assert meta["name"] == "nfsguard-reporter"
