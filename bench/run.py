@@ -396,7 +396,7 @@ def verify_audit(log: Path, public_key: Path) -> str:
         text=True,
         check=False,
     )
-    out = (done.stdout.strip().splitlines() or [done.stderr.strip()])[-1]
+    out = "; ".join(done.stdout.strip().splitlines()) or done.stderr.strip()
     return f"exit {done.returncode}, {out}"
 
 
@@ -506,6 +506,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.baseline is not None:
             baseline_bin = args.baseline.resolve() / ".venv" / "bin" / "nfsguard"
+            for n, policy in site_policies.items():  # the baseline as shipped, too
+                name = f"baseline-shipped-{n}"
+                argv, audit_logs[name] = shipped_argv(
+                    baseline_bin, work, tls, audit_key, policy, name
+                )
+                specs.append((name, argv, True))
             for n in rule_counts:
                 policy = work / "policies" / f"bench-{n}.yaml"
                 specs.append(
