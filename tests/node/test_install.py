@@ -106,11 +106,20 @@ def test_pvs_and_storage_classes_are_pinned_through_the_service(install: Install
         check=True,
     ).stdout
     assert f" dev {BRIDGE} " in route, route
-    endpoints = k8s.DiscoveryV1Api(node.api).list_namespaced_endpoint_slice(
-        NAMESPACE, label_selector=f"kubernetes.io/service-name={RELEASE}"
+    discovery = k8s.DiscoveryV1Api(node.api)
+
+    def endpoint_ips() -> set[str]:
+        slices = discovery.list_namespaced_endpoint_slice(
+            NAMESPACE, label_selector=f"kubernetes.io/service-name={RELEASE}"
+        )
+        return {a for s in slices.items for e in s.endpoints or [] for a in e.addresses}
+
+    pod_ips = {str(p.status.pod_ip) for p in install.ready_pods() if p.status is not None}
+    assert len(pod_ips) == 2
+    # The EndpointSlice controller may trail the pods' Ready condition by a moment.
+    node.wait(
+        "the Service's endpoints to be the two replicas", lambda: endpoint_ips() == pod_ips, 30
     )
-    ips = {a for s in endpoints.items for e in s.endpoints or [] for a in e.addresses}
-    assert ips == {str(p.status.pod_ip) for p in install.ready_pods() if p.status is not None}
 
     storage = k8s.StorageV1Api(node.api)
     pv = core.create_persistent_volume(
