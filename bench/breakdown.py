@@ -70,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
             k: [] for k in ("parse", "decide", "respond", "audit", "audit cpu", "total")
         }
         fsync_time: list[float] = []
-        real_fsync = os.fsync
+        real_fsync = os.fdatasync
 
         def timed_fsync(fd: Any) -> None:
             t = time.perf_counter()
             real_fsync(fd)
             fsync_time.append(time.perf_counter() - t)
 
-        os.fsync = timed_fsync  # the writer's own fsync, timed (restored below)
+        os.fdatasync = timed_fsync  # the writer's own flush, timed (restored below)
         try:
             for i in range(args.reviews + 200):
                 raw = body.replace(b'"uid":"', f'"uid":"{i:08d}-'.encode(), 1)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 stages["audit cpu"].append(t4 - t3 - waited)
                 stages["total"].append(t4 - t0)
         finally:
-            os.fsync = real_fsync
+            os.fdatasync = real_fsync
             writer.close()
             os.close(copy_fd)
     print(f"{args.reviews} reviews, shipped policies + {args.rules}-rule site policy, one thread")

@@ -45,7 +45,7 @@ import secrets
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -222,6 +222,39 @@ def _rotated_of_slots(path: str) -> list[tuple[int, int, str]]:
     return sorted(found)
 
 
+#: Space reserved past the end of a live file at a time (``fallocate`` with
+#: ``FALLOC_FL_KEEP_SIZE``: the size, and so the file, stays as it was), so that an
+#: append allocates no blocks and its ``fdatasync`` has less metadata to journal
+#: (docs/performance.md: 0.26 against 0.33 ms here). Only while the file system has
+#: at least PREALLOCATE_MIN_FREE free, so a small or nearly full disk sees no
+#: reservation and fills exactly as before; released at rotation and close.
+PREALLOCATE_BYTES = 1024 * 1024
+PREALLOCATE_MIN_FREE = 64 * 1024 * 1024
+_FALLOC_FL_KEEP_SIZE = 1
+
+
+def _load_fallocate() -> Callable[[int, int, int], bool] | None:
+    """``fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length)`` from libc (Linux), or None."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        call = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    call.restype = ctypes.c_int
+
+    def reserve(fd: int, offset: int, length: int) -> bool:
+        return bool(call(fd, _FALLOC_FL_KEEP_SIZE, offset, length) == 0)
+
+    return reserve
+
+
+_fallocate = _load_fallocate()
+
+
 def _fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -261,6 +294,7 @@ class ChainFile:
         self._copy_fd = copy_fd
         self._copy_failed = False
         self.fsyncs = 0  # successful write+fsync rounds of this process (group commits)
+        self._reserved = 0  # the live file has space reserved up to this offset
         self.closed = False
         self._fd: int | None = None
         self._lock_fd: int | None = None
@@ -335,9 +369,11 @@ class ChainFile:
             yield
 
     def close(self) -> None:
-        """Release the file and the slot; later calls of :meth:`locked` raise."""
+        """Release the file (and its reserved space) and the slot; later calls of
+        :meth:`locked` raise."""
         with self._tlock:
             self.closed = True
+            self._release()
             for fd in (self._fd, self._lock_fd):
                 if fd is not None:
                     os.close(fd)
@@ -368,6 +404,7 @@ class ChainFile:
         if cache is not None:
             return cache
         fd = self._open()
+        self._release()  # what a killed predecessor had reserved
         try:
             size = os.fstat(fd).st_size
             last, torn = read_tail(fd, size)
@@ -421,11 +458,14 @@ class ChainFile:
         fsync; on failure truncate back to ``head`` and raise. Returns the new head."""
         fd = self._fd
         assert fd is not None, "append after head()"
+        if head.size + len(data) > self._reserved:
+            self._reserve(fd, head.size + len(data))
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            os.fdatasync(fd)  # the data and the size that reaches it: all a reader needs
         except OSError as exc:
             self._cache = None
+            self._reserved = 0  # the truncation below releases it
             try:  # leave no partial line behind (truncating works on a full disk)
                 os.ftruncate(fd, head.size)
                 os.fsync(fd)
@@ -456,6 +496,26 @@ class ChainFile:
                     file=sys.stderr,
                 )
 
+    def _reserve(self, fd: int, end: int) -> None:
+        """Reserve PREALLOCATE_BYTES from ``end`` on, when there is room to spare; at
+        most one ``statvfs`` per reservation. A failure only means no reservation."""
+        self._reserved = end + PREALLOCATE_BYTES
+        if _fallocate is None:
+            return
+        try:
+            st = os.fstatvfs(fd)
+        except OSError:
+            return
+        if st.f_bavail * st.f_frsize >= PREALLOCATE_MIN_FREE:
+            _fallocate(fd, end, PREALLOCATE_BYTES)
+
+    def _release(self) -> None:
+        """Give back the space reserved past the end of the live file."""
+        self._reserved = 0
+        if self._fd is not None:
+            with suppress(OSError):
+                os.ftruncate(self._fd, os.fstat(self._fd).st_size)
+
     def due_for_rotation(self, head: ChainHead) -> bool:
         return self._max_bytes > 0 and head.size >= self._max_bytes
 
@@ -470,6 +530,7 @@ class ChainFile:
         except (RecordError, KeyError, TypeError, ValueError):
             first_seq = head.seq
         target = rotated_name(self.path, first_seq)
+        self._release()  # a rotated file keeps no reserved space
         try:
             os.link(self.path, target)
             os.unlink(self.path)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 from tests.unit.audit.audit_fixtures import decision, keypair, log_files, request, verify_files
+from webhook.audit import chain_file
 from webhook.audit.chain_file import chain_files_in, read_tail
 from webhook.audit.signing import load_signer
 from webhook.audit.writer import AuditWriter
@@ -140,3 +142,44 @@ def test_read_tail_finds_the_last_complete_line(tmp_path: Path) -> None:
             assert read_tail(fd, len(content)) == expected
         finally:
             os.close(fd)
+
+
+def _reserved(path: Path) -> int:
+    """Bytes allocated to ``path`` past its size."""
+    st = path.stat()
+    return max(0, st.st_blocks * 512 - st.st_size)
+
+
+def test_space_is_reserved_past_the_end_and_given_back(tmp_path: Path) -> None:
+    """An append lands in space reserved ahead (fallocate KEEP_SIZE: the file, its size
+    and its content stay as without), so its fdatasync has no block allocation to
+    journal; rotation, close and the next writer after a crash give the space back."""
+    assert chain_file._fallocate is not None, "fallocate from libc (Linux)"
+    st = os.statvfs(tmp_path)
+    assert st.f_bavail * st.f_frsize >= chain_file.PREALLOCATE_MIN_FREE, "room for the test"
+    log = tmp_path / "audit.log"
+    writer = AuditWriter(str(log), max_bytes=8000, checkpoint_interval=0)
+    writer.record(request(uid="u0"), decision())
+    assert _reserved(log) >= chain_file.PREALLOCATE_BYTES // 2
+    lines = log.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 1 and lines[0].endswith(b"\n")
+    assert log.stat().st_size == len(lines[0])
+    for i in range(1, 12):  # past max_bytes: rotated
+        writer.record(request(uid=f"u{i}"), decision())
+    rotated = [Path(name) for name in log_files(log)[:-1]]
+    assert rotated and all(_reserved(name) < 64 * 1024 for name in rotated)
+    writer.close()
+    assert _reserved(log) < 64 * 1024
+    report = verify_files(log_files(log))
+    assert (report.exit_code, report.decisions) == (0, 12), report.summary()
+
+    # a killed writer leaves its reservation behind; the next one of the slot gives it back
+    fd = os.open(log, os.O_RDWR)
+    try:
+        assert chain_file._fallocate(fd, log.stat().st_size, chain_file.PREALLOCATE_BYTES)
+    finally:
+        os.close(fd)
+    assert _reserved(log) >= chain_file.PREALLOCATE_BYTES // 2
+    again = AuditWriter(str(log), checkpoint_interval=0)
+    assert _reserved(log) < 64 * 1024
+    again.close()
