@@ -6,7 +6,6 @@ under CI=true that is an error instead, never a skip.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,44 +26,31 @@ from tests.e2e.kubecluster import (
     find_assets,
     webhook_configuration_for,
 )
+from tests.optional_suite import OptionalSuite
 
 E2E_DIR = Path(__file__).resolve().parent
 POLICIES = E2E_DIR / "policies"
 
 _ASSETS, _WHY = find_assets()
-_NOT_RUN = pytest.StashKey[int]()
+SUITE = OptionalSuite("e2e", E2E_DIR, _WHY if _ASSETS is None else None, ENABLE_HINT, marker="e2e")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    e2e = [i for i in items if E2E_DIR in Path(str(i.path)).resolve().parents]
-    for item in e2e:
-        item.add_marker(pytest.mark.e2e)
-    if e2e and _ASSETS is None and os.environ.get("CI") != "true":
-        # Outside CI, a machine without kube-apiserver/etcd skips the whole suite with one
-        # line (pytest_terminal_summary); under CI=true the kube_assets fixture fails instead.
-        items[:] = [i for i in items if i not in e2e]
-        config.hook.pytest_deselected(items=e2e)
-        config.stash[_NOT_RUN] = len(e2e)
+    SUITE.select(config, items)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    n = config.stash.get(_NOT_RUN, 0)
-    if n:
-        terminalreporter.write_line(
-            f"SKIPPED e2e suite ({n} tests, {_WHY}): {ENABLE_HINT}", yellow=True
-        )
+    SUITE.summary(terminalreporter, config)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # Only e2e tests selected and all skipped for want of assets: that is not "no tests".
-    if session.config.stash.get(_NOT_RUN, 0) and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
-        session.exitstatus = pytest.ExitCode.OK
+    SUITE.finish(session, exitstatus)
 
 
 @pytest.fixture(scope="session")
 def kube_assets() -> Path:
-    if _ASSETS is None:
-        pytest.fail(f"e2e: no kube-apiserver/etcd under CI=true ({_WHY}): {ENABLE_HINT}")
+    SUITE.require()
+    assert _ASSETS is not None
     return _ASSETS
 
 

@@ -7,7 +7,6 @@ never a skip (the e2e and image suites' convention).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,54 +16,40 @@ import pytest
 from tests.image.images import BuiltImage, build_image
 from tests.image.images import prerequisites as image_prerequisites
 from tests.node.cluster import ENABLE_HINT, NodeCluster, node_deps, prerequisites
+from tests.optional_suite import OptionalSuite
 
 NODE_DIR = Path(__file__).resolve().parent
-_WHY = prerequisites() or image_prerequisites()
-_NOT_RUN = pytest.StashKey[int]()
-#: Lines for the terminal summary (timings, failed reviews): reported, never asserted on.
-REPORT = pytest.StashKey[list[str]]()
+SUITE = OptionalSuite(
+    "node", NODE_DIR, prerequisites() or image_prerequisites(), ENABLE_HINT, marker="node"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[REPORT] = []
+    SUITE.configure(config)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    mine = [i for i in items if NODE_DIR in Path(str(i.path)).resolve().parents]
-    for item in mine:
-        item.add_marker(pytest.mark.node)
-    if mine and _WHY and os.environ.get("CI") != "true":
-        items[:] = [i for i in items if i not in mine]
-        config.hook.pytest_deselected(items=mine)
-        config.stash[_NOT_RUN] = len(mine)
+    SUITE.select(config, items)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    n = config.stash.get(_NOT_RUN, 0)
-    if n:
-        terminalreporter.write_line(
-            f"SKIPPED node suite ({n} tests, {_WHY}): {ENABLE_HINT}", yellow=True
-        )
-    for line in config.stash.get(REPORT, []):
-        terminalreporter.write_line(line)
+    SUITE.summary(terminalreporter, config)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if session.config.stash.get(_NOT_RUN, 0) and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
-        session.exitstatus = pytest.ExitCode.OK
+    SUITE.finish(session, exitstatus)
 
 
 @pytest.fixture(scope="session")
 def report(pytestconfig: pytest.Config) -> list[str]:
     """Append a line to the terminal summary."""
-    return pytestconfig.stash[REPORT]
+    return SUITE.report_lines(pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def node_image(report: list[str]) -> BuiltImage:
     """The project's image (hack/image.sh, cached by content)."""
-    if _WHY:
-        pytest.fail(f"node: cannot run under CI=true ({_WHY}): {ENABLE_HINT}")
+    SUITE.require()
     try:
         return build_image()
     except (RuntimeError, OSError) as e:
