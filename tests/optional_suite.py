@@ -6,6 +6,13 @@ Outside CI such a suite is deselected with one line saying how to get what it ne
 first fixture fails with that line (:meth:`OptionalSuite.require`): never a skip that
 turns CI green. A suite may also print report lines (sizes, timings) in the terminal
 summary: reported, never asserted on.
+
+A conftest makes one and registers it as a plugin, so its hooks are the suite's:
+
+    SUITE = OptionalSuite("image", IMAGE_DIR, prerequisites(), ENABLE_HINT)
+
+    def pytest_configure(config):
+        SUITE.register(config)
 """
 
 from __future__ import annotations
@@ -31,10 +38,16 @@ class OptionalSuite:
     _not_run: pytest.StashKey[int] = field(default_factory=pytest.StashKey, compare=False)
     _lines: pytest.StashKey[list[str]] = field(default_factory=pytest.StashKey, compare=False)
 
-    def configure(self, config: pytest.Config) -> None:
+    def register(self, config: pytest.Config) -> None:
+        """Make this suite's hooks part of the session (from a conftest's pytest_configure)."""
+        config.pluginmanager.register(self, f"optional-suite-{self.name}")
+
+    def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[self._lines] = []
 
-    def select(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
         """Mark the suite's items; outside CI, deselect them when something is missing."""
         mine = [i for i in items if self.directory in Path(str(i.path)).resolve().parents]
         if self.marker is not None:
@@ -45,7 +58,9 @@ class OptionalSuite:
             config.hook.pytest_deselected(items=mine)
             config.stash[self._not_run] = len(mine)
 
-    def summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+    def pytest_terminal_summary(
+        self, terminalreporter: Any, exitstatus: int, config: pytest.Config
+    ) -> None:
         n = config.stash.get(self._not_run, 0)
         if n:
             terminalreporter.write_line(
@@ -55,7 +70,7 @@ class OptionalSuite:
         for line in config.stash.get(self._lines, []):
             terminalreporter.write_line(line)
 
-    def finish(self, session: pytest.Session, exitstatus: int) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         # Only this suite selected, and deselected for what is missing: not "no tests".
         not_run = session.config.stash.get(self._not_run, 0)
         if not_run and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:

@@ -10,7 +10,6 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -35,16 +34,8 @@ _ASSETS, _WHY = find_assets()
 SUITE = OptionalSuite("e2e", E2E_DIR, _WHY if _ASSETS is None else None, ENABLE_HINT, marker="e2e")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    SUITE.select(config, items)
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    SUITE.summary(terminalreporter, config)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    SUITE.finish(session, exitstatus)
+def pytest_configure(config: pytest.Config) -> None:
+    SUITE.register(config)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ under CI=true that is an error instead, never a skip (the e2e suite's convention
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,19 +18,7 @@ SUITE = OptionalSuite("image", IMAGE_DIR, prerequisites(), ENABLE_HINT)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    SUITE.configure(config)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    SUITE.select(config, items)
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    SUITE.summary(terminalreporter, config)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    SUITE.finish(session, exitstatus)
+    SUITE.register(config)
 
 
 @pytest.fixture(scope="session")

@@ -25,19 +25,7 @@ SUITE = OptionalSuite(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    SUITE.configure(config)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    SUITE.select(config, items)
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    SUITE.summary(terminalreporter, config)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    SUITE.finish(session, exitstatus)
+    SUITE.register(config)
 
 
 @pytest.fixture
