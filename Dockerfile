@@ -16,7 +16,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# .dockerignore admits only pyproject.toml, README.md, webhook/ and requirements/.
+# .dockerignore admits only pyproject.toml, README.md, LICENSE, webhook/ and requirements/.
 COPY . .
 # Every dependency comes from requirements/image.lock, pinned by version and sha256
 # (--require-hashes also refuses any dependency the lock lacks), as a wheel only. Offline

@@ -105,7 +105,7 @@ fi
 ctx=$(mktemp -d "$CACHE/context.XXXXXX")
 trap 'rm -rf "$ctx"' EXIT
 (cd "$repo" && tar --exclude=__pycache__ --exclude='*.pyc' -cf - \
-  Dockerfile .dockerignore pyproject.toml README.md webhook requirements/image.lock) | tar -xf - -C "$ctx"
+  Dockerfile .dockerignore pyproject.toml README.md LICENSE webhook requirements/image.lock) | tar -xf - -C "$ctx"
 key=$( { echo "base=$base_key"; (cd "$ctx" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); } | sha)
 version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$repo/webhook/__init__.py")
 [ -n "$version" ] || die "no __version__ in webhook/__init__.py"

@@ -128,7 +128,7 @@ def test_dockerignore_is_an_allow_list() -> None:
     ]
     assert lines[0] == "*"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "webhook", "requirements"}
+    assert allowed == {"pyproject.toml", "README.md", "LICENSE", "webhook", "requirements"}
 
 
 def test_the_application_runs_without_the_installers_the_image_removes() -> None:
