@@ -129,6 +129,7 @@ class Connection:
         "server",
         "sock",
         "state",
+        "watched",
     )
 
     def __init__(self, sock: ssl.SSLSocket | socket.socket, client: Any, server: Any) -> None:
@@ -142,6 +143,8 @@ class Connection:
         self.request = b""
         self.complete = True
         self.drain_left = 0
+        #: registered with the worker's poller (not while a thread has it)
+        self.watched = False
 
 
 def json_error_response(status: int, message: str) -> bytes:
@@ -265,10 +268,10 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
             self.connections.add(conn)
             self.nr_conns = len(self.connections)
             if self.cfg.is_ssl:
-                self.poller.register(sock, selectors.EVENT_READ, partial(self.on_handshake, conn))
+                self._reregister(conn, selectors.EVENT_READ, partial(self.on_handshake, conn))
             else:
                 conn.state = _READING
-                self.poller.register(sock, selectors.EVENT_READ, partial(self.on_readable, conn))
+                self._reregister(conn, selectors.EVENT_READ, partial(self.on_readable, conn))
 
     def _refuse_connection(self, raw: socket.socket) -> None:
         metrics.CONNECTIONS_REFUSED.inc()
@@ -286,10 +289,24 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         raw.close()
 
     def _reregister(self, conn: Connection, events: int, callback: Any) -> None:
-        try:
-            self.poller.modify(conn.sock, events, callback)
-        except (KeyError, ValueError):
-            self.poller.register(conn.sock, events, callback)
+        """Watch ``conn`` for ``events``. Whether it is registered is known
+        (:attr:`Connection.watched`), so the common case, a connection back from a
+        thread, registers at once: asking ``modify`` first costs a KeyError whose
+        message formats the socket's repr, on every keep-alive request (py-spy: 4 %
+        of a worker's time at saturation; docs/performance.md)."""
+        if conn.watched:
+            try:
+                self.poller.modify(conn.sock, events, callback)
+                return
+            except (KeyError, ValueError):
+                pass
+        self.poller.register(conn.sock, events, callback)
+        conn.watched = True
+
+    def _unwatch(self, conn: Connection) -> None:
+        conn.watched = False
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(conn.sock)
 
     def on_handshake(self, conn: Connection, _fileobj: Any = None) -> None:
         sock = conn.sock
@@ -375,8 +392,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         conn.request, conn.complete, conn.framed = request, framed.complete, None
         conn.state = _BUSY
         conn.deadline = 0.0
-        with contextlib.suppress(KeyError, ValueError):
-            self.poller.unregister(conn.sock)
+        self._unwatch(conn)
         self.enqueue_req(conn)
 
     def _send_continue(self, conn: Connection) -> None:
@@ -435,8 +451,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.nr_conns = len(self.connections)
         self.buffered -= len(conn.buffer)
         conn.buffer.clear()
-        with contextlib.suppress(KeyError, ValueError, OSError):
-            self.poller.unregister(conn.sock)
+        self._unwatch(conn)
         with contextlib.suppress(OSError):
             conn.sock.close()
 
