@@ -20,11 +20,11 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 import yaml
 
+from bench.flush import timed_flushes
 from bench.workload import review_body, write_policy
 from webhook.admission.handler import decide, record, respond
 from webhook.admission.review import parse_review
@@ -69,40 +69,31 @@ def main(argv: list[str] | None = None) -> int:
         stages: dict[str, list[float]] = {
             k: [] for k in ("parse", "decide", "respond", "audit", "audit cpu", "total")
         }
-        fsync_time: list[float] = []
-        real_fsync = os.fdatasync
-
-        def timed_fsync(fd: Any) -> None:
-            t = time.perf_counter()
-            real_fsync(fd)
-            fsync_time.append(time.perf_counter() - t)
-
-        os.fdatasync = timed_fsync  # the writer's own flush, timed (restored below)
         try:
-            for i in range(args.reviews + 200):
-                raw = body.replace(b'"uid":"', f'"uid":"{i:08d}-'.encode(), 1)
-                t0 = time.perf_counter()
-                request = parse_review(raw)
-                t1 = time.perf_counter()
-                decision = decide(engine, request, inventory)
-                t2 = time.perf_counter()
-                answer = orjson.dumps(respond(request.uid, decision))
-                t3 = time.perf_counter()
-                before = len(fsync_time)
-                record(writer, request, decision, coverage=False)
-                t4 = time.perf_counter()
-                assert answer and decision.recorded
-                if i < 200:  # warm-up
-                    continue
-                waited = sum(fsync_time[before:])
-                stages["parse"].append(t1 - t0)
-                stages["decide"].append(t2 - t1)
-                stages["respond"].append(t3 - t2)
-                stages["audit"].append(t4 - t3)
-                stages["audit cpu"].append(t4 - t3 - waited)
-                stages["total"].append(t4 - t0)
+            with timed_flushes() as fsync_time:  # the writer's own flush, timed
+                for i in range(args.reviews + 200):
+                    raw = body.replace(b'"uid":"', f'"uid":"{i:08d}-'.encode(), 1)
+                    t0 = time.perf_counter()
+                    request = parse_review(raw)
+                    t1 = time.perf_counter()
+                    decision = decide(engine, request, inventory)
+                    t2 = time.perf_counter()
+                    answer = orjson.dumps(respond(request.uid, decision))
+                    t3 = time.perf_counter()
+                    before = len(fsync_time)
+                    record(writer, request, decision, coverage=False)
+                    t4 = time.perf_counter()
+                    assert answer and decision.recorded
+                    if i < 200:  # warm-up
+                        continue
+                    waited = sum(fsync_time[before:])
+                    stages["parse"].append(t1 - t0)
+                    stages["decide"].append(t2 - t1)
+                    stages["respond"].append(t3 - t2)
+                    stages["audit"].append(t4 - t3)
+                    stages["audit cpu"].append(t4 - t3 - waited)
+                    stages["total"].append(t4 - t0)
         finally:
-            os.fdatasync = real_fsync
             writer.close()
             os.close(copy_fd)
     print(f"{args.reviews} reviews, shipped policies + {args.rules}-rule site policy, one thread")

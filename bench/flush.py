@@ -20,6 +20,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,10 @@ from webhook.audit.writer import AuditWriter
 BODY: dict[str, Any] = {"type": "decision", "time": "", "message": "x" * 1900}
 
 
-def _timed(writer: AuditWriter, appends: int, gap: float) -> tuple[list[float], list[float]]:
-    """(append, of which fdatasync) seconds for ``appends`` appends ``gap`` apart."""
+@contextmanager
+def timed_flushes() -> Iterator[list[float]]:
+    """Every ``os.fdatasync`` the writer makes meanwhile, timed: the list of their
+    durations in seconds (the flush a review waits for; bench.breakdown uses it too)."""
     flushes: list[float] = []
     real = os.fdatasync
 
@@ -39,17 +43,23 @@ def _timed(writer: AuditWriter, appends: int, gap: float) -> tuple[list[float], 
         real(fd)
         flushes.append(time.perf_counter() - started)
 
-    totals: list[float] = []
     os.fdatasync = timed
     try:
+        yield flushes
+    finally:
+        os.fdatasync = real
+
+
+def _timed(writer: AuditWriter, appends: int, gap: float) -> tuple[list[float], list[float]]:
+    """(append, of which fdatasync) seconds for ``appends`` appends ``gap`` apart."""
+    totals: list[float] = []
+    with timed_flushes() as flushes:
         for _ in range(appends):
             if gap:
                 time.sleep(gap)
             started = time.perf_counter()
             writer.append(BODY)
             totals.append(time.perf_counter() - started)
-    finally:
-        os.fdatasync = real
     return totals, flushes
 
 

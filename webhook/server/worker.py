@@ -292,8 +292,8 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         """Watch ``conn`` for ``events``. Whether it is registered is known
         (:attr:`Connection.watched`), so the common case, a connection back from a
         thread, registers at once: asking ``modify`` first costs a KeyError whose
-        message formats the socket's repr, on every keep-alive request (py-spy: 4 %
-        of a worker's time at saturation; docs/performance.md)."""
+        message formats the socket's repr, on every keep-alive request (py-spy: 4 % of the
+        samples in which a worker held the GIL at saturation; docs/performance.md)."""
         if conn.watched:
             try:
                 self.poller.modify(conn.sock, events, callback)
