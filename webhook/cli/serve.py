@@ -103,6 +103,13 @@ from webhook.cli.webhook_config import endpoint_options, webhook_settings
     help="Open connections per worker; one more is refused at once.",
 )
 @click.option(
+    "--balance-patience",
+    type=click.FloatRange(0, 10),
+    default=0.02,
+    show_default=True,
+    help="Seconds a worker leaves a new connection to a worker holding fewer; 0: no balancing.",
+)
+@click.option(
     "--allow-invalid-certificate",
     is_flag=True,
     help="Serve tls.crt even when expired, not yet valid, or (on reload) missing names.",
@@ -159,6 +166,7 @@ def serve(
     header_timeout: float,
     body_timeout: float,
     max_connections: int,
+    balance_patience: float,
     allow_invalid_certificate: bool,
     print_example: bool,
     register: bool,
@@ -266,6 +274,7 @@ def serve(
             header_timeout=header_timeout,
             body_timeout=body_timeout,
             max_connections=max_connections,
+            balance_patience=balance_patience,
             allow_invalid_certificate=allow_invalid_certificate,
         )
     )

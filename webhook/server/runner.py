@@ -78,6 +78,8 @@ class ServeSettings:
     body_timeout: float = 10.0
     #: Open connections per worker; one more is refused at once.
     max_connections: int = 1000
+    #: Seconds a worker leaves a new connection to a sibling holding fewer (balance.py).
+    balance_patience: float = 0.02
     #: Serve a pair that is not valid now (expired, not yet valid, names missing).
     allow_invalid_certificate: bool = False
     #: Where the workers share the last accepted policy set (policy_state.py); the
@@ -255,7 +257,9 @@ def run(settings: ServeSettings) -> None:
     """Run until stopped. Policies are checked by the caller before this starts."""
     configure_logging(settings.log_format, settings.log_level)
     worker.limits = worker.ConnectionLimits(
-        header_timeout=settings.header_timeout, body_timeout=settings.body_timeout
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        balance_patience=settings.balance_patience,
     )
     app = _Gunicorn(settings)
     gc.freeze()  # the master's own heap, before any fork (see _freeze_heap)

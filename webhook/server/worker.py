@@ -54,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import selectors
 import socket
 import ssl
@@ -68,7 +69,7 @@ from gunicorn import sock as gsock
 from gunicorn.http import errors as gerrors
 from gunicorn.workers.gthread import ThreadWorker
 
-from webhook.server import metrics
+from webhook.server import balance, metrics
 from webhook.server.framing import Framed, HeadersTooLarge, frame_request
 from webhook.server.http import DRAIN_LIMIT, MAX_BODY, error_body, status_line
 
@@ -89,6 +90,14 @@ class ConnectionLimits:
     #: While stopping: how long connections kept alive before the stop stay open for
     #: a request a client may already be sending (module docstring).
     stop_quiet: float = 1.0
+    #: How long a worker leaves a new connection to a sibling with fewer open
+    #: connections before it takes it itself (webhook/server/balance.py); 0: no
+    #: balancing, whoever wakes first accepts.
+    balance_patience: float = 0.02
+
+
+#: While a worker leaves new connections to a sibling: how often it looks again.
+_BALANCE_RECHECK = 0.001
 
 
 #: What this process's workers apply; webhook.server.runner sets it before gunicorn forks.
@@ -181,6 +190,12 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         # handle_request closes a connection when this many are kept alive: ours are
         # bounded by worker_connections instead.
         self.max_keepalived = self.cfg.worker_connections + 1
+        # Built in the master, one worker at a time: the slot is claimed here, taken
+        # by the worker once forked (run).
+        self.share = balance.TABLE.claim() if self.limits.balance_patience > 0 else None
+        self._waiting_since: float | None = None
+        self._waited_at = 0.0
+        self._accept_paused_until = 0.0
 
     # -- the loop ---------------------------------------------------------------
 
@@ -188,14 +203,17 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.poller.register(
             self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks
         )
+        if self.share is not None:
+            self.share.take(os.getpid())
         self.set_accept_enabled(True)
         next_expiry = 0.0
         while self.alive:
             self.notify()
-            self.wait_for_and_dispatch_events(timeout=0.25)
+            self.wait_for_and_dispatch_events(timeout=self._poll_timeout(0.25))
             if not self.is_parent_alive():
                 break
             now = time.monotonic()
+            self._resume_accept(now)
             if now >= next_expiry:  # deadlines are seconds: checked 4 times a second
                 self.expire(now)
                 next_expiry = now + 0.25
@@ -204,6 +222,8 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.set_accept_enabled(False)
         for conn in list(self.connections):
             self.close(conn)
+        if self.share is not None:
+            self.share.release()
         self.tpool.shutdown(wait=False)
         self.poller.close()
         self.method_queue.close()
@@ -223,8 +243,9 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
                 if not self.connections:
                     return
             self.notify()
-            self.wait_for_and_dispatch_events(timeout=0.05)
+            self.wait_for_and_dispatch_events(timeout=self._poll_timeout(0.05))
             self.expire(time.monotonic())
+            self._resume_accept(time.monotonic())
 
     def expire(self, now: float) -> None:
         """Close what has run out of time: 408 for a request not received in time,
@@ -240,6 +261,8 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     def accept(self, listener: socket.socket) -> None:
         for _ in range(64):  # everything waiting, within reason, before other events
+            if self._leave_to_sibling():
+                return
             try:
                 raw, client = listener.accept()
             except OSError as exc:
@@ -266,12 +289,48 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
             conn = Connection(sock, client, listener.getsockname())
             conn.deadline = time.monotonic() + self.limits.header_timeout
             self.connections.add(conn)
-            self.nr_conns = len(self.connections)
+            self._counted()
             if self.cfg.is_ssl:
                 self._reregister(conn, selectors.EVENT_READ, partial(self.on_handshake, conn))
             else:
                 conn.state = _READING
                 self._reregister(conn, selectors.EVENT_READ, partial(self.on_readable, conn))
+
+    def _counted(self) -> None:
+        self.nr_conns = len(self.connections)
+        if self.share is not None:
+            self.share.set(self.nr_conns)
+
+    def _leave_to_sibling(self) -> bool:
+        """Whether to leave the waiting connection to a sibling worker that holds fewer
+        (webhook/server/balance.py): then accepting pauses for a moment, and this
+        worker looks again. After ``balance_patience`` of waiting it takes the
+        connection whatever the counts say."""
+        share = self.share
+        if share is None or not share.crowded():
+            self._waiting_since = None
+            return False
+        now = time.monotonic()
+        if self._waiting_since is None or now - self._waited_at > self.limits.balance_patience:
+            self._waiting_since = now  # a new connection to leave (not the last one)
+        if now - self._waiting_since >= self.limits.balance_patience:
+            self._waiting_since = None  # the sibling did not take it: take it
+            return False
+        self._waited_at = now
+        self.set_accept_enabled(False)
+        self._accept_paused_until = now + _BALANCE_RECHECK
+        return True
+
+    def _resume_accept(self, now: float) -> None:
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self.set_accept_enabled(True)
+
+    def _poll_timeout(self, timeout: float) -> float:
+        """``timeout``, or less when accepting resumes sooner."""
+        if not self._accept_paused_until:
+            return timeout
+        return max(0.0, min(timeout, self._accept_paused_until - time.monotonic()))
 
     def _refuse_connection(self, raw: socket.socket) -> None:
         metrics.CONNECTIONS_REFUSED.inc()
@@ -448,7 +507,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         if conn not in self.connections:
             return
         self.connections.discard(conn)
-        self.nr_conns = len(self.connections)
+        self._counted()
         self.buffered -= len(conn.buffer)
         conn.buffer.clear()
         self._unwatch(conn)
