@@ -22,6 +22,11 @@ stalled or idle client holds a buffer and a file descriptor, never a thread:
 * at most ``max_buffered`` bytes of unfinished requests per worker: a body that
   would go past it is answered 503 and its connection closed (memory stays bounded
   whatever the clients send).
+* new connections go to the worker holding fewest (webhook/server/balance.py): a
+  worker with more than a live sibling pauses accepting for a moment and leaves the
+  connection to it, for at most ``balance_patience``. Without it a burst of
+  kept-alive connections (an apiserver's pool) mostly landed on one worker, whose
+  threads then answered every review while the other core idled.
 
 Errors gunicorn answers itself (a malformed request line or header, 431, 501) are
 one line of JSON with ``error`` and ``code``, as nfsguard's own are
