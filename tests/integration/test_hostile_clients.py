@@ -136,16 +136,20 @@ class Attackers:
             conn.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello begun
             return conn
         conn = tls_connection(handle)
-        if kind == "headers-part":
-            conn.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: applic")
-        elif kind == "body-part":
-            conn.sendall(
-                b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b'Content-Length: 5000\r\n\r\n{"kind": "Admiss'
-            )
-        else:  # one request answered, then the connection kept and left idle
-            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert read_response(conn).startswith(b"HTTP/1.1 200")
+        try:
+            if kind == "headers-part":
+                conn.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: applic")
+            elif kind == "body-part":
+                conn.sendall(
+                    b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 5000\r\n\r\n{"kind": "Admiss'
+                )
+            else:  # one request answered, then the connection kept and left idle
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_response(conn).startswith(b"HTTP/1.1 200")
+        except BaseException:  # reported by _keep; the socket is not left to the GC
+            conn.close()
+            raise
         return conn
 
     def _keep(self, kind: str) -> None:
