@@ -62,7 +62,9 @@ def rfc3339(moment: datetime) -> str:
     """``2026-11-27T08:30:56.123456Z``: UTC, microseconds, ``Z`` suffix."""
     if moment.tzinfo is None:
         raise ValueError("audit times must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime("%Y-%m-%dT%H:%M:%S.%fZ"): the same text for every year
+    # from 1000 on, at a tenth of the cost (one per record: docs/performance.md).
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_rfc3339(text: str) -> datetime:

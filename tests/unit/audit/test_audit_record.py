@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import jsonschema
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.unit.audit.audit_fixtures import T0, StepClock, decision, keypair, request
 from webhook.admission.handler import record as handler_record
 from webhook.api.decision import Decision, Outcome
 from webhook.api.review import AdmissionRequest, UserInfo
-from webhook.audit.record import GENESIS, SCHEMA, canonical, record_hash
+from webhook.audit.record import (
+    GENESIS,
+    SCHEMA,
+    canonical,
+    parse_rfc3339,
+    record_hash,
+    rfc3339,
+)
 from webhook.audit.signing import load_signer
 from webhook.audit.writer import AuditWriter
 
@@ -182,3 +193,21 @@ def test_every_record_type_matches_the_json_schema(tmp_path: Path) -> None:
     broken = dict(records[0], outcome="ignored")  # out of scope: never a record
     assert not validator.is_valid(broken)
     assert validator.is_valid(dict(records[0], outcome="compliant"))  # --audit-compliant
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1000, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone.min]),
+    )
+)
+def test_record_times_are_utc_with_microseconds_and_z(moment: datetime) -> None:
+    text = rfc3339(moment)
+    assert text == moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert parse_rfc3339(text) == moment
+
+
+def test_a_naive_time_is_never_a_record_time() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        rfc3339(datetime(2026, 12, 7, 12, 0))
