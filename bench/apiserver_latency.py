@@ -16,6 +16,11 @@ each with its own connection) in five set-ups:
   native   main.yaml compiled by `nfsguard policy compile` (webhook/native: every rule's
            CEL, the pin MAP and the deny VAP), nothing else
   native-and-webhook  both: native first, the webhook sees the pinned object
+  floor    bench.floor (the static "allowed" answer, no patch) served by nfsguard's own
+           gunicorn set-up and worker on the same TLS pair, registered with the same
+           configuration: what a webhook on this server stack costs before any of
+           nfsguard's work (policy, patch, audit trail); it pins nothing, so it is proven
+           live by the apiserver's per-webhook call count instead of the probe
 
 Every create asks for nfsvers=4.1 on the pinned export, so both mutators do real work, and
 each set-up is checked to store nfsvers=4.0 before it is timed. The apiserver's own
@@ -35,7 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,13 +50,19 @@ from kubernetes import client as k8s
 from tests.e2e.kubecluster import (
     ENABLE_HINT,
     KUBE_VERSION,
+    LOOPBACK,
     PIN,
     REPO,
     ControlPlane,
+    ManagedProcess,
     Registration,
     WebhookServer,
     find_assets,
+    free_port,
+    loopback_env,
+    mwc_model,
     nfs_pv,
+    probe,
     pv_model,
     wait_until,
     webhook_configuration_for,
@@ -281,6 +292,79 @@ def native_rows(
         reg.unregister()  # waits until neither pins the probe
 
 
+WEBHOOK_CALLS = re.compile(
+    r"^apiserver_admission_webhook_admission_duration_seconds_count\{([^}]*)\} (\S+)$"
+)
+
+
+def webhook_calls(cp: ControlPlane, webhook: str) -> float:
+    """How often the apiserver has called the webhook named ``webhook`` so far."""
+    total = 0.0
+    for line in cp.metrics().splitlines():
+        m = WEBHOOK_CALLS.match(line)
+        if m and f'name="{webhook}"' in m[1]:
+            total += float(m[2])
+    return total
+
+
+@contextmanager
+def floor_served(tls_dir: Path, workdir: Path) -> Iterator[str]:
+    """bench.floor on a loopback port with the webhook's TLS pair (2 workers x 4
+    threads, as served); yields its URL once it answers /healthz."""
+    import ssl
+    import urllib.request
+
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.floor", "--tls-dir", str(tls_dir)]
+    argv += ["--host", LOOPBACK, "--port", str(port), "--log-level", "warning"]
+    env = loopback_env({"PYTHONPATH": str(REPO)})  # it runs in workdir, bench/ is ours
+    proc = ManagedProcess("floor", argv, workdir / "floor.log", env=env)
+    url = f"https://{LOOPBACK}:{port}"
+    context = ssl.create_default_context(cafile=str(tls_dir / "ca.crt"))
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
+
+    def answers() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"bench.floor exited:\n{proc.tail()}")
+        try:
+            with opener.open(f"{url}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    try:
+        wait_until("bench.floor to answer", answers)
+        yield url
+    finally:
+        proc.stop()
+
+
+@contextmanager
+def floor_registered(
+    cp: ControlPlane, api: k8s.ApiClient, config: dict[str, Any]
+) -> Iterator[None]:
+    """The floor's configuration registered; live once a probe create calls it, gone once
+    one does not (the floor never patches, so the probe cannot tell)."""
+    ar = k8s.AdmissionregistrationV1Api(api)
+    core = k8s.CoreV1Api(api)
+    webhook = str(config["webhooks"][0]["name"])
+
+    def called() -> bool:
+        before = webhook_calls(cp, webhook)
+        probe(core)
+        return webhook_calls(cp, webhook) > before
+
+    ar.create_mutating_webhook_configuration(mwc_model(config))
+    try:
+        wait_until("the floor webhook to be called", called)
+        yield
+    finally:
+        ar.delete_mutating_webhook_configuration(config["metadata"]["name"])
+        wait_until("the floor webhook to be gone", lambda: not called())
+
+
 def machine() -> dict[str, str]:
     model = "unknown"
     try:
@@ -368,8 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     mach = machine()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     c = args.clients
-    names = ["none", "webhook", "map", "native", "native-and-webhook"]
-    names += [f"none x{c}", f"webhook x{c}", f"map x{c}"]
+    names = ["none", "floor", "webhook", "map", "native", "native-and-webhook"]
+    names += [f"none x{c}", f"floor x{c}", f"webhook x{c}", f"map x{c}"]
     results = {name: Result(name) for name in names}
     per_round, warm = max(1, args.creates // args.rounds), max(1, args.warmup // args.rounds)
     with tempfile.TemporaryDirectory(prefix="nfsguard-bench-") as tmp:
@@ -385,14 +469,21 @@ def main(argv: list[str] | None = None) -> int:
             POLICY, work / "nfsguard", extra_args=["--audit-key", str(key), "--audit-stdout"]
         )
         pool = [cp.api_client() for _ in range(c)]
+        stack = ExitStack()
         parallel = [k8s.CoreV1Api(a) for a in pool]
         try:
             wh.start()
             config = webhook_configuration_for(wh.url, wh.ca_crt.read_bytes())
+            floor = stack.enter_context(floor_served(wh.tls_dir, work))
+            floor_config = webhook_configuration_for(
+                floor, wh.ca_crt.read_bytes(), name="nfsguard-bench-floor"
+            )
             wait_until("no mutation", expect_pin(core, False))
             for r in range(args.rounds):
                 print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
                 run_block(cp, core, results["none"], per_round, warm)
+                with floor_registered(cp, api, floor_config):
+                    run_block(cp, core, results["floor"], per_round, warm)
                 reg = Registration(api, config)
                 reg.register()
                 try:
@@ -403,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
                     run_block(cp, core, results["map"], per_round, warm)
                 native_rows(cp, api, config, results, per_round, warm)
                 run_block(cp, core, results[f"none x{c}"], per_round, warm, parallel)
+                with floor_registered(cp, api, floor_config):
+                    run_block(cp, core, results[f"floor x{c}"], per_round, warm, parallel)
                 reg = Registration(api, config)
                 reg.register()
                 try:
@@ -412,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                 with map_registered(api):
                     run_block(cp, core, results[f"map x{c}"], per_round, warm, parallel)
         finally:
+            stack.close()
             for a in pool:
                 a.close()  # type: ignore[no-untyped-call]
             wh.stop()
