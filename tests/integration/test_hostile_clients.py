@@ -13,6 +13,7 @@ time.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import re
@@ -20,8 +21,10 @@ import select
 import signal
 import socket
 import ssl
+import struct
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -375,8 +378,22 @@ def test_connections_past_the_limit_are_refused_at_once(
         except (requests.RequestException, AssertionError):
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.2)
+        collect_sockets_ssl_left_open()  # a probe the worker refused, still at its limit
+        time.sleep(0.2)
     assert metric(handle, "nfsguard_connections_refused_total") >= 24
+
+
+def collect_sockets_ssl_left_open() -> None:
+    """Finalise, quietly and now, the client sockets CPython's ``ssl`` leaves open when a
+    server resets a connection before its TLS handshake: ``SSLSocket._create`` (3.11
+    Lib/ssl.py) finds the socket no longer connected (``getpeername``: ENOTCONN), reads
+    one byte to look for data, and re-raises that read's ECONNRESET without closing the
+    socket it made; urllib3 never gets it, so cannot close it. Left to the collector,
+    it warns in whichever later test the collector happens to run in (CI 2026-12-07:
+    an unraisable ResourceWarning for an ``SSLSocket`` with no peer address)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def served_by(conn: socket.socket) -> int:
@@ -452,3 +469,20 @@ def test_a_stopping_worker_still_answers_its_kept_alive_connections(tmp_path: Pa
         for conn in opened:
             conn.close()
         handle.stop()
+
+
+def test_a_client_that_resets_before_its_handshake_is_no_warning(
+    server_factory: Callable[..., ServerHandle],
+) -> None:
+    """Connect and reset at once (SO_LINGER 0), many times: the worker finds the socket
+    already reset when it wraps it for TLS (CPython then raises ECONNRESET). That is the
+    client going away, not a server fault: no warning, no traceback, and the server
+    answers as before."""
+    handle = server_factory([POLICIES], ["--workers", "1"])
+    for _ in range(200):
+        raw = socket.create_connection((LOOPBACK, handle.port), timeout=PROBE_TIMEOUT)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw.close()
+    probe_all(handle)
+    log = handle.log_text()
+    assert "no server context" not in log and "Traceback" not in log, log[-3000:]
