@@ -68,9 +68,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = f"{_time(record)} {record.levelname} {record.name}: {record.getMessage()}"
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict) and fields:
-            line += "".join(f" {key}={_text_value(value)}" for key, value in fields.items())
+        line += "".join(f" {key}={_text_value(value)}" for key, value in _fields(record).items())
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

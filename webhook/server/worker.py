@@ -287,19 +287,17 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
                         do_handshake_on_connect=False,
                         suppress_ragged_eofs=True,
                     )
-                except OSError as exc:
+                except (OSError, ValueError) as exc:
                     raw.close()
-                    if isinstance(exc, ConnectionError) or exc.errno == errno.ENOTCONN:
+                    if isinstance(exc, ConnectionError) or (
+                        isinstance(exc, OSError) and exc.errno == errno.ENOTCONN
+                    ):
                         # The client reset the connection before we wrapped it (CPython's
                         # SSLSocket._create re-raises ECONNRESET): the client's leaving,
                         # not a fault here, and a hostile client must not flood the log.
                         log.debug("connection from %s reset before TLS", client)
                     else:
                         log.warning("tls: no server context; connection closed: %s", exc)
-                    continue
-                except ValueError as exc:
-                    raw.close()
-                    log.warning("tls: no server context; connection closed: %s", exc)
                     continue
             conn = Connection(sock, client, listener.getsockname())
             conn.deadline = time.monotonic() + self.limits.header_timeout
